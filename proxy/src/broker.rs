@@ -1,0 +1,154 @@
+//! The state every handler shares: configuration, storage, cluster view, partition state and
+//! metrics. One `Broker` per proxy process.
+
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use uuid::Uuid;
+
+use crate::backend::{BackendResult, SharedBackend, TopicInfo, TopicSettings};
+use crate::cluster::{BrokerAddress, Cluster};
+use crate::config::ProxyConfig;
+use crate::metrics::Metrics;
+use crate::partitions::PartitionRegistry;
+
+pub struct Broker {
+    pub config: ProxyConfig,
+    pub backend: SharedBackend,
+    pub cluster: Cluster,
+    pub partitions: PartitionRegistry,
+    pub metrics: Arc<Metrics>,
+    producer_ids: AtomicI64,
+}
+
+/// Namespace for topic ids: ids are derived from the topic name so every replica agrees.
+const TOPIC_ID_NAMESPACE: Uuid = Uuid::from_u128(0x6b61_666b_612d_6967_6779_2d74_6f70_6963);
+
+impl Broker {
+    pub fn new(
+        config: ProxyConfig,
+        backend: SharedBackend,
+        metrics: Arc<Metrics>,
+    ) -> Result<Self, String> {
+        let (host, port) = config.advertised()?;
+        let cluster = Cluster::single(
+            config.cluster_id.clone(),
+            BrokerAddress {
+                id: config.broker_id,
+                host,
+                port,
+            },
+        );
+        Ok(Self {
+            producer_ids: AtomicI64::new(first_producer_id(config.broker_id)),
+            config,
+            backend,
+            cluster,
+            partitions: PartitionRegistry::default(),
+            metrics,
+        })
+    }
+
+    /// A fresh producer id, unique across replicas (broker id in the top bits) and restarts
+    /// (start time in the middle bits).
+    pub fn next_producer_id(&self) -> i64 {
+        self.producer_ids.fetch_add(1, Ordering::Relaxed)
+    }
+
+    pub fn topic_id(name: &str) -> Uuid {
+        Uuid::new_v5(&TOPIC_ID_NAMESPACE, name.as_bytes())
+    }
+
+    /// Looks a topic up, creating it with the default partition count when `create` is true and
+    /// auto-creation is enabled.
+    pub async fn topic_or_create(
+        &self,
+        name: &str,
+        create: bool,
+    ) -> BackendResult<Option<TopicInfo>> {
+        if let Some(info) = self.backend.describe_topic(name).await? {
+            return Ok(Some(info));
+        }
+        if !(create && self.config.auto_create_topics) || validate_topic_name(name).is_err() {
+            return Ok(None);
+        }
+        let settings = TopicSettings {
+            partitions: self.config.default_partitions,
+            ..TopicSettings::default()
+        };
+        match self.backend.create_topic(name, &settings).await {
+            Ok(()) | Err(crate::backend::BackendError::TopicAlreadyExists(_)) => {
+                tracing::info!(
+                    topic = name,
+                    partitions = settings.partitions,
+                    "auto-created topic"
+                );
+                self.backend.describe_topic(name).await
+            }
+            Err(e) => Err(e),
+        }
+    }
+}
+
+fn first_producer_id(broker_id: i32) -> i64 {
+    let start_ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0);
+    // 10 bits of broker id, then milliseconds since the epoch shifted to leave room for ids
+    // handed out before the next restart.
+    (i64::from(broker_id) & 0x3ff) << 52 | (start_ms & 0xff_ffff_ffff) << 10
+}
+
+/// Kafka's topic name rules: 1..=249 characters of `[a-zA-Z0-9._-]`, not `.` or `..`.
+pub fn validate_topic_name(name: &str) -> Result<(), String> {
+    if name.is_empty() || name.len() > 249 {
+        return Err(format!(
+            "topic name must be 1..=249 characters, got {}",
+            name.len()
+        ));
+    }
+    if name == "." || name == ".." {
+        return Err("topic name cannot be '.' or '..'".into());
+    }
+    if let Some(c) = name
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
+    {
+        return Err(format!("topic name contains illegal character {c:?}"));
+    }
+    Ok(())
+}
+
+/// Milliseconds since `start`, saturating.
+pub fn elapsed_ms(start: Instant) -> u64 {
+    start.elapsed().as_millis().try_into().unwrap_or(u64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn topic_names() {
+        assert!(validate_topic_name("orders.v2_x-1").is_ok());
+        assert!(validate_topic_name("").is_err());
+        assert!(validate_topic_name("..").is_err());
+        assert!(validate_topic_name("a b").is_err());
+        assert!(validate_topic_name(&"x".repeat(250)).is_err());
+    }
+
+    #[test]
+    fn topic_ids_are_stable_and_distinct() {
+        assert_eq!(Broker::topic_id("a"), Broker::topic_id("a"));
+        assert_ne!(Broker::topic_id("a"), Broker::topic_id("b"));
+        assert!(!Broker::topic_id("a").is_nil());
+    }
+
+    #[test]
+    fn producer_ids_differ_per_broker() {
+        assert_ne!(first_producer_id(0) >> 52, first_producer_id(1) >> 52);
+        assert!(first_producer_id(1023) > 0);
+    }
+}

@@ -1,0 +1,91 @@
+//! Who is who in the (proxy) cluster. Today there is one proxy, but every question that will
+//! have a different answer with several replicas (which brokers exist, who leads a partition, who
+//! coordinates a group) is asked here, so handlers never assume a single process.
+
+use kafka_protocol::messages::BrokerId;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BrokerAddress {
+    pub id: i32,
+    pub host: String,
+    pub port: i32,
+}
+
+#[derive(Debug, Clone)]
+pub struct Cluster {
+    pub cluster_id: String,
+    this: BrokerAddress,
+    members: Vec<BrokerAddress>,
+}
+
+impl Cluster {
+    /// A cluster of exactly this proxy.
+    pub fn single(cluster_id: String, this: BrokerAddress) -> Self {
+        Self {
+            cluster_id,
+            members: vec![this.clone()],
+            this,
+        }
+    }
+
+    pub fn this_broker(&self) -> &BrokerAddress {
+        &self.this
+    }
+
+    /// Every member, in broker-id order; all replicas answer Metadata with this same list.
+    pub fn brokers(&self) -> &[BrokerAddress] {
+        &self.members
+    }
+
+    /// The controller shown to admin clients.
+    pub fn controller_id(&self) -> BrokerId {
+        BrokerId(self.members.first().map_or(self.this.id, |b| b.id))
+    }
+
+    /// The replica that owns (is the single writer of) a partition.
+    pub fn partition_leader(&self, topic: &str, partition: i32) -> i32 {
+        let index = stable_hash(topic, partition) % self.members.len() as u64;
+        self.members[index as usize].id
+    }
+
+    pub fn is_local_leader(&self, topic: &str, partition: i32) -> bool {
+        self.partition_leader(topic, partition) == self.this.id
+    }
+}
+
+/// FNV-1a over topic and partition: deterministic across processes and versions (unlike
+/// `std`'s randomized hasher), so every replica computes the same owner.
+fn stable_hash(topic: &str, partition: i32) -> u64 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in topic.bytes().chain(partition.to_be_bytes()) {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    hash
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn single_member_leads_everything() {
+        let c = Cluster::single(
+            "c".into(),
+            BrokerAddress {
+                id: 7,
+                host: "h".into(),
+                port: 1,
+            },
+        );
+        assert_eq!(c.partition_leader("t", 3), 7);
+        assert!(c.is_local_leader("anything", 0));
+        assert_eq!(c.controller_id(), BrokerId(7));
+    }
+
+    #[test]
+    fn hash_is_stable() {
+        assert_eq!(stable_hash("orders", 0), stable_hash("orders", 0));
+        assert_ne!(stable_hash("orders", 0), stable_hash("orders", 1));
+    }
+}

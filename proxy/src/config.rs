@@ -1,0 +1,333 @@
+//! Configuration: command-line flags (each with an environment twin) over an optional YAML file
+//! over defaults. `ProxyConfig` is also the file format, so the operator can render it.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Parser, ValueEnum};
+use serde::{Deserialize, Serialize};
+
+/// Prefix of every environment variable the proxy reads.
+pub const ENV_PREFIX: &str = "KAFKA_IGGY_";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BackendKind {
+    /// Apache Iggy over TCP (production).
+    Iggy,
+    /// In-process memory store (tests, local development; data is lost on exit).
+    Memory,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Plain,
+    Json,
+}
+
+/// Command line. Every flag is optional so that the YAML file and the defaults fill the gaps.
+#[derive(Debug, Parser)]
+#[command(
+    name = "kafka-iggy-proxy",
+    version,
+    about = "Kafka wire-protocol proxy that stores data in Apache Iggy",
+    long_about = "Unmodified Kafka clients connect to this proxy as if it were a Kafka broker; \
+records are stored in Apache Iggy (one Kafka record = one Iggy message, the Kafka value is the \
+Iggy payload). Flags override the YAML file given with --config, which overrides defaults. Every \
+flag has an environment variable twin (shown below); unknown KAFKA_IGGY_* variables are an error."
+)]
+pub struct Cli {
+    /// Address to accept Kafka clients on [default: 0.0.0.0:9092]
+    #[arg(long, env = "KAFKA_IGGY_LISTEN")]
+    pub listen: Option<SocketAddr>,
+
+    /// HOST:PORT announced to clients in Metadata [default: the listen address; 0.0.0.0 becomes 127.0.0.1]
+    #[arg(long, env = "KAFKA_IGGY_ADVERTISED_ADDRESS")]
+    pub advertised_address: Option<String>,
+
+    /// Broker id announced for this proxy [default: 0]
+    #[arg(long, env = "KAFKA_IGGY_BROKER_ID")]
+    pub broker_id: Option<i32>,
+
+    /// Storage back end
+    #[arg(long, env = "KAFKA_IGGY_BACKEND", value_enum)]
+    pub backend: Option<BackendKind>,
+
+    /// Iggy server TCP address [default: 127.0.0.1:8090]
+    #[arg(long, env = "KAFKA_IGGY_IGGY_ADDRESS")]
+    pub iggy_address: Option<String>,
+
+    /// Iggy user [default: iggy]
+    #[arg(long, env = "KAFKA_IGGY_IGGY_USERNAME")]
+    pub iggy_username: Option<String>,
+
+    /// Iggy password [default: iggy]
+    #[arg(long, env = "KAFKA_IGGY_IGGY_PASSWORD", hide_env_values = true)]
+    pub iggy_password: Option<String>,
+
+    /// Logged-in Iggy SDK connections shared by all clients [default: 8]
+    #[arg(long, env = "KAFKA_IGGY_IGGY_CONNECTIONS")]
+    pub iggy_connections: Option<usize>,
+
+    /// Iggy stream holding Kafka topics without an explicit mapping [default: kafka]
+    #[arg(long, env = "KAFKA_IGGY_DEFAULT_STREAM")]
+    pub default_stream: Option<String>,
+
+    /// Create unknown topics on first use (Metadata with auto-create, Produce) [default: true]
+    #[arg(long, env = "KAFKA_IGGY_AUTO_CREATE_TOPICS")]
+    pub auto_create_topics: Option<bool>,
+
+    /// Partitions given to auto-created topics and to CreateTopics with -1 [default: 1]
+    #[arg(long, env = "KAFKA_IGGY_DEFAULT_PARTITIONS")]
+    pub default_partitions: Option<u32>,
+
+    /// Serve Prometheus /metrics, /healthz and /readyz here [default: off]
+    #[arg(long, env = "KAFKA_IGGY_METRICS_LISTEN")]
+    pub metrics_listen: Option<SocketAddr>,
+
+    /// Largest accepted request frame in bytes [default: 104857600, as Kafka]
+    #[arg(long, env = "KAFKA_IGGY_MAX_FRAME_BYTES")]
+    pub max_frame_bytes: Option<usize>,
+
+    /// Most simultaneous client connections; further ones are closed at once [default: 10000]
+    #[arg(long, env = "KAFKA_IGGY_MAX_CONNECTIONS")]
+    pub max_connections: Option<usize>,
+
+    /// Log format
+    #[arg(long, env = "KAFKA_IGGY_LOG_FORMAT", value_enum)]
+    pub log_format: Option<LogFormat>,
+
+    /// YAML configuration file (see README for the schema)
+    #[arg(long, env = "KAFKA_IGGY_CONFIG")]
+    pub config: Option<PathBuf>,
+}
+
+/// Where a Kafka topic lives in Iggy when it is not `<default stream>/<topic>`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TopicMapping {
+    pub stream: String,
+    /// Iggy topic name [default: the Kafka topic name]
+    #[serde(default)]
+    pub topic: Option<String>,
+}
+
+/// Explicit resource limits.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    pub max_frame_bytes: usize,
+    pub max_connections: usize,
+    /// Requests decoded ahead of the one being answered on a connection.
+    pub max_in_flight_per_connection: usize,
+    /// Upper bound applied to a Fetch's max_wait_ms.
+    pub max_fetch_wait_ms: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_frame_bytes: 100 * 1024 * 1024,
+            max_connections: 10_000,
+            max_in_flight_per_connection: 16,
+            max_fetch_wait_ms: 30_000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IggySettings {
+    pub address: String,
+    pub username: String,
+    pub password: String,
+    pub connections: usize,
+}
+
+impl Default for IggySettings {
+    fn default() -> Self {
+        Self {
+            address: "127.0.0.1:8090".into(),
+            username: "iggy".into(),
+            password: "iggy".into(),
+            connections: 8,
+        }
+    }
+}
+
+/// The resolved configuration, and the YAML file schema.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ProxyConfig {
+    pub listen: SocketAddr,
+    pub advertised_address: Option<String>,
+    pub broker_id: i32,
+    pub cluster_id: String,
+    pub backend: BackendKind,
+    pub iggy: IggySettings,
+    pub default_stream: String,
+    pub auto_create_topics: bool,
+    pub default_partitions: u32,
+    /// Kafka topic name → Iggy location.
+    pub topics: BTreeMap<String, TopicMapping>,
+    pub metrics_listen: Option<SocketAddr>,
+    pub log_format: LogFormat,
+    pub limits: Limits,
+}
+
+impl Default for ProxyConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([0, 0, 0, 0], 9092)),
+            advertised_address: None,
+            broker_id: 0,
+            cluster_id: "kafka-iggy-proxy".into(),
+            backend: BackendKind::Iggy,
+            iggy: IggySettings::default(),
+            default_stream: "kafka".into(),
+            auto_create_topics: true,
+            default_partitions: 1,
+            topics: BTreeMap::new(),
+            metrics_listen: None,
+            log_format: LogFormat::Plain,
+            limits: Limits::default(),
+        }
+    }
+}
+
+/// A configuration problem, reported all at once in readable form.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid configuration:\n  - {}", .0.join("\n  - "))]
+pub struct ConfigError(pub Vec<String>);
+
+impl ProxyConfig {
+    /// Builds the configuration from flags, the file they name, and `env` (the process
+    /// environment in production, a map in tests) for rejecting unknown variables.
+    pub fn resolve(
+        cli: Cli,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, ConfigError> {
+        let mut problems = unknown_env_vars(env);
+        let mut config = match &cli.config {
+            Some(path) => match std::fs::read_to_string(path) {
+                Ok(text) => match serde_yaml::from_str::<ProxyConfig>(&text) {
+                    Ok(c) => c,
+                    Err(e) => {
+                        problems.push(format!("{}: {e}", path.display()));
+                        ProxyConfig::default()
+                    }
+                },
+                Err(e) => {
+                    problems.push(format!("cannot read {}: {e}", path.display()));
+                    ProxyConfig::default()
+                }
+            },
+            None => ProxyConfig::default(),
+        };
+        config.apply(cli);
+        problems.extend(config.validate());
+        if problems.is_empty() {
+            Ok(config)
+        } else {
+            Err(ConfigError(problems))
+        }
+    }
+
+    fn apply(&mut self, cli: Cli) {
+        fn set<T>(slot: &mut T, value: Option<T>) {
+            if let Some(v) = value {
+                *slot = v;
+            }
+        }
+        set(&mut self.listen, cli.listen);
+        if cli.advertised_address.is_some() {
+            self.advertised_address = cli.advertised_address;
+        }
+        set(&mut self.broker_id, cli.broker_id);
+        set(&mut self.backend, cli.backend);
+        set(&mut self.iggy.address, cli.iggy_address);
+        set(&mut self.iggy.username, cli.iggy_username);
+        set(&mut self.iggy.password, cli.iggy_password);
+        set(&mut self.iggy.connections, cli.iggy_connections);
+        set(&mut self.default_stream, cli.default_stream);
+        set(&mut self.auto_create_topics, cli.auto_create_topics);
+        set(&mut self.default_partitions, cli.default_partitions);
+        if cli.metrics_listen.is_some() {
+            self.metrics_listen = cli.metrics_listen;
+        }
+        set(&mut self.limits.max_frame_bytes, cli.max_frame_bytes);
+        set(&mut self.limits.max_connections, cli.max_connections);
+        set(&mut self.log_format, cli.log_format);
+    }
+
+    fn validate(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        if let Err(e) = self.advertised() {
+            problems.push(e);
+        }
+        if self.default_partitions == 0 {
+            problems.push("default_partitions must be at least 1".into());
+        }
+        if self.iggy.connections == 0 {
+            problems.push("iggy.connections must be at least 1".into());
+        }
+        if self.limits.max_frame_bytes < 1024 || self.limits.max_frame_bytes > i32::MAX as usize {
+            problems.push("limits.max_frame_bytes must be within 1024..=2147483647".into());
+        }
+        if self.limits.max_connections == 0 || self.limits.max_in_flight_per_connection == 0 {
+            problems.push(
+                "limits.max_connections and max_in_flight_per_connection must be at least 1".into(),
+            );
+        }
+        if self.default_stream.is_empty() || self.default_stream.len() > 255 {
+            problems.push("default_stream must be 1..=255 bytes".into());
+        }
+        for (topic, mapping) in &self.topics {
+            if mapping.stream.is_empty() {
+                problems.push(format!("topics.{topic}.stream must not be empty"));
+            }
+        }
+        problems
+    }
+
+    /// The host and port announced in Metadata.
+    pub fn advertised(&self) -> Result<(String, i32), String> {
+        let Some(addr) = &self.advertised_address else {
+            let host = if self.listen.ip().is_unspecified() {
+                "127.0.0.1".to_string()
+            } else {
+                self.listen.ip().to_string()
+            };
+            return Ok((host, i32::from(self.listen.port())));
+        };
+        let (host, port) = addr
+            .rsplit_once(':')
+            .ok_or_else(|| format!("advertised address {addr:?} is not HOST:PORT"))?;
+        let port: u16 = port
+            .parse()
+            .map_err(|_| format!("advertised address {addr:?} has an invalid port"))?;
+        if host.is_empty() {
+            return Err(format!("advertised address {addr:?} has no host"));
+        }
+        Ok((host.trim_matches(['[', ']']).to_string(), i32::from(port)))
+    }
+}
+
+/// Every `KAFKA_IGGY_*` variable must be one clap knows, so a typo is not silently ignored.
+fn unknown_env_vars(env: impl IntoIterator<Item = (String, String)>) -> Vec<String> {
+    use clap::CommandFactory;
+    let command = Cli::command();
+    let known: Vec<String> = command
+        .get_arguments()
+        .filter_map(|a| a.get_env().map(|e| e.to_string_lossy().into_owned()))
+        .collect();
+    env.into_iter()
+        .filter(|(k, _)| k.starts_with(ENV_PREFIX) && !known.contains(k))
+        .map(|(k, _)| format!("unknown environment variable {k}"))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,71 @@
+use super::*;
+
+fn cli(args: &[&str]) -> Cli {
+    let mut full = vec!["kafka-iggy-proxy"];
+    full.extend_from_slice(args);
+    Cli::try_parse_from(full).expect("valid flags")
+}
+
+#[test]
+fn defaults() {
+    let c = ProxyConfig::resolve(cli(&[]), []).unwrap();
+    assert_eq!(c.listen.to_string(), "0.0.0.0:9092");
+    assert_eq!(c.backend, BackendKind::Iggy);
+    assert_eq!(c.iggy.address, "127.0.0.1:8090");
+    assert_eq!(c.advertised().unwrap(), ("127.0.0.1".to_string(), 9092));
+    assert_eq!(c.limits.max_frame_bytes, 100 * 1024 * 1024);
+}
+
+#[test]
+fn flags_override_file() {
+    let dir = std::env::temp_dir().join(format!("kip-config-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("proxy.yaml");
+    std::fs::write(
+        &path,
+        "default_stream: sales\ndefault_partitions: 3\ntopics:\n  orders:\n    stream: shop\n    topic: orders-v2\nlimits:\n  max_connections: 5\n",
+    )
+    .unwrap();
+    let c = ProxyConfig::resolve(
+        cli(&[
+            "--config",
+            path.to_str().unwrap(),
+            "--default-partitions",
+            "6",
+        ]),
+        [],
+    )
+    .unwrap();
+    assert_eq!(c.default_stream, "sales");
+    assert_eq!(c.default_partitions, 6);
+    assert_eq!(c.limits.max_connections, 5);
+    assert_eq!(c.topics["orders"].topic.as_deref(), Some("orders-v2"));
+}
+
+#[test]
+fn every_problem_reported_at_once() {
+    let err = ProxyConfig::resolve(
+        cli(&[
+            "--default-partitions",
+            "0",
+            "--advertised-address",
+            "nohost",
+        ]),
+        [("KAFKA_IGGY_LISTN".to_string(), "x".to_string())],
+    )
+    .unwrap_err();
+    let text = err.to_string();
+    assert!(text.contains("KAFKA_IGGY_LISTN"), "{text}");
+    assert!(text.contains("default_partitions"), "{text}");
+    assert!(text.contains("HOST:PORT"), "{text}");
+}
+
+#[test]
+fn unknown_file_keys_are_rejected() {
+    let dir = std::env::temp_dir().join(format!("kip-config-bad-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("proxy.yaml");
+    std::fs::write(&path, "default_strem: x\n").unwrap();
+    let err = ProxyConfig::resolve(cli(&["--config", path.to_str().unwrap()]), []).unwrap_err();
+    assert!(err.to_string().contains("default_strem"), "{err}");
+}

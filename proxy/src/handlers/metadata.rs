@@ -1,0 +1,110 @@
+//! Metadata: brokers, and topics with their partition leaders.
+
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::metadata_response::{
+    MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
+};
+use kafka_protocol::messages::{ApiKey, BrokerId, MetadataRequest, MetadataResponse, TopicName};
+use kafka_protocol::protocol::StrBytes;
+
+use super::tally;
+use crate::backend::TopicInfo;
+use crate::broker::{validate_topic_name, Broker};
+use crate::error::backend_error_code;
+
+/// The authorized-operations bitfield when the client did not ask for it.
+const OPERATIONS_NOT_REQUESTED: i32 = i32::MIN;
+
+pub async fn handle(broker: &Broker, version: i16, request: MetadataRequest) -> MetadataResponse {
+    // v0 has no way to ask for "all topics" other than an empty list.
+    let requested: Option<Vec<String>> = match request.topics {
+        None => None,
+        Some(topics) if topics.is_empty() && version == 0 => None,
+        Some(topics) => Some(
+            topics
+                .into_iter()
+                .filter_map(|t| t.name.map(|n| n.0.to_string()))
+                .collect(),
+        ),
+    };
+    // Before v4 there is no flag; auto-creation follows the broker setting.
+    let allow_create = version < 4 || request.allow_auto_topic_creation;
+
+    let topics = match requested {
+        None => match broker.backend.list_topics().await {
+            Ok(all) => all.iter().map(|t| topic_metadata(broker, t)).collect(),
+            Err(e) => {
+                tracing::warn!(error = %e, "listing topics failed");
+                Vec::new()
+            }
+        },
+        Some(names) => {
+            let mut out = Vec::with_capacity(names.len());
+            for name in names {
+                out.push(named_topic(broker, &name, allow_create).await);
+            }
+            out
+        }
+    };
+
+    let brokers = broker
+        .cluster
+        .brokers()
+        .iter()
+        .map(|b| {
+            MetadataResponseBroker::default()
+                .with_node_id(BrokerId(b.id))
+                .with_host(StrBytes::from_string(b.host.clone()))
+                .with_port(b.port)
+        })
+        .collect();
+    MetadataResponse::default()
+        .with_brokers(brokers)
+        .with_cluster_id(Some(StrBytes::from_string(
+            broker.cluster.cluster_id.clone(),
+        )))
+        .with_controller_id(broker.cluster.controller_id())
+        .with_cluster_authorized_operations(OPERATIONS_NOT_REQUESTED)
+        .with_topics(topics)
+}
+
+async fn named_topic(broker: &Broker, name: &str, allow_create: bool) -> MetadataResponseTopic {
+    let error = |code: ResponseError| {
+        MetadataResponseTopic::default()
+            .with_name(Some(TopicName(StrBytes::from_string(name.to_string()))))
+            .with_error_code(tally(broker, ApiKey::Metadata, code.code()))
+            .with_topic_authorized_operations(OPERATIONS_NOT_REQUESTED)
+    };
+    if validate_topic_name(name).is_err() {
+        return error(ResponseError::InvalidTopicException);
+    }
+    match broker.topic_or_create(name, allow_create).await {
+        Ok(Some(info)) => topic_metadata(broker, &info),
+        Ok(None) => error(ResponseError::UnknownTopicOrPartition),
+        Err(e) => {
+            tracing::warn!(topic = name, error = %e, "topic lookup failed");
+            MetadataResponseTopic::default()
+                .with_name(Some(TopicName(StrBytes::from_string(name.to_string()))))
+                .with_error_code(tally(broker, ApiKey::Metadata, backend_error_code(&e)))
+        }
+    }
+}
+
+fn topic_metadata(broker: &Broker, info: &TopicInfo) -> MetadataResponseTopic {
+    let partitions = (0..info.partitions as i32)
+        .map(|p| {
+            let leader = BrokerId(broker.cluster.partition_leader(&info.name, p));
+            MetadataResponsePartition::default()
+                .with_partition_index(p)
+                .with_leader_id(leader)
+                .with_leader_epoch(0)
+                .with_replica_nodes(vec![leader])
+                .with_isr_nodes(vec![leader])
+        })
+        .collect();
+    MetadataResponseTopic::default()
+        .with_name(Some(TopicName(StrBytes::from_string(info.name.clone()))))
+        .with_topic_id(Broker::topic_id(&info.name))
+        .with_partitions(partitions)
+        .with_topic_authorized_operations(OPERATIONS_NOT_REQUESTED)
+}

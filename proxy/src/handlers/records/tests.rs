@@ -1,0 +1,127 @@
+use super::*;
+use kafka_protocol::records::NO_SEQUENCE;
+
+fn record(offset: i64, key: Option<&'static [u8]>, value: Option<&'static [u8]>) -> Record {
+    let mut headers = IndexMap::new();
+    headers.insert(
+        StrBytes::from_static_str("h1"),
+        Some(Bytes::from_static(b"v1")),
+    );
+    headers.insert(StrBytes::from_static_str("null-header"), None);
+    Record {
+        transactional: false,
+        control: false,
+        delete_horizon: false,
+        partition_leader_epoch: 0,
+        producer_id: 42,
+        producer_epoch: 3,
+        timestamp_type: TimestampType::Creation,
+        offset,
+        sequence: 7 + offset as i32,
+        timestamp: 1_700_000_000_000 + offset,
+        key: key.map(Bytes::from_static),
+        value: value.map(Bytes::from_static),
+        headers,
+    }
+}
+
+fn encode(records: &[Record], compression: Compression) -> Bytes {
+    let mut buf = BytesMut::new();
+    RecordBatchEncoder::encode(
+        &mut buf,
+        records,
+        &RecordEncodeOptions {
+            version: 2,
+            compression,
+        },
+    )
+    .unwrap();
+    buf.freeze()
+}
+
+#[test]
+fn decodes_every_codec_with_identity() {
+    for compression in [
+        Compression::None,
+        Compression::Gzip,
+        Compression::Snappy,
+        Compression::Lz4,
+        Compression::Zstd,
+    ] {
+        let batch = encode(
+            &[
+                record(0, Some(b"k"), Some(b"v")),
+                record(1, None, None),
+                record(2, Some(b""), Some(b"")),
+            ],
+            compression,
+        );
+        let produced = decode_produced(batch).unwrap();
+        assert_eq!(produced.records.len(), 3, "{compression:?}");
+        assert_eq!(produced.records[0].key.as_deref(), Some(&b"k"[..]));
+        assert_eq!(produced.records[1].value, None, "tombstone survives");
+        assert_eq!(produced.records[2].value.as_deref(), Some(&b""[..]));
+        assert_eq!(
+            produced.records[0].headers[1],
+            ("null-header".to_string(), None)
+        );
+        assert_eq!(produced.records[2].timestamp_ms, 1_700_000_000_002);
+        assert_eq!(
+            produced.identity,
+            Some(BatchIdentity {
+                producer_id: 42,
+                producer_epoch: 3,
+                first_sequence: 7,
+                record_count: 3
+            })
+        );
+        assert!(!produced.transactional);
+    }
+}
+
+#[test]
+fn corrupt_batches_are_errors() {
+    let batch = encode(&[record(0, Some(b"k"), Some(b"v"))], Compression::None);
+    let mut bad = batch.to_vec();
+    let last = bad.len() - 1;
+    bad[last] ^= 0xff;
+    assert!(matches!(
+        decode_produced(Bytes::from(bad)),
+        Err(BatchError::Corrupt(_))
+    ));
+    assert!(decode_produced(Bytes::from_static(&[0, 0, 0])).is_err());
+}
+
+#[test]
+fn fetched_records_encode_as_one_batch_that_decodes_back() {
+    let fetched: Vec<FetchedRecord> = (10..15)
+        .map(|offset| FetchedRecord {
+            offset,
+            record: StoredRecord {
+                key: Some(Bytes::from(format!("k{offset}"))),
+                value: if offset == 12 {
+                    None
+                } else {
+                    Some(Bytes::from_static(b"value"))
+                },
+                headers: vec![("a".into(), Some(Bytes::from_static(b"1")))],
+                timestamp_ms: 1000 + offset,
+            },
+        })
+        .collect();
+    let mut bytes = encode_fetched(&fetched).unwrap();
+    let info = RecordBatchDecoder::decode_batch_info(&mut bytes.clone()).unwrap();
+    assert_eq!(info.len(), 1, "one batch");
+    assert_eq!(info[0].min_offset, 10);
+    assert_eq!(info[0].producer_id, NO_PRODUCER_ID);
+    let sets = RecordBatchDecoder::decode_all(&mut bytes).unwrap();
+    let back: Vec<_> = sets.into_iter().flat_map(|s| s.records).collect();
+    assert_eq!(back.len(), 5);
+    for (r, f) in back.iter().zip(&fetched) {
+        assert_eq!(r.offset, f.offset);
+        assert_eq!(r.key, f.record.key);
+        assert_eq!(r.value, f.record.value);
+        assert_eq!(r.timestamp, f.record.timestamp_ms);
+    }
+    let _ = NO_SEQUENCE;
+}

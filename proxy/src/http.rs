@@ -1,0 +1,48 @@
+//! /metrics, /healthz and /readyz for Prometheus and Kubernetes probes.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::get;
+use axum::Router;
+use tokio::net::TcpListener;
+
+use crate::broker::Broker;
+use crate::shutdown::Shutdown;
+
+/// /readyz fails when the back end does not answer within this time.
+const READY_TIMEOUT: Duration = Duration::from_secs(2);
+
+pub async fn run(broker: Arc<Broker>, listener: TcpListener, mut shutdown: Shutdown) {
+    let app = Router::new()
+        .route("/metrics", get(metrics))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(ready))
+        .with_state(broker);
+    let result = axum::serve(listener, app)
+        .with_graceful_shutdown(async move { shutdown.recv().await })
+        .await;
+    if let Err(e) = result {
+        tracing::error!(error = %e, "metrics server failed");
+    }
+}
+
+async fn metrics(State(broker): State<Arc<Broker>>) -> String {
+    broker.metrics.render()
+}
+
+async fn ready(State(broker): State<Arc<Broker>>) -> (StatusCode, String) {
+    match tokio::time::timeout(READY_TIMEOUT, broker.backend.health()).await {
+        Ok(Ok(())) => (StatusCode::OK, "ready\n".into()),
+        Ok(Err(e)) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("back end unavailable: {e}\n"),
+        ),
+        Err(_) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "back end did not answer in time\n".into(),
+        ),
+    }
+}

@@ -1,0 +1,114 @@
+//! `kafka-iggy-proxy`: a Kafka wire-protocol server that stores records in Apache Iggy.
+//!
+//! Data flow: [`server`] accepts → [`connection`] frames and decodes ([`protocol`]) → one
+//! [`handlers`] module per API family → the [`backend::Backend`] trait → Iggy or memory.
+
+pub mod backend;
+pub mod broker;
+pub mod cluster;
+pub mod config;
+pub mod connection;
+pub mod error;
+pub mod handlers;
+pub mod http;
+pub mod metrics;
+pub mod partitions;
+pub mod protocol;
+pub mod server;
+pub mod shutdown;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+
+use crate::backend::instrumented::Instrumented;
+use crate::backend::memory::MemoryBackend;
+use crate::backend::SharedBackend;
+use crate::broker::Broker;
+use crate::config::{BackendKind, ProxyConfig};
+use crate::metrics::Metrics;
+use crate::shutdown::ShutdownTrigger;
+
+/// Guards every allocation against hostile element counts; see [`protocol::alloc_guard`].
+#[global_allocator]
+static ALLOCATOR: protocol::alloc_guard::GuardedAllocator = protocol::alloc_guard::GuardedAllocator;
+
+/// A running proxy. Dropping it does not stop it; call [`Proxy::shutdown`].
+pub struct Proxy {
+    pub kafka_addr: SocketAddr,
+    pub metrics_addr: Option<SocketAddr>,
+    pub broker: Arc<Broker>,
+    trigger: ShutdownTrigger,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Proxy {
+    /// Connects the back end, binds the listeners and starts serving.
+    pub async fn start(config: ProxyConfig) -> anyhow::Result<Self> {
+        let metrics = Arc::new(Metrics::new());
+        let backend = connect_backend(&config).await?;
+        Self::start_with_backend(config, backend, metrics).await
+    }
+
+    /// As [`Proxy::start`] with a back end the caller built (tests share one between proxies).
+    pub async fn start_with_backend(
+        mut config: ProxyConfig,
+        backend: SharedBackend,
+        metrics: Arc<Metrics>,
+    ) -> anyhow::Result<Self> {
+        let listener = TcpListener::bind(config.listen)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.listen))?;
+        let kafka_addr = listener.local_addr()?;
+        // Port 0 means "pick one": advertise what was actually bound.
+        if config.listen.port() == 0 && config.advertised_address.is_none() {
+            config.listen = kafka_addr;
+        }
+        let metrics_listener = match config.metrics_listen {
+            Some(addr) => Some(
+                TcpListener::bind(addr)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("cannot listen on {addr} for metrics: {e}"))?,
+            ),
+            None => None,
+        };
+        let metrics_addr = metrics_listener
+            .as_ref()
+            .map(|l| l.local_addr())
+            .transpose()?;
+        let backend = Instrumented::wrap(backend, metrics.clone());
+        let broker = Arc::new(Broker::new(config, backend, metrics).map_err(anyhow::Error::msg)?);
+        let (trigger, shutdown) = shutdown::channel();
+        let mut tasks = vec![tokio::spawn(server::run(
+            broker.clone(),
+            listener,
+            shutdown.clone(),
+        ))];
+        if let Some(l) = metrics_listener {
+            tasks.push(tokio::spawn(http::run(broker.clone(), l, shutdown)));
+        }
+        Ok(Self {
+            kafka_addr,
+            metrics_addr,
+            broker,
+            trigger,
+            tasks,
+        })
+    }
+
+    /// Stops accepting, closes connections and waits for the tasks to end.
+    pub async fn shutdown(self) {
+        self.trigger.trigger();
+        for task in self.tasks {
+            let _ = task.await;
+        }
+    }
+}
+
+async fn connect_backend(config: &ProxyConfig) -> anyhow::Result<SharedBackend> {
+    Ok(match config.backend {
+        BackendKind::Memory => Arc::new(MemoryBackend::new()),
+        BackendKind::Iggy => anyhow::bail!("iggy stub"),
+    })
+}

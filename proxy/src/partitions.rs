@@ -1,0 +1,247 @@
+//! Per-partition state owned by the partition's leader: the writer lock that orders appends,
+//! idempotent-producer sequence tracking, and the wake-up that ends Fetch long-polls early.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::Notify;
+
+/// Kafka keeps the last five batches per producer to answer retries (max.in.flight <= 5).
+const RETAINED_BATCHES: usize = 5;
+/// Producers remembered per partition; the least recently used is forgotten beyond this.
+const MAX_PRODUCERS_PER_PARTITION: usize = 4096;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct BatchRecord {
+    first_sequence: i32,
+    last_sequence: i32,
+    base_offset: i64,
+}
+
+#[derive(Debug)]
+struct ProducerState {
+    epoch: i16,
+    batches: VecDeque<BatchRecord>,
+    last_used: u64,
+}
+
+/// Identity of an idempotent batch, as carried in the record batch header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BatchIdentity {
+    pub producer_id: i64,
+    pub producer_epoch: i16,
+    pub first_sequence: i32,
+    pub record_count: i32,
+}
+
+impl BatchIdentity {
+    fn last_sequence(&self) -> i32 {
+        // Sequences wrap from i32::MAX to 0.
+        ((i64::from(self.first_sequence) + i64::from(self.record_count) - 1) % (1i64 << 31)) as i32
+    }
+}
+
+/// What to do with an idempotent batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SequenceCheck {
+    /// New and in order: append it, then call `WriterState::record`.
+    Append,
+    /// A retry of a batch already written at this offset: answer with it, write nothing.
+    Duplicate {
+        base_offset: i64,
+    },
+    OutOfOrder,
+    /// The producer's epoch is older than one already seen.
+    Fenced,
+}
+
+/// Guarded by the partition's writer lock.
+#[derive(Debug, Default)]
+pub struct WriterState {
+    producers: HashMap<i64, ProducerState>,
+    clock: u64,
+}
+
+impl WriterState {
+    pub fn check(&self, batch: &BatchIdentity) -> SequenceCheck {
+        let Some(state) = self.producers.get(&batch.producer_id) else {
+            // Unknown producer (new, or forgotten across a proxy restart): accept its sequence as
+            // the starting point rather than fencing every producer after a restart.
+            return SequenceCheck::Append;
+        };
+        if batch.producer_epoch < state.epoch {
+            return SequenceCheck::Fenced;
+        }
+        if batch.producer_epoch > state.epoch {
+            return SequenceCheck::Append;
+        }
+        let last = batch.last_sequence();
+        if let Some(seen) = state
+            .batches
+            .iter()
+            .find(|b| b.first_sequence == batch.first_sequence && b.last_sequence == last)
+        {
+            return SequenceCheck::Duplicate {
+                base_offset: seen.base_offset,
+            };
+        }
+        match state.batches.back() {
+            Some(prev) if next_sequence(prev.last_sequence) != batch.first_sequence => {
+                SequenceCheck::OutOfOrder
+            }
+            _ => SequenceCheck::Append,
+        }
+    }
+
+    /// Remembers a batch that was appended at `base_offset`.
+    pub fn record(&mut self, batch: &BatchIdentity, base_offset: i64) {
+        self.clock += 1;
+        let clock = self.clock;
+        let state = self
+            .producers
+            .entry(batch.producer_id)
+            .or_insert_with(|| ProducerState {
+                epoch: batch.producer_epoch,
+                batches: VecDeque::new(),
+                last_used: clock,
+            });
+        if batch.producer_epoch != state.epoch {
+            state.epoch = batch.producer_epoch;
+            state.batches.clear();
+        }
+        state.last_used = clock;
+        if state.batches.len() == RETAINED_BATCHES {
+            state.batches.pop_front();
+        }
+        state.batches.push_back(BatchRecord {
+            first_sequence: batch.first_sequence,
+            last_sequence: batch.last_sequence(),
+            base_offset,
+        });
+        if self.producers.len() > MAX_PRODUCERS_PER_PARTITION {
+            if let Some(oldest) = self
+                .producers
+                .iter()
+                .min_by_key(|(_, s)| s.last_used)
+                .map(|(id, _)| *id)
+            {
+                self.producers.remove(&oldest);
+            }
+        }
+    }
+}
+
+fn next_sequence(seq: i32) -> i32 {
+    if seq == i32::MAX {
+        0
+    } else {
+        seq + 1
+    }
+}
+
+/// State of one partition on its leader.
+#[derive(Debug, Default)]
+pub struct PartitionState {
+    /// Held across check → append → record so that offsets and sequences stay consistent.
+    pub writer: tokio::sync::Mutex<WriterState>,
+    /// Signalled after every append; Fetch long-polls wait on it.
+    pub appended: Notify,
+}
+
+/// All partitions this proxy has touched.
+#[derive(Debug, Default)]
+pub struct PartitionRegistry {
+    partitions: Mutex<HashMap<(String, i32), Arc<PartitionState>>>,
+}
+
+impl PartitionRegistry {
+    pub fn get(&self, topic: &str, partition: i32) -> Arc<PartitionState> {
+        let mut map = self
+            .partitions
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(state) = map.get(&(topic.to_string(), partition)) {
+            return state.clone();
+        }
+        map.entry((topic.to_string(), partition))
+            .or_default()
+            .clone()
+    }
+
+    /// Forgets a deleted topic's partitions (a recreated topic starts clean).
+    pub fn forget_topic(&self, topic: &str) {
+        self.partitions
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .retain(|(t, _), _| t != topic);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn batch(pid: i64, epoch: i16, first: i32, count: i32) -> BatchIdentity {
+        BatchIdentity {
+            producer_id: pid,
+            producer_epoch: epoch,
+            first_sequence: first,
+            record_count: count,
+        }
+    }
+
+    #[test]
+    fn in_order_duplicate_and_out_of_order() {
+        let mut w = WriterState::default();
+        let b0 = batch(1, 0, 0, 10);
+        assert_eq!(w.check(&b0), SequenceCheck::Append);
+        w.record(&b0, 100);
+        let b1 = batch(1, 0, 10, 5);
+        assert_eq!(w.check(&b1), SequenceCheck::Append);
+        w.record(&b1, 110);
+        assert_eq!(w.check(&b0), SequenceCheck::Duplicate { base_offset: 100 });
+        assert_eq!(w.check(&b1), SequenceCheck::Duplicate { base_offset: 110 });
+        assert_eq!(w.check(&batch(1, 0, 20, 1)), SequenceCheck::OutOfOrder);
+        assert_eq!(w.check(&batch(1, 0, 15, 1)), SequenceCheck::Append);
+    }
+
+    #[test]
+    fn epochs_fence_and_reset() {
+        let mut w = WriterState::default();
+        w.record(&batch(1, 3, 0, 1), 0);
+        assert_eq!(w.check(&batch(1, 2, 1, 1)), SequenceCheck::Fenced);
+        assert_eq!(w.check(&batch(1, 4, 0, 1)), SequenceCheck::Append);
+        w.record(&batch(1, 4, 0, 1), 1);
+        assert_eq!(w.check(&batch(1, 4, 1, 1)), SequenceCheck::Append);
+    }
+
+    #[test]
+    fn only_five_batches_are_remembered() {
+        let mut w = WriterState::default();
+        for i in 0..6 {
+            w.record(&batch(1, 0, i, 1), i64::from(i));
+        }
+        // The first batch fell out of the window: a retry of it is now out of order.
+        assert_eq!(w.check(&batch(1, 0, 0, 1)), SequenceCheck::OutOfOrder);
+        assert_eq!(
+            w.check(&batch(1, 0, 5, 1)),
+            SequenceCheck::Duplicate { base_offset: 5 }
+        );
+    }
+
+    #[test]
+    fn sequences_wrap() {
+        let mut w = WriterState::default();
+        w.record(&batch(1, 0, i32::MAX - 1, 2), 0);
+        assert_eq!(w.check(&batch(1, 0, 0, 1)), SequenceCheck::Append);
+    }
+
+    #[test]
+    fn producer_count_is_bounded() {
+        let mut w = WriterState::default();
+        for pid in 0..(MAX_PRODUCERS_PER_PARTITION as i64 + 10) {
+            w.record(&batch(pid, 0, 0, 1), pid);
+        }
+        assert!(w.producers.len() <= MAX_PRODUCERS_PER_PARTITION);
+    }
+}
