@@ -19,7 +19,7 @@ const EARLIEST_LOCAL: i64 = -4;
 
 pub async fn handle(
     broker: &Broker,
-    _version: i16,
+    version: i16,
     request: ListOffsetsRequest,
 ) -> ListOffsetsResponse {
     let mut topics = Vec::with_capacity(request.topics.len());
@@ -29,7 +29,8 @@ pub async fn handle(
         for p in topic.partitions {
             let base = ListOffsetsPartitionResponse::default()
                 .with_partition_index(p.partition_index)
-                .with_leader_epoch(0);
+                // The field exists from v4; earlier versions must leave the default.
+                .with_leader_epoch(if version >= 4 { 0 } else { -1 });
             let response = match lookup(broker, &name, p.partition_index, p.timestamp).await {
                 Ok((offset, timestamp)) => base.with_offset(offset).with_timestamp(timestamp),
                 Err(code) => base
