@@ -1,0 +1,251 @@
+//! A minimal Kafka wire client for protocol tests: raw frames in, typed responses out.
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use kafka_iggy_proxy::backend::memory::MemoryBackend;
+use kafka_iggy_proxy::config::{BackendKind, ProxyConfig};
+use kafka_iggy_proxy::metrics::Metrics;
+use kafka_iggy_proxy::Proxy;
+use kafka_protocol::messages::*;
+use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+pub const IO_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A proxy on the memory back end, on a free port.
+pub async fn start_memory_proxy() -> Proxy {
+    let config = ProxyConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        backend: BackendKind::Memory,
+        ..ProxyConfig::default()
+    };
+    Proxy::start_with_backend(
+        config,
+        Arc::new(MemoryBackend::new()),
+        Arc::new(Metrics::new()),
+    )
+    .await
+    .expect("proxy starts")
+}
+
+pub struct Wire {
+    pub stream: TcpStream,
+    correlation: i32,
+}
+
+impl Wire {
+    pub async fn connect(addr: SocketAddr) -> Self {
+        let stream = TcpStream::connect(addr).await.expect("connect");
+        Self {
+            stream,
+            correlation: 0,
+        }
+    }
+
+    /// Encodes header + body for `key` at `version`; `None` if the crate cannot encode the
+    /// default body at that version.
+    pub fn encode_request(
+        &mut self,
+        key: ApiKey,
+        version: i16,
+        body: &RequestKind,
+    ) -> Option<(i32, Bytes)> {
+        self.correlation += 1;
+        let header = RequestHeader::default()
+            .with_request_api_key(key as i16)
+            .with_request_api_version(version)
+            .with_correlation_id(self.correlation)
+            .with_client_id(Some(StrBytes::from_static_str("conformance")));
+        let mut buf = BytesMut::new();
+        buf.extend_from_slice(&[0; 4]);
+        header
+            .encode(&mut buf, key.request_header_version(version))
+            .ok()?;
+        body.encode(&mut buf, version).ok()?;
+        let size = (buf.len() - 4) as i32;
+        buf[..4].copy_from_slice(&size.to_be_bytes());
+        Some((self.correlation, buf.freeze()))
+    }
+
+    pub async fn send_raw(&mut self, frame: &[u8]) {
+        self.stream.write_all(frame).await.expect("write");
+    }
+
+    /// Reads one response frame; `None` if the connection was closed.
+    pub async fn read_frame(&mut self) -> Option<Bytes> {
+        let mut size = [0u8; 4];
+        match tokio::time::timeout(IO_TIMEOUT, self.stream.read_exact(&mut size)).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(_)) => return None,
+            Err(_) => panic!("no response and no close within {IO_TIMEOUT:?}"),
+        }
+        let size = i32::from_be_bytes(size) as usize;
+        let mut body = vec![0u8; size];
+        tokio::time::timeout(IO_TIMEOUT, self.stream.read_exact(&mut body))
+            .await
+            .expect("frame body in time")
+            .expect("frame body");
+        Some(Bytes::from(body))
+    }
+
+    /// Decodes a response frame for `key`/`version` and checks the correlation id and that
+    /// nothing trails the body.
+    pub fn decode_response(
+        key: ApiKey,
+        version: i16,
+        correlation: i32,
+        mut frame: Bytes,
+    ) -> ResponseKind {
+        let header = ResponseHeader::decode(&mut frame, key.response_header_version(version))
+            .unwrap_or_else(|e| panic!("{key:?} v{version}: bad response header: {e}"));
+        assert_eq!(
+            header.correlation_id, correlation,
+            "{key:?} v{version}: correlation id"
+        );
+        let body = ResponseKind::decode(key, &mut frame, version)
+            .unwrap_or_else(|e| panic!("{key:?} v{version}: malformed response body: {e}"));
+        assert!(
+            frame.is_empty(),
+            "{key:?} v{version}: {} trailing bytes in response",
+            frame.len()
+        );
+        body
+    }
+
+    /// Sends a typed request and returns the typed response.
+    pub async fn call(&mut self, key: ApiKey, version: i16, body: RequestKind) -> ResponseKind {
+        let (correlation, frame) = self
+            .encode_request(key, version, &body)
+            .expect("encodable request");
+        self.send_raw(&frame).await;
+        let response = self
+            .read_frame()
+            .await
+            .unwrap_or_else(|| panic!("{key:?} v{version}: connection closed"));
+        Self::decode_response(key, version, correlation, response)
+    }
+
+    /// True once the peer has closed the connection (reads EOF or reset).
+    pub async fn is_closed(&mut self) -> bool {
+        let mut byte = [0u8; 1];
+        match tokio::time::timeout(IO_TIMEOUT, self.stream.read(&mut byte)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => true,
+            Ok(Ok(_)) => false,
+            Err(_) => false,
+        }
+    }
+}
+
+// Generated from kafka-protocol 0.18's RequestKind variants: one default request per API key.
+pub fn default_request(key: ApiKey) -> RequestKind {
+    match key {
+        ApiKey::Produce => RequestKind::Produce(Default::default()),
+        ApiKey::Fetch => RequestKind::Fetch(Default::default()),
+        ApiKey::ListOffsets => RequestKind::ListOffsets(Default::default()),
+        ApiKey::Metadata => RequestKind::Metadata(Default::default()),
+        ApiKey::OffsetCommit => RequestKind::OffsetCommit(Default::default()),
+        ApiKey::OffsetFetch => RequestKind::OffsetFetch(Default::default()),
+        ApiKey::FindCoordinator => RequestKind::FindCoordinator(Default::default()),
+        ApiKey::JoinGroup => RequestKind::JoinGroup(Default::default()),
+        ApiKey::Heartbeat => RequestKind::Heartbeat(Default::default()),
+        ApiKey::LeaveGroup => RequestKind::LeaveGroup(Default::default()),
+        ApiKey::SyncGroup => RequestKind::SyncGroup(Default::default()),
+        ApiKey::DescribeGroups => RequestKind::DescribeGroups(Default::default()),
+        ApiKey::ListGroups => RequestKind::ListGroups(Default::default()),
+        ApiKey::SaslHandshake => RequestKind::SaslHandshake(Default::default()),
+        ApiKey::ApiVersions => RequestKind::ApiVersions(Default::default()),
+        ApiKey::CreateTopics => RequestKind::CreateTopics(Default::default()),
+        ApiKey::DeleteTopics => RequestKind::DeleteTopics(Default::default()),
+        ApiKey::DeleteRecords => RequestKind::DeleteRecords(Default::default()),
+        ApiKey::InitProducerId => RequestKind::InitProducerId(Default::default()),
+        ApiKey::OffsetForLeaderEpoch => RequestKind::OffsetForLeaderEpoch(Default::default()),
+        ApiKey::AddPartitionsToTxn => RequestKind::AddPartitionsToTxn(Default::default()),
+        ApiKey::AddOffsetsToTxn => RequestKind::AddOffsetsToTxn(Default::default()),
+        ApiKey::EndTxn => RequestKind::EndTxn(Default::default()),
+        ApiKey::WriteTxnMarkers => RequestKind::WriteTxnMarkers(Default::default()),
+        ApiKey::TxnOffsetCommit => RequestKind::TxnOffsetCommit(Default::default()),
+        ApiKey::DescribeAcls => RequestKind::DescribeAcls(Default::default()),
+        ApiKey::CreateAcls => RequestKind::CreateAcls(Default::default()),
+        ApiKey::DeleteAcls => RequestKind::DeleteAcls(Default::default()),
+        ApiKey::DescribeConfigs => RequestKind::DescribeConfigs(Default::default()),
+        ApiKey::AlterConfigs => RequestKind::AlterConfigs(Default::default()),
+        ApiKey::AlterReplicaLogDirs => RequestKind::AlterReplicaLogDirs(Default::default()),
+        ApiKey::DescribeLogDirs => RequestKind::DescribeLogDirs(Default::default()),
+        ApiKey::SaslAuthenticate => RequestKind::SaslAuthenticate(Default::default()),
+        ApiKey::CreatePartitions => RequestKind::CreatePartitions(Default::default()),
+        ApiKey::CreateDelegationToken => RequestKind::CreateDelegationToken(Default::default()),
+        ApiKey::RenewDelegationToken => RequestKind::RenewDelegationToken(Default::default()),
+        ApiKey::ExpireDelegationToken => RequestKind::ExpireDelegationToken(Default::default()),
+        ApiKey::DescribeDelegationToken => RequestKind::DescribeDelegationToken(Default::default()),
+        ApiKey::DeleteGroups => RequestKind::DeleteGroups(Default::default()),
+        ApiKey::ElectLeaders => RequestKind::ElectLeaders(Default::default()),
+        ApiKey::IncrementalAlterConfigs => RequestKind::IncrementalAlterConfigs(Default::default()),
+        ApiKey::AlterPartitionReassignments => {
+            RequestKind::AlterPartitionReassignments(Default::default())
+        }
+        ApiKey::ListPartitionReassignments => {
+            RequestKind::ListPartitionReassignments(Default::default())
+        }
+        ApiKey::OffsetDelete => RequestKind::OffsetDelete(Default::default()),
+        ApiKey::DescribeClientQuotas => RequestKind::DescribeClientQuotas(Default::default()),
+        ApiKey::AlterClientQuotas => RequestKind::AlterClientQuotas(Default::default()),
+        ApiKey::DescribeUserScramCredentials => {
+            RequestKind::DescribeUserScramCredentials(Default::default())
+        }
+        ApiKey::AlterUserScramCredentials => {
+            RequestKind::AlterUserScramCredentials(Default::default())
+        }
+        ApiKey::Vote => RequestKind::Vote(Default::default()),
+        ApiKey::BeginQuorumEpoch => RequestKind::BeginQuorumEpoch(Default::default()),
+        ApiKey::EndQuorumEpoch => RequestKind::EndQuorumEpoch(Default::default()),
+        ApiKey::DescribeQuorum => RequestKind::DescribeQuorum(Default::default()),
+        ApiKey::AlterPartition => RequestKind::AlterPartition(Default::default()),
+        ApiKey::UpdateFeatures => RequestKind::UpdateFeatures(Default::default()),
+        ApiKey::Envelope => RequestKind::Envelope(Default::default()),
+        ApiKey::FetchSnapshot => RequestKind::FetchSnapshot(Default::default()),
+        ApiKey::DescribeCluster => RequestKind::DescribeCluster(Default::default()),
+        ApiKey::DescribeProducers => RequestKind::DescribeProducers(Default::default()),
+        ApiKey::BrokerRegistration => RequestKind::BrokerRegistration(Default::default()),
+        ApiKey::BrokerHeartbeat => RequestKind::BrokerHeartbeat(Default::default()),
+        ApiKey::UnregisterBroker => RequestKind::UnregisterBroker(Default::default()),
+        ApiKey::DescribeTransactions => RequestKind::DescribeTransactions(Default::default()),
+        ApiKey::ListTransactions => RequestKind::ListTransactions(Default::default()),
+        ApiKey::AllocateProducerIds => RequestKind::AllocateProducerIds(Default::default()),
+        ApiKey::ConsumerGroupHeartbeat => RequestKind::ConsumerGroupHeartbeat(Default::default()),
+        ApiKey::ConsumerGroupDescribe => RequestKind::ConsumerGroupDescribe(Default::default()),
+        ApiKey::ControllerRegistration => RequestKind::ControllerRegistration(Default::default()),
+        ApiKey::GetTelemetrySubscriptions => {
+            RequestKind::GetTelemetrySubscriptions(Default::default())
+        }
+        ApiKey::PushTelemetry => RequestKind::PushTelemetry(Default::default()),
+        ApiKey::AssignReplicasToDirs => RequestKind::AssignReplicasToDirs(Default::default()),
+        ApiKey::ListConfigResources => RequestKind::ListConfigResources(Default::default()),
+        ApiKey::DescribeTopicPartitions => RequestKind::DescribeTopicPartitions(Default::default()),
+        ApiKey::ShareGroupHeartbeat => RequestKind::ShareGroupHeartbeat(Default::default()),
+        ApiKey::ShareGroupDescribe => RequestKind::ShareGroupDescribe(Default::default()),
+        ApiKey::ShareFetch => RequestKind::ShareFetch(Default::default()),
+        ApiKey::ShareAcknowledge => RequestKind::ShareAcknowledge(Default::default()),
+        ApiKey::AddRaftVoter => RequestKind::AddRaftVoter(Default::default()),
+        ApiKey::RemoveRaftVoter => RequestKind::RemoveRaftVoter(Default::default()),
+        ApiKey::UpdateRaftVoter => RequestKind::UpdateRaftVoter(Default::default()),
+        ApiKey::InitializeShareGroupState => {
+            RequestKind::InitializeShareGroupState(Default::default())
+        }
+        ApiKey::ReadShareGroupState => RequestKind::ReadShareGroupState(Default::default()),
+        ApiKey::WriteShareGroupState => RequestKind::WriteShareGroupState(Default::default()),
+        ApiKey::DeleteShareGroupState => RequestKind::DeleteShareGroupState(Default::default()),
+        ApiKey::ReadShareGroupStateSummary => {
+            RequestKind::ReadShareGroupStateSummary(Default::default())
+        }
+        ApiKey::DescribeShareGroupOffsets => {
+            RequestKind::DescribeShareGroupOffsets(Default::default())
+        }
+        ApiKey::AlterShareGroupOffsets => RequestKind::AlterShareGroupOffsets(Default::default()),
+        ApiKey::DeleteShareGroupOffsets => RequestKind::DeleteShareGroupOffsets(Default::default()),
+    }
+}
