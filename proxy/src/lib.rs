@@ -22,6 +22,7 @@ use std::sync::Arc;
 
 use tokio::net::TcpListener;
 
+use crate::backend::iggy::{IggyBackend, IggyConfig, IggyTarget};
 use crate::backend::instrumented::Instrumented;
 use crate::backend::memory::MemoryBackend;
 use crate::backend::SharedBackend;
@@ -109,6 +110,31 @@ impl Proxy {
 async fn connect_backend(config: &ProxyConfig) -> anyhow::Result<SharedBackend> {
     Ok(match config.backend {
         BackendKind::Memory => Arc::new(MemoryBackend::new()),
-        BackendKind::Iggy => anyhow::bail!("iggy stub"),
+        BackendKind::Iggy => {
+            let iggy = IggyConfig {
+                address: config.iggy.address.clone(),
+                username: config.iggy.username.clone(),
+                password: config.iggy.password.clone(),
+                default_stream: config.default_stream.clone(),
+                topic_overrides: config
+                    .topics
+                    .iter()
+                    .map(|(kafka, m)| {
+                        (
+                            kafka.clone(),
+                            IggyTarget {
+                                stream: m.stream.clone(),
+                                topic: m.topic.clone().unwrap_or_else(|| kafka.clone()),
+                            },
+                        )
+                    })
+                    .collect(),
+                connections: config.iggy.connections,
+            };
+            let backend = IggyBackend::connect(iggy)
+                .await
+                .map_err(|e| anyhow::anyhow!("cannot connect to Iggy at {}: {e}", config.iggy.address))?;
+            Arc::new(backend)
+        }
     })
 }

@@ -6,6 +6,7 @@
 //! `next_offset` as the single writer; later Iggy servers that return offsets only change that
 //! implementation.
 
+pub mod iggy;
 pub mod instrumented;
 pub mod memory;
 
