@@ -8,13 +8,15 @@ use super::tally;
 use crate::broker::Broker;
 
 pub fn handle(broker: &Broker, request: InitProducerIdRequest) -> InitProducerIdResponse {
-    if request.transactional_id.is_some() {
+    if let Some(id) = &request.transactional_id {
+        // As Kafka's transaction coordinator: an empty id is an invalid request.
+        let error = if id.0.is_empty() {
+            ResponseError::InvalidRequest
+        } else {
+            ResponseError::TransactionalIdAuthorizationFailed
+        };
         return InitProducerIdResponse::default()
-            .with_error_code(tally(
-                broker,
-                ApiKey::InitProducerId,
-                ResponseError::TransactionalIdAuthorizationFailed.code(),
-            ))
+            .with_error_code(tally(broker, ApiKey::InitProducerId, error.code()))
             .with_producer_id(ProducerId(-1))
             .with_producer_epoch(-1);
     }

@@ -249,3 +249,185 @@ pub fn default_request(key: ApiKey) -> RequestKind {
         ApiKey::DeleteShareGroupOffsets => RequestKind::DeleteShareGroupOffsets(Default::default()),
     }
 }
+
+/// Typed helpers over `Wire` for behaviour tests.
+pub mod ops {
+    use super::*;
+    use indexmap::IndexMap;
+    use kafka_protocol::records::{
+        Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions,
+        TimestampType,
+    };
+
+    pub fn topic(name: &str) -> TopicName {
+        TopicName(StrBytes::from_string(name.to_string()))
+    }
+
+    pub async fn create_topic(wire: &mut Wire, name: &str, partitions: i32) -> i16 {
+        let request = CreateTopicsRequest::default().with_topics(vec![
+            create_topics_request::CreatableTopic::default()
+                .with_name(topic(name))
+                .with_num_partitions(partitions)
+                .with_replication_factor(1),
+        ]);
+        let ResponseKind::CreateTopics(r) =
+            wire.call(ApiKey::CreateTopics, 7, request.into()).await
+        else {
+            panic!("kind")
+        };
+        r.topics[0].error_code
+    }
+
+    /// Identity of an idempotent batch: (producer id, epoch, first sequence).
+    pub type Idempotence = Option<(i64, i16, i32)>;
+
+    pub fn batch(values: &[&str], idempotence: Idempotence, compression: Compression) -> Bytes {
+        let (pid, epoch, seq) = idempotence.unwrap_or((-1, -1, -1));
+        let records: Vec<Record> = values
+            .iter()
+            .enumerate()
+            .map(|(i, v)| Record {
+                transactional: false,
+                control: false,
+                delete_horizon: false,
+                partition_leader_epoch: -1,
+                producer_id: pid,
+                producer_epoch: epoch,
+                timestamp_type: TimestampType::Creation,
+                offset: i as i64,
+                sequence: if seq < 0 { -1 } else { seq + i as i32 },
+                timestamp: 1_700_000_000_000 + i as i64,
+                key: Some(Bytes::from(format!("key-{v}"))),
+                value: Some(Bytes::from(v.to_string())),
+                headers: IndexMap::new(),
+            })
+            .collect();
+        let mut buf = BytesMut::new();
+        RecordBatchEncoder::encode(
+            &mut buf,
+            &records,
+            &RecordEncodeOptions {
+                version: 2,
+                compression,
+            },
+        )
+        .expect("encode batch");
+        buf.freeze()
+    }
+
+    /// Produces one batch; returns (error code, base offset).
+    pub async fn produce(
+        wire: &mut Wire,
+        name: &str,
+        partition: i32,
+        records: Bytes,
+    ) -> (i16, i64) {
+        let request = ProduceRequest::default()
+            .with_acks(-1)
+            .with_timeout_ms(5000)
+            .with_topic_data(vec![produce_request::TopicProduceData::default()
+                .with_name(topic(name))
+                .with_partition_data(vec![
+                    produce_request::PartitionProduceData::default()
+                        .with_index(partition)
+                        .with_records(Some(records)),
+                ])]);
+        let ResponseKind::Produce(r) = wire.call(ApiKey::Produce, 9, request.into()).await else {
+            panic!("kind")
+        };
+        let p = &r.responses[0].partition_responses[0];
+        (p.error_code, p.base_offset)
+    }
+
+    pub struct Fetched {
+        pub error_code: i16,
+        pub high_watermark: i64,
+        pub log_start_offset: i64,
+        /// (offset, value)
+        pub records: Vec<(i64, String)>,
+    }
+
+    pub async fn fetch(
+        wire: &mut Wire,
+        name: &str,
+        partition: i32,
+        offset: i64,
+        max_wait_ms: i32,
+        min_bytes: i32,
+    ) -> Fetched {
+        let request = FetchRequest::default()
+            .with_max_wait_ms(max_wait_ms)
+            .with_min_bytes(min_bytes)
+            .with_max_bytes(50 * 1024 * 1024)
+            .with_topics(vec![fetch_request::FetchTopic::default()
+                .with_topic(topic(name))
+                .with_partitions(vec![fetch_request::FetchPartition::default()
+                    .with_partition(partition)
+                    .with_fetch_offset(offset)
+                    .with_partition_max_bytes(1024 * 1024)])]);
+        let ResponseKind::Fetch(r) = wire.call(ApiKey::Fetch, 12, request.into()).await else {
+            panic!("kind")
+        };
+        let p = &r.responses[0].partitions[0];
+        let mut records = Vec::new();
+        if let Some(bytes) = &p.records {
+            let mut bytes = bytes.clone();
+            for set in RecordBatchDecoder::decode_all(&mut bytes).expect("decodable records") {
+                for rec in set.records {
+                    let value = rec
+                        .value
+                        .map(|v| String::from_utf8_lossy(&v).into_owned())
+                        .unwrap_or_default();
+                    records.push((rec.offset, value));
+                }
+            }
+        }
+        Fetched {
+            error_code: p.error_code,
+            high_watermark: p.high_watermark,
+            log_start_offset: p.log_start_offset,
+            records,
+        }
+    }
+
+    /// ListOffsets v7 for one partition; returns (error code, offset, timestamp).
+    pub async fn list_offset(
+        wire: &mut Wire,
+        name: &str,
+        partition: i32,
+        timestamp: i64,
+    ) -> (i16, i64, i64) {
+        let request = ListOffsetsRequest::default()
+            .with_replica_id(BrokerId(-1))
+            .with_topics(vec![list_offsets_request::ListOffsetsTopic::default()
+                .with_name(topic(name))
+                .with_partitions(vec![
+                    list_offsets_request::ListOffsetsPartition::default()
+                        .with_partition_index(partition)
+                        .with_timestamp(timestamp),
+                ])]);
+        let ResponseKind::ListOffsets(r) = wire.call(ApiKey::ListOffsets, 7, request.into()).await
+        else {
+            panic!("kind")
+        };
+        let p = &r.topics[0].partitions[0];
+        (p.error_code, p.offset, p.timestamp)
+    }
+
+    pub async fn init_producer_id(
+        wire: &mut Wire,
+        transactional_id: Option<&str>,
+    ) -> (i16, i64, i16) {
+        let request = InitProducerIdRequest::default()
+            .with_transactional_id(
+                transactional_id.map(|t| TransactionalId(StrBytes::from_string(t.into()))),
+            )
+            .with_transaction_timeout_ms(60000);
+        let ResponseKind::InitProducerId(r) =
+            wire.call(ApiKey::InitProducerId, 4, request.into()).await
+        else {
+            panic!("kind")
+        };
+        (r.error_code, r.producer_id.0, r.producer_epoch)
+    }
+}

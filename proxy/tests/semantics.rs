@@ -1,0 +1,236 @@
+//! Kafka semantics at the protocol level, where exact answers can be asserted: idempotent
+//! retries, sequence errors, long-poll timing, offset range errors, ListOffsets, admin errors.
+//! Every scenario runs on the memory back end and, when IGGY_SERVER_BIN is set, on real Iggy.
+
+mod wire;
+
+use std::time::{Duration, Instant};
+
+use kafka_iggy_proxy::Proxy;
+use kafka_protocol::messages::*;
+use kafka_protocol::records::Compression;
+use wire::ops::*;
+use wire::Wire;
+
+async fn idempotent_retries_and_sequence_errors(proxy: &Proxy) {
+    let mut w = Wire::connect(proxy.kafka_addr).await;
+    assert_eq!(create_topic(&mut w, "idem", 2).await, 0);
+    let (err, pid, epoch) = init_producer_id(&mut w, None).await;
+    assert_eq!((err, epoch), (0, 0));
+    assert!(pid >= 0);
+
+    let first = batch(&["a", "b", "c"], Some((pid, 0, 0)), Compression::None);
+    assert_eq!(produce(&mut w, "idem", 1, first.clone()).await, (0, 0));
+    let second = batch(&["d"], Some((pid, 0, 3)), Compression::Lz4);
+    assert_eq!(produce(&mut w, "idem", 1, second.clone()).await, (0, 3));
+    // A retry of either batch is answered with its original offset and not written again.
+    assert_eq!(produce(&mut w, "idem", 1, first).await, (0, 0));
+    assert_eq!(produce(&mut w, "idem", 1, second).await, (0, 3));
+    let f = fetch(&mut w, "idem", 1, 0, 0, 1).await;
+    let values: Vec<_> = f.records.iter().map(|(_, v)| v.as_str()).collect();
+    assert_eq!(values, ["a", "b", "c", "d"]);
+    assert_eq!(f.high_watermark, 4);
+    // A gap in sequences is OUT_OF_ORDER_SEQUENCE_NUMBER (45) and writes nothing.
+    let gap = batch(&["x"], Some((pid, 0, 9)), Compression::None);
+    assert_eq!(produce(&mut w, "idem", 1, gap).await.0, 45);
+    // An older epoch is fenced: INVALID_PRODUCER_EPOCH (47).
+    let (_, _, bumped) = {
+        let request = InitProducerIdRequest::default()
+            .with_transactional_id(None)
+            .with_producer_id(ProducerId(pid))
+            .with_producer_epoch(0)
+            .with_transaction_timeout_ms(60000);
+        let ResponseKind::InitProducerId(r) =
+            w.call(ApiKey::InitProducerId, 4, request.into()).await
+        else {
+            panic!("kind")
+        };
+        (r.error_code, r.producer_id.0, r.producer_epoch)
+    };
+    assert_eq!(bumped, 1);
+    let new_epoch = batch(&["e"], Some((pid, 1, 0)), Compression::None);
+    assert_eq!(produce(&mut w, "idem", 1, new_epoch).await, (0, 4));
+    let stale = batch(&["z"], Some((pid, 0, 4)), Compression::None);
+    assert_eq!(produce(&mut w, "idem", 1, stale).await.0, 47);
+    assert_eq!(fetch(&mut w, "idem", 1, 0, 0, 1).await.high_watermark, 5);
+    // Partition 0 was never written.
+    assert_eq!(fetch(&mut w, "idem", 0, 0, 0, 0).await.high_watermark, 0);
+}
+
+async fn transactions_are_refused_fast(proxy: &Proxy) {
+    let mut w = Wire::connect(proxy.kafka_addr).await;
+    let (err, pid, _) = init_producer_id(&mut w, Some("tx-1")).await;
+    assert_eq!(err, 53, "TRANSACTIONAL_ID_AUTHORIZATION_FAILED");
+    assert_eq!(pid, -1);
+}
+
+async fn long_poll_waits_and_wakes(proxy: &Proxy) {
+    let mut w = Wire::connect(proxy.kafka_addr).await;
+    assert_eq!(create_topic(&mut w, "poll", 1).await, 0);
+    // Nothing to read: the answer comes after about max_wait_ms, empty.
+    let started = Instant::now();
+    let f = fetch(&mut w, "poll", 0, 0, 400, 1).await;
+    let waited = started.elapsed();
+    assert!(f.records.is_empty());
+    assert_eq!(f.error_code, 0);
+    assert!(
+        waited >= Duration::from_millis(380),
+        "returned after {waited:?}"
+    );
+    // min_bytes 0 answers at once.
+    let started = Instant::now();
+    fetch(&mut w, "poll", 0, 0, 5000, 0).await;
+    assert!(started.elapsed() < Duration::from_millis(2000));
+    // A produce on another connection ends a long wait early.
+    let addr = proxy.kafka_addr;
+    let producer = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let mut p = Wire::connect(addr).await;
+        produce(&mut p, "poll", 0, batch(&["late"], None, Compression::None)).await
+    });
+    let started = Instant::now();
+    let f = fetch(&mut w, "poll", 0, 0, 20_000, 1).await;
+    assert_eq!(f.records, vec![(0, "late".to_string())]);
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "woke after {:?}",
+        started.elapsed()
+    );
+    assert_eq!(producer.await.unwrap(), (0, 0));
+}
+
+async fn offsets_and_ranges(proxy: &Proxy) {
+    let mut w = Wire::connect(proxy.kafka_addr).await;
+    assert_eq!(create_topic(&mut w, "ranges", 1).await, 0);
+    assert_eq!(list_offset(&mut w, "ranges", 0, -2).await, (0, 0, -1));
+    assert_eq!(list_offset(&mut w, "ranges", 0, -1).await, (0, 0, -1));
+    for chunk in [["r0", "r1"], ["r2", "r3"]] {
+        produce(&mut w, "ranges", 0, batch(&chunk, None, Compression::Zstd)).await;
+    }
+    assert_eq!(list_offset(&mut w, "ranges", 0, -2).await, (0, 0, -1));
+    assert_eq!(list_offset(&mut w, "ranges", 0, -1).await, (0, 4, -1));
+    // Timestamp lookups: a time before everything finds offset 0; after everything finds none.
+    assert_eq!(list_offset(&mut w, "ranges", 0, 0).await.1, 0);
+    assert_eq!(list_offset(&mut w, "ranges", 0, i64::MAX / 2).await.1, -1);
+    // Reading at the high watermark is empty, above it is OFFSET_OUT_OF_RANGE (1).
+    let at_end = fetch(&mut w, "ranges", 0, 4, 0, 0).await;
+    assert_eq!((at_end.error_code, at_end.records.len()), (0, 0));
+    let past = fetch(&mut w, "ranges", 0, 5, 1000, 1).await;
+    assert_eq!(past.error_code, 1);
+    assert_eq!(past.high_watermark, 4);
+    let middle = fetch(&mut w, "ranges", 0, 2, 0, 1).await;
+    assert_eq!(middle.records, vec![(2, "r2".into()), (3, "r3".into())]);
+    assert_eq!(middle.log_start_offset, 0);
+    // Unknown topics and partitions.
+    assert_eq!(fetch(&mut w, "ranges", 7, 0, 0, 1).await.error_code, 3);
+    assert_eq!(
+        produce(&mut w, "nope", 0, batch(&["x"], None, Compression::None))
+            .await
+            .0,
+        3
+    );
+    assert_eq!(list_offset(&mut w, "nope", 0, -1).await.0, 3);
+}
+
+async fn admin_errors(proxy: &Proxy) {
+    let mut w = Wire::connect(proxy.kafka_addr).await;
+    assert_eq!(create_topic(&mut w, "adm", 2).await, 0);
+    assert_eq!(
+        create_topic(&mut w, "adm", 2).await,
+        36,
+        "TOPIC_ALREADY_EXISTS"
+    );
+    assert_eq!(
+        create_topic(&mut w, "bad name!", 1).await,
+        17,
+        "INVALID_TOPIC_EXCEPTION"
+    );
+    assert_eq!(
+        create_topic(&mut w, "zero", 0).await,
+        37,
+        "INVALID_PARTITIONS"
+    );
+    let grow = |count| {
+        RequestKind::CreatePartitions(
+            CreatePartitionsRequest::default()
+                .with_timeout_ms(5000)
+                .with_topics(vec![
+                    create_partitions_request::CreatePartitionsTopic::default()
+                        .with_name(topic("adm"))
+                        .with_count(count),
+                ]),
+        )
+    };
+    let ResponseKind::CreatePartitions(r) = w.call(ApiKey::CreatePartitions, 3, grow(5)).await
+    else {
+        panic!()
+    };
+    assert_eq!(r.results[0].error_code, 0);
+    let ResponseKind::CreatePartitions(r) = w.call(ApiKey::CreatePartitions, 3, grow(3)).await
+    else {
+        panic!()
+    };
+    assert_eq!(
+        r.results[0].error_code, 37,
+        "shrinking is INVALID_PARTITIONS"
+    );
+    let metadata = MetadataRequest::default().with_topics(Some(vec![
+        metadata_request::MetadataRequestTopic::default().with_name(Some(topic("adm"))),
+    ]));
+    let ResponseKind::Metadata(m) = w.call(ApiKey::Metadata, 12, metadata.into()).await else {
+        panic!()
+    };
+    assert_eq!(m.topics[0].partitions.len(), 5);
+    assert!(!m.topics[0].topic_id.is_nil());
+    let delete = DeleteTopicsRequest::default().with_topics(vec![
+        delete_topics_request::DeleteTopicState::default().with_name(Some(topic("adm"))),
+    ]);
+    let ResponseKind::DeleteTopics(d) =
+        w.call(ApiKey::DeleteTopics, 6, delete.clone().into()).await
+    else {
+        panic!()
+    };
+    assert_eq!(d.responses[0].error_code, 0);
+    let ResponseKind::DeleteTopics(d) = w.call(ApiKey::DeleteTopics, 6, delete.into()).await else {
+        panic!()
+    };
+    assert_eq!(d.responses[0].error_code, 3);
+}
+
+async fn acks_zero_gets_no_response(proxy: &Proxy) {
+    let mut w = Wire::connect(proxy.kafka_addr).await;
+    assert_eq!(create_topic(&mut w, "fire", 1).await, 0);
+    let request = ProduceRequest::default()
+        .with_acks(0)
+        .with_timeout_ms(1000)
+        .with_topic_data(vec![produce_request::TopicProduceData::default()
+            .with_name(topic("fire"))
+            .with_partition_data(vec![
+                produce_request::PartitionProduceData::default()
+                    .with_index(0)
+                    .with_records(Some(batch(&["f"], None, Compression::Gzip))),
+            ])]);
+    let (_, frame) = w
+        .encode_request(ApiKey::Produce, 9, &request.into())
+        .unwrap();
+    w.send_raw(&frame).await;
+    // The next response on the connection belongs to the next request.
+    let f = fetch(&mut w, "fire", 0, 0, 1000, 1).await;
+    assert_eq!(f.records, vec![(0, "f".to_string())]);
+}
+
+async fn all_scenarios(proxy: &Proxy) {
+    idempotent_retries_and_sequence_errors(proxy).await;
+    transactions_are_refused_fast(proxy).await;
+    long_poll_waits_and_wakes(proxy).await;
+    offsets_and_ranges(proxy).await;
+    admin_errors(proxy).await;
+    acks_zero_gets_no_response(proxy).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn semantics_on_memory() {
+    let proxy = wire::start_memory_proxy().await;
+    all_scenarios(&proxy).await;
+    proxy.shutdown().await;
+}
