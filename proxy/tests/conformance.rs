@@ -3,6 +3,7 @@
 //! refusal a Kafka broker gives (KIP-511 fallback for ApiVersions, a closed connection for the
 //! rest). Plus hostile frames that must close only their own connection.
 
+mod support;
 mod wire;
 
 use kafka_iggy_proxy::protocol::versions::{check, VersionCheck};
@@ -34,7 +35,18 @@ async fn assert_usable(wire: &mut Wire, after: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_key_and_version_is_answered_or_refused_like_kafka() {
-    let proxy = start_memory_proxy().await;
+    sweep(&start_memory_proxy().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_key_and_version_on_iggy() {
+    let Some(server) = support::iggy_server::IggyServer::from_env().await else {
+        return;
+    };
+    sweep(&wire::start_iggy_proxy(server.address()).await).await;
+}
+
+async fn sweep(proxy: &kafka_iggy_proxy::Proxy) {
     let mut served = 0;
     let mut refused = 0;
     let mut unencodable = Vec::new();
@@ -74,7 +86,6 @@ async fn every_key_and_version_is_answered_or_refused_like_kafka() {
     eprintln!("conformance: {served} served versions answered, {refused} refused by close, {} default bodies not encodable by kafka-protocol: {unencodable:?}", unencodable.len());
     assert!(served >= 60, "served {served}");
     assert!(refused > 100, "refused {refused}");
-    proxy.shutdown().await;
 }
 
 #[tokio::test]
@@ -102,8 +113,11 @@ async fn newer_api_versions_gets_kip_511_fallback() {
 
 /// Sends `frame` on its own connection and checks that the proxy closes it while a second,
 /// already open connection keeps working.
-async fn hostile_frame_closes_only_its_connection(frame: &[u8], what: &str) {
-    let proxy = start_memory_proxy().await;
+async fn hostile_frame_closes_only_its_connection(
+    proxy: &kafka_iggy_proxy::Proxy,
+    frame: &[u8],
+    what: &str,
+) {
     let mut bystander = Wire::connect(proxy.kafka_addr).await;
     assert_usable(&mut bystander, "connect").await;
     let mut attacker = Wire::connect(proxy.kafka_addr).await;
@@ -115,23 +129,11 @@ async fn hostile_frame_closes_only_its_connection(frame: &[u8], what: &str) {
     assert_usable(&mut bystander, what).await;
     let mut fresh = Wire::connect(proxy.kafka_addr).await;
     assert_usable(&mut fresh, what).await;
-    proxy.shutdown().await;
 }
 
-#[tokio::test]
-async fn tiny_frame_claiming_a_billion_topics_is_refused() {
-    // Metadata v1: header (key 3, v1, correlation 7, client id ""), topics count 2^30, no data.
-    let body = [0u8, 3, 0, 1, 0, 0, 0, 7, 0, 0, 0x40, 0, 0, 0];
-    let mut frame = (body.len() as i32).to_be_bytes().to_vec();
-    frame.extend_from_slice(&body);
-    hostile_frame_closes_only_its_connection(&frame, "huge array count").await;
-}
-
-#[tokio::test]
-async fn huge_record_header_count_is_refused() {
-    // A Produce v9 whose record claims 2^30 headers: the batch is corrupt; the partition gets
-    // CORRUPT_MESSAGE and the connection stays open.
-    let proxy = start_memory_proxy().await;
+/// A Produce v9 whose record claims 2^30 headers: the batch is corrupt; the partition gets
+/// CORRUPT_MESSAGE and the connection stays open.
+async fn huge_record_header_count(proxy: &kafka_iggy_proxy::Proxy) {
     let mut wire = Wire::connect(proxy.kafka_addr).await;
     let mut batch = Vec::new();
     // Record batch v2 header with one record whose header count varint is 2^30.
@@ -195,7 +197,6 @@ async fn huge_record_header_count_is_refused() {
         "CORRUPT_MESSAGE"
     );
     assert_usable(&mut wire, "hostile batch").await;
-    proxy.shutdown().await;
 }
 
 fn crc32c(data: &[u8]) -> u32 {
@@ -213,33 +214,60 @@ fn crc32c(data: &[u8]) -> u32 {
     !crc
 }
 
-#[tokio::test]
-async fn oversized_frame_is_refused() {
-    hostile_frame_closes_only_its_connection(
-        &(200 * 1024 * 1024i32).to_be_bytes(),
-        "oversized frame",
-    )
-    .await;
-}
-
-#[tokio::test]
-async fn negative_frame_size_is_refused() {
-    hostile_frame_closes_only_its_connection(&(-5i32).to_be_bytes(), "negative size").await;
-}
-
-#[tokio::test]
-async fn unknown_api_key_is_refused() {
-    let body = [0x7fu8, 0x7f, 0, 0, 0, 0, 0, 1, 0, 0];
+fn sized(body: &[u8]) -> Vec<u8> {
     let mut frame = (body.len() as i32).to_be_bytes().to_vec();
-    frame.extend_from_slice(&body);
-    hostile_frame_closes_only_its_connection(&frame, "unknown api key").await;
+    frame.extend_from_slice(body);
+    frame
+}
+
+/// Frames that must close their own connection and nothing else.
+fn hostile_frames() -> Vec<(&'static str, Vec<u8>)> {
+    vec![
+        // Metadata v1: header (key 3, v1, correlation 7, client id ""), topic count 2^30, no data.
+        (
+            "huge array count",
+            sized(&[0, 3, 0, 1, 0, 0, 0, 7, 0, 0, 0x40, 0, 0, 0]),
+        ),
+        (
+            "oversized frame",
+            (200 * 1024 * 1024i32).to_be_bytes().to_vec(),
+        ),
+        ("negative size", (-5i32).to_be_bytes().to_vec()),
+        (
+            "unknown api key",
+            sized(&[0x7f, 0x7f, 0, 0, 0, 0, 0, 1, 0, 0]),
+        ),
+        // Metadata v1 announcing one topic and then ending.
+        (
+            "truncated body",
+            sized(&[0, 3, 0, 1, 0, 0, 0, 7, 0, 0, 0, 0, 0, 1]),
+        ),
+        // Produce v2 (message sets v0/v1) is advertised for librdkafka but refused.
+        (
+            "produce v2",
+            sized(&[
+                0, 0, 0, 2, 0, 0, 0, 1, 0, 0, 0, 1, 0, 0, 0x03, 0xe8, 0, 0, 0, 0,
+            ]),
+        ),
+    ]
+}
+
+async fn all_hostile(proxy: &kafka_iggy_proxy::Proxy) {
+    for (what, frame) in hostile_frames() {
+        hostile_frame_closes_only_its_connection(proxy, &frame, what).await;
+    }
+    huge_record_header_count(proxy).await;
 }
 
 #[tokio::test]
-async fn truncated_body_is_refused() {
-    // Metadata v1 announcing one topic and then ending.
-    let body = [0u8, 3, 0, 1, 0, 0, 0, 7, 0, 0, 0, 0, 0, 1];
-    let mut frame = (body.len() as i32).to_be_bytes().to_vec();
-    frame.extend_from_slice(&body);
-    hostile_frame_closes_only_its_connection(&frame, "truncated body").await;
+async fn hostile_input_on_memory() {
+    all_hostile(&start_memory_proxy().await).await;
+}
+
+#[tokio::test]
+async fn hostile_input_on_iggy() {
+    let Some(server) = support::iggy_server::IggyServer::from_env().await else {
+        return;
+    };
+    all_hostile(&wire::start_iggy_proxy(server.address()).await).await;
 }

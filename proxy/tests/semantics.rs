@@ -2,6 +2,7 @@
 //! retries, sequence errors, long-poll timing, offset range errors, ListOffsets, admin errors.
 //! Every scenario runs on the memory back end and, when IGGY_SERVER_BIN is set, on real Iggy.
 
+mod support;
 mod wire;
 
 use std::time::{Duration, Instant};
@@ -231,6 +232,16 @@ async fn all_scenarios(proxy: &Proxy) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn semantics_on_memory() {
     let proxy = wire::start_memory_proxy().await;
+    all_scenarios(&proxy).await;
+    proxy.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn semantics_on_iggy() {
+    let Some(server) = support::iggy_server::IggyServer::from_env().await else {
+        return;
+    };
+    let proxy = wire::start_iggy_proxy(server.address()).await;
     all_scenarios(&proxy).await;
     proxy.shutdown().await;
 }

@@ -33,6 +33,17 @@ pub async fn start_memory_proxy() -> Proxy {
     .expect("proxy starts")
 }
 
+/// A proxy on real Iggy at `address` (root credentials), on a free port.
+pub async fn start_iggy_proxy(address: &str) -> Proxy {
+    let mut config = ProxyConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        backend: BackendKind::Iggy,
+        ..ProxyConfig::default()
+    };
+    config.iggy.address = address.to_string();
+    Proxy::start(config).await.expect("proxy starts on Iggy")
+}
+
 pub struct Wire {
     pub stream: TcpStream,
     correlation: i32,
