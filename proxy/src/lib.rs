@@ -131,9 +131,9 @@ async fn connect_backend(config: &ProxyConfig) -> anyhow::Result<SharedBackend> 
                     .collect(),
                 connections: config.iggy.connections,
             };
-            let backend = IggyBackend::connect(iggy)
-                .await
-                .map_err(|e| anyhow::anyhow!("cannot connect to Iggy at {}: {e}", config.iggy.address))?;
+            let backend = IggyBackend::connect(iggy).await.map_err(|e| {
+                anyhow::anyhow!("cannot connect to Iggy at {}: {e}", config.iggy.address)
+            })?;
             Arc::new(backend)
         }
     })

@@ -6,7 +6,11 @@ use kafka_iggy_proxy::Proxy;
 use tracing_subscriber::EnvFilter;
 
 fn init_logging(format: LogFormat) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(
+        |_| // The iggy SDK logs every error reply (a missing topic during auto-creation, say) at
+        // error level; the back end reports what matters itself.
+        EnvFilter::new("info,iggy=off,iggy_common=off,iggy_binary_protocol=off"),
+    );
     let builder = tracing_subscriber::fmt().with_env_filter(filter);
     match format {
         LogFormat::Plain => builder.init(),

@@ -40,19 +40,6 @@ fn unknown(topic: &str, partition: Option<u32>) -> BackendError {
     }
 }
 
-/// Approximate wire size of a record, for `ReadLimits::max_bytes`.
-pub(crate) fn record_size(r: &StoredRecord) -> usize {
-    let header_bytes: usize = r
-        .headers
-        .iter()
-        .map(|(k, v)| k.len() + v.as_ref().map_or(0, |v| v.len()))
-        .sum();
-    r.key.as_ref().map_or(0, |k| k.len())
-        + r.value.as_ref().map_or(0, |v| v.len())
-        + header_bytes
-        + 16
-}
-
 #[async_trait]
 impl Backend for MemoryBackend {
     fn kind(&self) -> &'static str {
@@ -174,7 +161,7 @@ impl Backend for MemoryBackend {
             {
                 break;
             }
-            bytes += record_size(r);
+            bytes += r.approx_size();
             records.push(FetchedRecord {
                 offset: offset + i as i64,
                 record: r.clone(),

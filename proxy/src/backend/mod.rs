@@ -28,6 +28,22 @@ pub struct StoredRecord {
     pub timestamp_ms: i64,
 }
 
+impl StoredRecord {
+    /// Approximate size for `ReadLimits::max_bytes` and metrics: key, value and header bytes plus
+    /// a fixed per-record overhead. Every back end counts the same way.
+    pub fn approx_size(&self) -> usize {
+        let header_bytes: usize = self
+            .headers
+            .iter()
+            .map(|(k, v)| k.len() + v.as_ref().map_or(0, |v| v.len()))
+            .sum();
+        self.key.as_ref().map_or(0, |k| k.len())
+            + self.value.as_ref().map_or(0, |v| v.len())
+            + header_bytes
+            + 16
+    }
+}
+
 /// A record read back from a partition.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FetchedRecord {

@@ -72,7 +72,7 @@ pub fn decode_produced(mut bytes: Bytes) -> Result<ProducedBatch, BatchError> {
                 headers,
                 timestamp_ms: record.timestamp,
             };
-            payload_bytes += crate::backend::memory::record_size(&stored);
+            payload_bytes += stored.approx_size();
             records.push(stored);
         }
     }

@@ -1,0 +1,316 @@
+//! Reading and writing partitions.
+//!
+//! Iggy 0.8 facts this code leans on: polling by offset above `current_offset` returns nothing;
+//! polling below the first retained offset silently starts at the first retained one;
+//! `current_offset` is 0 both for an empty partition and for one holding a single message; a
+//! send returns no offsets; timestamps used for lookups are the server's append times (µs).
+
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use iggy::prelude::{
+    IggyError, IggyMessage, IggyTimestamp, MessageClient, Partitioning, PolledMessages,
+    PollingStrategy,
+};
+
+use super::error::map_error;
+use super::mapping::{decode_message, encode_record};
+use super::offsets::Known;
+use super::pool::Retry;
+use super::{IggyBackend, Target};
+use crate::backend::{
+    BackendError, BackendResult, FetchedRecord, PartitionBounds, ReadLimits, ReadResult,
+    StoredRecord,
+};
+
+/// Messages asked for by the first poll of a read. Later polls are sized from the average record
+/// size seen so far, because Iggy has no byte limit on a poll and large messages times a large
+/// count would make the server load far more than the client asked for.
+const FIRST_POLL: u32 = 500;
+const MAX_POLL: u32 = 5000;
+/// How long a cached first retained offset is trusted in read results.
+const LOG_START_TTL: Duration = Duration::from_secs(10);
+
+impl IggyBackend {
+    pub(super) async fn append_impl(
+        &self,
+        topic: &str,
+        partition: u32,
+        records: Vec<StoredRecord>,
+    ) -> BackendResult<i64> {
+        let target = self.target(topic)?;
+        let subject = format!("{topic}-{partition}");
+        // Encode first, so an unstorable record fails the batch before anything is sent.
+        let messages = records
+            .iter()
+            .map(encode_record)
+            .collect::<BackendResult<Vec<IggyMessage>>>()?;
+        let count = messages.len() as u64;
+
+        let cell = self.offsets.cell(&target.key(partition));
+        let mut state = cell.lock().await;
+        // Read before syncing, so a loss during the sync invalidates what it learns.
+        let losses = self.pool.losses();
+        let base = match Known::current(*state, losses) {
+            Some(offset) => offset,
+            None => self.fresh_bounds(&target, partition).await?.high_watermark as u64,
+        };
+        if count == 0 {
+            *state = Some(Known { next: base, losses });
+            return Ok(base as i64);
+        }
+
+        let (stream_id, topic_id) = (&target.stream_id, &target.topic_id);
+        let partitioning = Partitioning::partition_id(partition);
+        let partitioning = &partitioning;
+        // Handed to the one attempt a send gets (`Retry::Never`).
+        let batch = Mutex::new(Some(messages));
+        let batch = &batch;
+        let sent = self
+            .pool
+            .run(Retry::Never, |c| {
+                let messages = batch.lock().unwrap_or_else(|e| e.into_inner()).take();
+                async move {
+                    let mut messages = messages.ok_or(IggyError::InvalidCommand)?;
+                    c.send_messages(stream_id, topic_id, partitioning, &mut messages)
+                        .await
+                }
+            })
+            .await;
+        match sent {
+            Ok(()) => {
+                *state = Some(Known {
+                    next: base + count,
+                    losses,
+                });
+                Ok(base as i64)
+            }
+            Err(e) => {
+                // The batch may or may not have been appended: ask the server next time.
+                *state = None;
+                Err(map_error(e, &subject))
+            }
+        }
+    }
+
+    pub(super) async fn read_impl(
+        &self,
+        topic: &str,
+        partition: u32,
+        offset: i64,
+        limits: ReadLimits,
+    ) -> BackendResult<ReadResult> {
+        let target = self.target(topic)?;
+        let Ok(start) = u64::try_from(offset) else {
+            return Err(out_of_range(
+                offset,
+                self.fresh_bounds(&target, partition).await?,
+            ));
+        };
+        let max_records = limits.max_records.max(1) as usize;
+        let first = self
+            .poll(
+                &target,
+                partition,
+                PollingStrategy::offset(start),
+                FIRST_POLL.min(max_records as u32),
+            )
+            .await?;
+        match first.messages.first() {
+            None => {
+                // Fast path for a consumer waiting at the end of a non-empty partition.
+                if first.current_offset > 0 && start == first.current_offset + 1 {
+                    let high_watermark = offset;
+                    let log_start = self.log_start(&target, partition, high_watermark).await?;
+                    return Ok(ReadResult {
+                        records: Vec::new(),
+                        bounds: PartitionBounds {
+                            log_start,
+                            high_watermark,
+                        },
+                    });
+                }
+                let bounds = self.fresh_bounds(&target, partition).await?;
+                if offset < bounds.log_start || offset > bounds.high_watermark {
+                    return Err(out_of_range(offset, bounds));
+                }
+                return Ok(ReadResult {
+                    records: Vec::new(),
+                    bounds,
+                });
+            }
+            Some(m) if m.header.offset > start => {
+                let log_start = m.header.offset;
+                self.remember_log_start(&target, partition, log_start);
+                return Err(out_of_range(
+                    offset,
+                    PartitionBounds {
+                        log_start: log_start as i64,
+                        high_watermark: first.current_offset as i64 + 1,
+                    },
+                ));
+            }
+            Some(_) => {}
+        }
+
+        let mut records = Vec::new();
+        let mut bytes = 0usize;
+        let mut next = start;
+        let mut polled = first;
+        loop {
+            let asked = polled.messages.len();
+            let current_offset = polled.current_offset;
+            for message in &polled.messages {
+                if message.header.offset < next {
+                    continue;
+                }
+                if records.len() >= max_records
+                    || (!records.is_empty() && bytes >= limits.max_bytes)
+                {
+                    break;
+                }
+                let record = decode_message(message);
+                bytes += record.approx_size();
+                next = message.header.offset + 1;
+                records.push(FetchedRecord {
+                    offset: message.header.offset as i64,
+                    record,
+                });
+            }
+            let high_watermark = current_offset as i64 + 1;
+            let done = records.len() >= max_records
+                || bytes >= limits.max_bytes
+                || asked == 0
+                || next > current_offset;
+            if done {
+                let log_start = self.log_start(&target, partition, offset).await?;
+                return Ok(ReadResult {
+                    records,
+                    bounds: PartitionBounds {
+                        log_start,
+                        high_watermark,
+                    },
+                });
+            }
+            let average = (bytes / records.len()).max(1);
+            let by_bytes = ((limits.max_bytes - bytes) / average).saturating_add(1);
+            let count = by_bytes
+                .min(max_records - records.len())
+                .min(MAX_POLL as usize) as u32;
+            polled = self
+                .poll(&target, partition, PollingStrategy::offset(next), count)
+                .await?;
+        }
+    }
+
+    /// Bounds read from the server now: the first retained offset by polling `first`, the high
+    /// watermark from `current_offset`, disambiguated by whether anything was returned.
+    pub(super) async fn fresh_bounds(
+        &self,
+        target: &Target,
+        partition: u32,
+    ) -> BackendResult<PartitionBounds> {
+        let polled = self
+            .poll(target, partition, PollingStrategy::first(), 1)
+            .await?;
+        let bounds = bounds_from_first_poll(&polled);
+        self.remember_log_start(target, partition, bounds.log_start as u64);
+        Ok(bounds)
+    }
+
+    pub(super) async fn offset_for_timestamp_impl(
+        &self,
+        topic: &str,
+        partition: u32,
+        timestamp_ms: i64,
+    ) -> BackendResult<Option<(i64, i64)>> {
+        let target = self.target(topic)?;
+        let micros = u64::try_from(timestamp_ms)
+            .unwrap_or(0)
+            .saturating_mul(1000);
+        let strategy = PollingStrategy::timestamp(IggyTimestamp::from(micros));
+        let polled = self.poll(&target, partition, strategy, 1).await?;
+        // The search is by append time, so the append time is what is reported: it is at or
+        // after the requested time, as the Kafka contract promises.
+        Ok(polled
+            .messages
+            .first()
+            .map(|m| (m.header.offset as i64, (m.header.timestamp / 1000) as i64)))
+    }
+
+    async fn poll(
+        &self,
+        target: &Target,
+        partition: u32,
+        strategy: PollingStrategy,
+        count: u32,
+    ) -> BackendResult<PolledMessages> {
+        let (stream_id, topic_id, reader) = (&target.stream_id, &target.topic_id, &self.reader);
+        let strategy = &strategy;
+        self.pool
+            .run(Retry::Once, |c| async move {
+                c.poll_messages(
+                    stream_id,
+                    topic_id,
+                    Some(partition),
+                    reader,
+                    strategy,
+                    count,
+                    false,
+                )
+                .await
+            })
+            .await
+            .map_err(|e| map_error(e, &format!("{}-{partition}", target.topic)))
+    }
+
+    /// First retained offset for a read result: cached when recent, otherwise asked for.
+    async fn log_start(&self, target: &Target, partition: u32, at_most: i64) -> BackendResult<i64> {
+        let key = target.key(partition);
+        let cached = {
+            let map = self.log_starts.lock().unwrap_or_else(|e| e.into_inner());
+            map.get(&key)
+                .filter(|(_, at)| at.elapsed() < LOG_START_TTL)
+                .map(|(offset, _)| *offset)
+        };
+        let log_start = match cached {
+            Some(offset) => offset as i64,
+            None => self.fresh_bounds(target, partition).await?.log_start,
+        };
+        Ok(log_start.min(at_most))
+    }
+
+    fn remember_log_start(&self, target: &Target, partition: u32, log_start: u64) {
+        let mut map = self.log_starts.lock().unwrap_or_else(|e| e.into_inner());
+        map.insert(target.key(partition), (log_start, Instant::now()));
+    }
+}
+
+/// Bounds from a `first` poll of one message. An empty answer with `current_offset` 0 is an
+/// empty partition; with a larger `current_offset` every message has expired.
+pub(crate) fn bounds_from_first_poll(polled: &PolledMessages) -> PartitionBounds {
+    match polled.messages.first() {
+        Some(m) => PartitionBounds {
+            log_start: m.header.offset as i64,
+            high_watermark: polled.current_offset as i64 + 1,
+        },
+        None => {
+            let high_watermark = match polled.current_offset {
+                0 => 0,
+                current => current as i64 + 1,
+            };
+            PartitionBounds {
+                log_start: high_watermark,
+                high_watermark,
+            }
+        }
+    }
+}
+
+fn out_of_range(offset: i64, bounds: PartitionBounds) -> BackendError {
+    BackendError::OffsetOutOfRange {
+        offset,
+        log_start: bounds.log_start,
+        high_watermark: bounds.high_watermark,
+    }
+}
