@@ -245,3 +245,55 @@ async fn semantics_on_iggy() {
     all_scenarios(&proxy).await;
     proxy.shutdown().await;
 }
+
+/// Records acknowledged before a proxy restart are all readable after it, and new records
+/// continue at the next offset (offsets are re-read from Iggy, not remembered by the proxy).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn proxy_restart_on_iggy() {
+    let Some(server) = support::iggy_server::IggyServer::from_env().await else {
+        return;
+    };
+    let proxy = wire::start_iggy_proxy(server.address()).await;
+    let mut w = Wire::connect(proxy.kafka_addr).await;
+    assert_eq!(create_topic(&mut w, "durable", 2).await, 0);
+    let mut acknowledged = Vec::new();
+    for i in 0..20 {
+        let value = format!("before-{i}");
+        let (err, offset) = produce(
+            &mut w,
+            "durable",
+            i % 2,
+            batch(&[&value], None, Compression::Snappy),
+        )
+        .await;
+        assert_eq!(err, 0);
+        acknowledged.push((i % 2, offset, value));
+    }
+    drop(w);
+    proxy.shutdown().await;
+
+    let proxy = wire::start_iggy_proxy(server.address()).await;
+    let mut w = Wire::connect(proxy.kafka_addr).await;
+    for partition in 0..2 {
+        let f = fetch(&mut w, "durable", partition, 0, 0, 1).await;
+        let expected: Vec<(i64, String)> = acknowledged
+            .iter()
+            .filter(|(p, _, _)| *p == partition)
+            .map(|(_, o, v)| (*o, v.clone()))
+            .collect();
+        assert_eq!(f.records, expected, "partition {partition} after restart");
+        let (err, next) = produce(
+            &mut w,
+            "durable",
+            partition,
+            batch(&["after"], None, Compression::None),
+        )
+        .await;
+        assert_eq!(
+            (err, next),
+            (0, 10),
+            "partition {partition} continues at the next offset"
+        );
+    }
+    proxy.shutdown().await;
+}
