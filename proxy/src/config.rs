@@ -71,6 +71,11 @@ pub struct Cli {
     #[arg(long, env = "KAFKA_IGGY_IGGY_CONNECTIONS")]
     pub iggy_connections: Option<usize>,
 
+    /// Fsync every appended batch on the Iggy server before acknowledging the Produce, so
+    /// acknowledged records survive an Iggy crash (slower) [default: false]
+    #[arg(long, env = "KAFKA_IGGY_IGGY_FSYNC_ON_APPEND")]
+    pub iggy_fsync_on_append: Option<bool>,
+
     /// Iggy stream holding Kafka topics without an explicit mapping [default: kafka]
     #[arg(long, env = "KAFKA_IGGY_DEFAULT_STREAM")]
     pub default_stream: Option<String>,
@@ -144,6 +149,8 @@ pub struct IggySettings {
     pub username: String,
     pub password: String,
     pub connections: usize,
+    /// Fsync each appended batch before acknowledging it (slower; survives Iggy crashes).
+    pub fsync_on_append: bool,
 }
 
 impl Default for IggySettings {
@@ -153,6 +160,7 @@ impl Default for IggySettings {
             username: "iggy".into(),
             password: "iggy".into(),
             connections: 8,
+            fsync_on_append: false,
         }
     }
 }
@@ -251,6 +259,7 @@ impl ProxyConfig {
         set(&mut self.iggy.username, cli.iggy_username);
         set(&mut self.iggy.password, cli.iggy_password);
         set(&mut self.iggy.connections, cli.iggy_connections);
+        set(&mut self.iggy.fsync_on_append, cli.iggy_fsync_on_append);
         set(&mut self.default_stream, cli.default_stream);
         set(&mut self.auto_create_topics, cli.auto_create_topics);
         set(&mut self.default_partitions, cli.default_partitions);

@@ -130,6 +130,7 @@ async fn connect_backend(config: &ProxyConfig) -> anyhow::Result<SharedBackend> 
                     })
                     .collect(),
                 connections: config.iggy.connections,
+                fsync_on_append: config.iggy.fsync_on_append,
             };
             let backend = IggyBackend::connect(iggy).await.map_err(|e| {
                 anyhow::anyhow!("cannot connect to Iggy at {}: {e}", config.iggy.address)

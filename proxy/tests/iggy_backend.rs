@@ -454,4 +454,34 @@ mod on_iggy {
         assert!(base <= 6);
         assert_eq!(check.bounds("rs", 0).await.1, base + 3);
     }
+
+    /// With `fsync_on_append`, every acknowledged record survives a crash (SIGKILL).
+    #[tokio::test]
+    async fn fsync_on_append_keeps_acknowledged_records_through_a_crash() {
+        let Some(mut server) = IggyServer::from_env().await else {
+            return;
+        };
+        let backend = IggyBackend::connect(IggyConfig {
+            address: server.address().to_string(),
+            connections: 2,
+            fsync_on_append: true,
+            ..IggyConfig::default()
+        })
+        .await
+        .expect("connect");
+        let check = Check(&backend);
+        check.create("synced", 1).await;
+        for i in 0..5 {
+            let v = format!("v{i}");
+            assert_eq!(check.append("synced", 0, &[v.as_str()]).await, i);
+        }
+        server.restart(false).await.expect("crash restart");
+        assert_eq!(
+            check.bounds("synced", 0).await.1,
+            5,
+            "all five acknowledged records kept"
+        );
+        let three: Vec<StoredRecord> = ["x", "y", "z"].iter().map(|v| value(v)).collect();
+        assert_eq!(append_retrying(&backend, "synced", three).await, 5);
+    }
 }

@@ -55,6 +55,10 @@ pub struct IggyConfig {
     pub topic_overrides: HashMap<String, IggyTarget>,
     /// SDK clients in the pool (each carries one request at a time).
     pub connections: usize,
+    /// After every append, ask the server to write the partition's buffer to disk with fsync
+    /// before the Produce is acknowledged. Iggy 0.8 acknowledges once a batch is in memory
+    /// and saves on thresholds, so without this a server crash loses acknowledged records.
+    pub fsync_on_append: bool,
 }
 
 /// Where one Kafka topic lives in Iggy.
@@ -73,6 +77,7 @@ impl Default for IggyConfig {
             default_stream: DEFAULT_STREAM.into(),
             topic_overrides: HashMap::new(),
             connections: DEFAULT_CONNECTIONS,
+            fsync_on_append: false,
         }
     }
 }
@@ -86,6 +91,7 @@ impl fmt::Debug for IggyConfig {
             .field("default_stream", &self.default_stream)
             .field("topic_overrides", &self.topic_overrides)
             .field("connections", &self.connections)
+            .field("fsync_on_append", &self.fsync_on_append)
             .finish()
     }
 }
@@ -94,6 +100,7 @@ pub struct IggyBackend {
     pool: Pool,
     default_stream: String,
     overrides: HashMap<String, IggyTarget>,
+    fsync_on_append: bool,
     offsets: OffsetTable,
     /// Recently seen first retained offsets, so a read need not ask for it every time (it only
     /// moves forward, so a slightly old value is a safe lower bound).
@@ -135,6 +142,7 @@ impl IggyBackend {
             pool,
             default_stream: config.default_stream,
             overrides: config.topic_overrides,
+            fsync_on_append: config.fsync_on_append,
             offsets: OffsetTable::default(),
             log_starts: Mutex::new(HashMap::new()),
             reader,
