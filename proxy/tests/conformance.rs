@@ -2,6 +2,7 @@
 //! request; the answer must be a well-formed response (and the connection stays usable), or the
 //! refusal a Kafka broker gives (KIP-511 fallback for ApiVersions, a closed connection for the
 //! rest). Plus hostile frames that must close only their own connection.
+#![allow(clippy::unwrap_used, reason = "test code: a panic is a failed test")]
 
 mod support;
 mod wire;

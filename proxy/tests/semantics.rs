@@ -1,6 +1,7 @@
 //! Kafka semantics at the protocol level, where exact answers can be asserted: idempotent
 //! retries, sequence errors, long-poll timing, offset range errors, ListOffsets, admin errors.
 //! Every scenario runs on the memory back end and, when IGGY_SERVER_BIN is set, on real Iggy.
+#![allow(clippy::unwrap_used, reason = "test code: a panic is a failed test")]
 
 mod support;
 mod wire;

@@ -17,6 +17,10 @@ use crate::broker::Broker;
 
 /// What the connection does after a request.
 #[derive(Debug)]
+#[allow(
+    clippy::large_enum_variant,
+    reason = "one short-lived value per request; boxing would add an allocation per response"
+)]
 pub enum Outcome {
     Respond(ResponseKind),
     /// Produce with acks=0: Kafka sends nothing back.

@@ -78,14 +78,14 @@ impl IggyBackend {
             })
             .await;
         let sent = match sent {
-            Ok(()) if self.fsync_on_append => self
-                .pool
-                .run(Retry::Once, |c| async move {
-                    c.flush_unsaved_buffer(stream_id, topic_id, partition, true)
-                        .await
-                })
-                .await
-                .map(|()| ()),
+            Ok(()) if self.fsync_on_append => {
+                self.pool
+                    .run(Retry::Once, |c| async move {
+                        c.flush_unsaved_buffer(stream_id, topic_id, partition, true)
+                            .await
+                    })
+                    .await
+            }
             other => other,
         };
         match sent {
