@@ -5,6 +5,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use bytes::BytesMut;
 use kafka_protocol::messages::{ApiKey, ResponseKind};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, BufWriter};
 
@@ -76,6 +77,7 @@ where
     W: AsyncWrite + Unpin,
 {
     let max_frame = broker.config.limits.max_frame_bytes;
+    let mut out = BytesMut::new();
     loop {
         let frame = match tokio::time::timeout(IDLE_TIMEOUT, read_frame(reader, max_frame)).await {
             Ok(Ok(Some(frame))) => frame,
@@ -121,15 +123,13 @@ where
             .observe(started.elapsed().as_secs_f64());
         match outcome {
             Outcome::Respond(body) => {
-                write_response(
-                    broker,
-                    writer,
-                    prefix.key,
-                    response_version,
+                let response = Response {
+                    key: prefix.key,
+                    version: response_version,
                     correlation_id,
-                    &body,
-                )
-                .await?;
+                    body: &body,
+                };
+                write_response(broker, writer, &mut out, response).await?;
             }
             Outcome::NoResponse => {}
             Outcome::Close(reason) => return Err(ConnectionEnd::Refused(reason)),
@@ -137,20 +137,36 @@ where
     }
 }
 
-async fn write_response<W: AsyncWrite + Unpin>(
-    broker: &Broker,
-    writer: &mut W,
+struct Response<'a> {
     key: ApiKey,
     version: i16,
     correlation_id: i32,
-    body: &ResponseKind,
+    body: &'a ResponseKind,
+}
+
+/// Above this, the reused response buffer is given back after use rather than kept for the
+/// life of the connection.
+const RETAINED_RESPONSE_BUFFER: usize = 8 * 1024 * 1024;
+
+async fn write_response<W: AsyncWrite + Unpin>(
+    broker: &Broker,
+    writer: &mut W,
+    out: &mut BytesMut,
+    response: Response<'_>,
 ) -> Result<(), ConnectionEnd> {
-    let bytes = codec::encode_response(key, version, correlation_id, body)
-        .map_err(ConnectionEnd::Encode)?;
-    broker.metrics.network_bytes_out.inc_by(bytes.len() as u64);
-    writer
-        .write_all(&bytes)
-        .await
-        .map_err(ConnectionEnd::Write)?;
-    writer.flush().await.map_err(ConnectionEnd::Write)
+    codec::encode_response(
+        out,
+        response.key,
+        response.version,
+        response.correlation_id,
+        response.body,
+    )
+    .map_err(ConnectionEnd::Encode)?;
+    broker.metrics.network_bytes_out.inc_by(out.len() as u64);
+    writer.write_all(out).await.map_err(ConnectionEnd::Write)?;
+    writer.flush().await.map_err(ConnectionEnd::Write)?;
+    if out.capacity() > RETAINED_RESPONSE_BUFFER {
+        *out = BytesMut::new();
+    }
+    Ok(())
 }

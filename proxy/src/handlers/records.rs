@@ -120,7 +120,14 @@ pub fn encode_fetched(records: &[FetchedRecord]) -> anyhow::Result<Bytes> {
                 .collect::<IndexMap<_, _>>(),
         })
         .collect();
-    let mut buf = BytesMut::new();
+    // Batch header plus per-record framing; sized up front so large fetches are not built by
+    // repeated doubling.
+    let estimate: usize = records
+        .iter()
+        .map(|r| r.record.approx_size() + 8)
+        .sum::<usize>()
+        + 64;
+    let mut buf = BytesMut::with_capacity(estimate);
     RecordBatchEncoder::encode(
         &mut buf,
         &kafka_records,

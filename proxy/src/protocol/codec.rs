@@ -84,22 +84,24 @@ pub fn decode_request(
     Ok((header, body))
 }
 
-/// Encodes a full response frame (size prefix, header, body).
+/// Encodes a full response frame (size prefix, header, body) into `buf`, which is cleared
+/// first. Connections reuse one buffer so large responses do not map fresh pages every time.
 pub fn encode_response(
+    buf: &mut BytesMut,
     key: ApiKey,
     version: i16,
     correlation_id: i32,
     body: &ResponseKind,
-) -> anyhow::Result<Bytes> {
+) -> anyhow::Result<()> {
     let header_version = key.response_header_version(version);
     let header = ResponseHeader::default().with_correlation_id(correlation_id);
-    let mut buf = BytesMut::with_capacity(64);
+    buf.clear();
     buf.extend_from_slice(&[0; 4]);
-    header.encode(&mut buf, header_version)?;
-    body.encode(&mut buf, version)?;
+    header.encode(buf, header_version)?;
+    body.encode(buf, version)?;
     let size = i32::try_from(buf.len() - 4)?;
     buf[..4].copy_from_slice(&size.to_be_bytes());
-    Ok(buf.freeze())
+    Ok(())
 }
 
 #[cfg(test)]

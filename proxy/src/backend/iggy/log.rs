@@ -119,12 +119,15 @@ impl IggyBackend {
             ));
         };
         let max_records = limits.max_records.max(1) as usize;
+        let first_count = self
+            .first_poll_count(&target, partition, limits.max_bytes)
+            .min(max_records as u32);
         let first = self
             .poll(
                 &target,
                 partition,
                 PollingStrategy::offset(start),
-                FIRST_POLL.min(max_records as u32),
+                first_count,
             )
             .await?;
         match first.messages.first() {
@@ -194,6 +197,9 @@ impl IggyBackend {
                 || asked == 0
                 || next > current_offset;
             if done {
+                if let Some(average) = bytes.checked_div(records.len()) {
+                    self.remember_record_size(&target, partition, average);
+                }
                 let log_start = self.log_start(&target, partition, offset).await?;
                 return Ok(ReadResult {
                     records,
@@ -212,6 +218,30 @@ impl IggyBackend {
                 .poll(&target, partition, PollingStrategy::offset(next), count)
                 .await?;
         }
+    }
+
+    /// Messages to ask for in the first poll of a read: what fits in `max_bytes` at the size
+    /// last seen on this partition, or a modest default before anything was read.
+    fn first_poll_count(&self, target: &Target, partition: u32, max_bytes: usize) -> u32 {
+        let hint = self
+            .record_size_hints
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&target.key(partition))
+            .copied();
+        match hint {
+            Some(size) => (max_bytes / size.max(1))
+                .saturating_add(1)
+                .min(MAX_POLL as usize) as u32,
+            None => FIRST_POLL,
+        }
+    }
+
+    fn remember_record_size(&self, target: &Target, partition: u32, average: usize) {
+        self.record_size_hints
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(target.key(partition), average.max(1));
     }
 
     /// Bounds read from the server now: the first retained offset by polling `first`, the high

@@ -105,6 +105,9 @@ pub struct IggyBackend {
     /// Recently seen first retained offsets, so a read need not ask for it every time (it only
     /// moves forward, so a slightly old value is a safe lower bound).
     log_starts: Mutex<HashMap<PartitionKey, (u64, Instant)>>,
+    /// Average record size last read from each partition, so the first poll of a read can ask
+    /// for as many messages as the byte limit allows: one Iggy round trip per Fetch.
+    record_size_hints: Mutex<HashMap<PartitionKey, usize>>,
     reader: Consumer,
 }
 
@@ -145,6 +148,7 @@ impl IggyBackend {
             fsync_on_append: config.fsync_on_append,
             offsets: OffsetTable::default(),
             log_starts: Mutex::new(HashMap::new()),
+            record_size_hints: Mutex::new(HashMap::new()),
             reader,
         };
         backend.ensure_stream(&backend.default_stream).await?;
