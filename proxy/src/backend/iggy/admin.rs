@@ -189,9 +189,14 @@ impl IggyBackend {
         Ok(())
     }
 
+    /// Drops what was learned about a deleted topic's partitions (first retained offsets,
+    /// record sizes), so a topic recreated under the same name starts clean.
     pub(super) fn forget_log_starts(&self, stream: &str, topic: &str) {
+        let same = |k: &super::PartitionKey| k.stream == stream && k.topic == topic;
         let mut map = self.log_starts.lock().unwrap_or_else(|e| e.into_inner());
-        map.retain(|k, _| !(k.stream == stream && k.topic == topic));
+        map.retain(|k, _| !same(k));
+        let mut hints = self.record_size_hints.lock().unwrap_or_else(|e| e.into_inner());
+        hints.retain(|k, _| !same(k));
     }
 }
 
