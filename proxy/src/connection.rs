@@ -1,16 +1,20 @@
 //! One client connection: read a frame, check the API version against the table, decode,
-//! handle, write the response. Requests on a connection are answered strictly in order, as a
-//! Kafka broker does (idempotent producers rely on it).
+//! handle, write the response. Responses go out strictly in request order, as a Kafka broker
+//! sends them; Produce, Fetch and ListOffsets may be worked on concurrently in between, with
+//! appends to each partition still in request order (idempotent producers rely on it).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::BytesMut;
-use kafka_protocol::messages::{ApiKey, ResponseKind};
+use bytes::{Bytes, BytesMut};
+use futures::future::BoxFuture;
+use futures::stream::{FuturesOrdered, StreamExt};
+use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind, ResponseKind};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, BufWriter};
+use tokio::sync::mpsc;
 
 use crate::broker::Broker;
-use crate::handlers::{self, api_name, api_versions, Outcome};
+use crate::handlers::{self, api_name, api_versions, Dispatch, Outcome};
 use crate::protocol::codec::{self, DecodeError};
 use crate::protocol::frame::{read_frame, FrameError};
 use crate::protocol::versions::{check, VersionCheck};
@@ -52,11 +56,19 @@ impl ConnectionEnd {
 
 pub async fn serve<S>(broker: Arc<Broker>, stream: S, peer: String)
 where
-    S: AsyncRead + AsyncWrite + Unpin,
+    S: AsyncRead + AsyncWrite + Send + 'static,
 {
-    let (mut reader, writer) = tokio::io::split(stream);
+    let (reader, writer) = tokio::io::split(stream);
     let mut writer = BufWriter::new(writer);
-    match run(&broker, &mut reader, &mut writer).await {
+    // Frames are read by their own task: reading is not cancel-safe, and the loop below waits
+    // on new frames and finished requests at the same time.
+    let (frames_tx, frames) = mpsc::channel(1);
+    let reader_task = tokio::spawn(read_frames(
+        reader,
+        broker.config.limits.max_frame_bytes,
+        frames_tx,
+    ));
+    match run(&broker, frames, &mut writer).await {
         Ok(()) => tracing::debug!(%peer, "client closed connection"),
         Err(end) => {
             broker
@@ -68,72 +80,161 @@ where
             tracing::info!(%peer, reason = end.reason(), error = %end, "closing connection");
         }
     }
+    reader_task.abort();
     let _ = writer.shutdown().await;
 }
 
-async fn run<R, W>(broker: &Broker, reader: &mut R, writer: &mut W) -> Result<(), ConnectionEnd>
+type FrameResult = Result<Bytes, ConnectionEnd>;
+
+async fn read_frames<R: AsyncRead + Unpin>(
+    mut reader: R,
+    max_frame: usize,
+    frames: mpsc::Sender<FrameResult>,
+) {
+    loop {
+        let next =
+            match tokio::time::timeout(IDLE_TIMEOUT, read_frame(&mut reader, max_frame)).await {
+                Ok(Ok(Some(frame))) => Ok(frame),
+                Ok(Ok(None)) => return,
+                Ok(Err(e)) => Err(e.into()),
+                Err(_) => Err(ConnectionEnd::Idle(IDLE_TIMEOUT)),
+            };
+        let failed = next.is_err();
+        if frames.send(next).await.is_err() || failed {
+            return;
+        }
+    }
+}
+
+/// A request that finished, waiting for its turn to be answered.
+struct Finished {
+    key: ApiKey,
+    response_version: i16,
+    correlation_id: i32,
+    started: Instant,
+    outcome: Outcome,
+}
+
+/// What dispatching a frame produced.
+enum Step<'a> {
+    Concurrent(BoxFuture<'a, Finished>),
+    Exclusive(Finished, RequestHeader, RequestKind),
+}
+
+/// Reads requests and answers them in order. Produce, Fetch and ListOffsets run concurrently
+/// (up to `max_in_flight_per_connection`); other requests wait until everything before them
+/// was answered, then run alone.
+async fn run<W>(
+    broker: &Broker,
+    mut frames: mpsc::Receiver<FrameResult>,
+    writer: &mut W,
+) -> Result<(), ConnectionEnd>
 where
-    R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
-    let max_frame = broker.config.limits.max_frame_bytes;
+    let max_in_flight = broker.config.limits.max_in_flight_per_connection;
     let mut out = BytesMut::new();
+    let mut in_flight: FuturesOrdered<BoxFuture<'_, Finished>> = FuturesOrdered::new();
     loop {
-        let frame = match tokio::time::timeout(IDLE_TIMEOUT, read_frame(reader, max_frame)).await {
-            Ok(Ok(Some(frame))) => frame,
-            Ok(Ok(None)) => return Ok(()),
-            Ok(Err(e)) => return Err(e.into()),
-            Err(_) => return Err(ConnectionEnd::Idle(IDLE_TIMEOUT)),
-        };
-        broker
-            .metrics
-            .network_bytes_in
-            .inc_by(frame.len() as u64 + 4);
-        let prefix = codec::peek_prefix(&frame)?;
-        let correlation_id = codec::correlation_id(&frame).unwrap_or(0);
-        let started = Instant::now();
-        let (response_version, outcome) = match check(prefix.key, prefix.version) {
-            VersionCheck::Supported => {
-                let (header, request) = codec::decode_request(prefix, frame)?;
-                tracing::trace!(api = ?prefix.key, version = prefix.version, correlation_id, "request");
-                (
-                    prefix.version,
-                    handlers::handle(broker, &header, request).await,
-                )
+        tokio::select! {
+            biased;
+            Some(done) = in_flight.next(), if !in_flight.is_empty() => {
+                answer(broker, writer, &mut out, done).await?;
             }
-            VersionCheck::ApiVersionsFallback => (
-                0,
-                Outcome::Respond(ResponseKind::ApiVersions(
-                    api_versions::unsupported_version_fallback(),
-                )),
-            ),
-            VersionCheck::Close => {
-                return Err(ConnectionEnd::Refused(format!(
-                    "{:?} v{} is not supported",
-                    prefix.key, prefix.version
-                )))
-            }
-        };
-        let api = api_name(prefix.key);
-        broker.metrics.requests.with_label_values(&[api]).inc();
-        broker
-            .metrics
-            .request_seconds
-            .with_label_values(&[api])
-            .observe(started.elapsed().as_secs_f64());
-        match outcome {
-            Outcome::Respond(body) => {
-                let response = Response {
-                    key: prefix.key,
-                    version: response_version,
-                    correlation_id,
-                    body: &body,
+            frame = frames.recv(), if in_flight.len() < max_in_flight => {
+                let Some(frame) = frame else {
+                    // The client closed its side; what is still in flight cannot be answered.
+                    return Ok(());
                 };
-                write_response(broker, writer, &mut out, response).await?;
+                match dispatch(broker, frame?)? {
+                    Step::Concurrent(work) => in_flight.push_back(work),
+                    Step::Exclusive(mut pending, header, request) => {
+                        while let Some(done) = in_flight.next().await {
+                            answer(broker, writer, &mut out, done).await?;
+                        }
+                        pending.outcome = handlers::handle(broker, &header, request).await;
+                        answer(broker, writer, &mut out, pending).await?;
+                    }
+                }
             }
-            Outcome::NoResponse => {}
-            Outcome::Close(reason) => return Err(ConnectionEnd::Refused(reason)),
         }
+    }
+}
+
+/// Checks the version, decodes, and decides how the request runs. Called in request order.
+fn dispatch(broker: &Broker, frame: Bytes) -> Result<Step<'_>, ConnectionEnd> {
+    broker
+        .metrics
+        .network_bytes_in
+        .inc_by(frame.len() as u64 + 4);
+    let prefix = codec::peek_prefix(&frame)?;
+    let correlation_id = codec::correlation_id(&frame).unwrap_or(0);
+    let started = Instant::now();
+    let finished = move |response_version, outcome| Finished {
+        key: prefix.key,
+        response_version,
+        correlation_id,
+        started,
+        outcome,
+    };
+    match check(prefix.key, prefix.version) {
+        VersionCheck::Supported => {
+            let (header, request) = codec::decode_request(prefix, frame)?;
+            tracing::trace!(api = ?prefix.key, version = prefix.version, correlation_id, "request");
+            Ok(match handlers::dispatch(broker, header, request) {
+                Dispatch::Concurrent(work) => {
+                    Step::Concurrent(Box::pin(
+                        async move { finished(prefix.version, work.await) },
+                    ))
+                }
+                Dispatch::Exclusive(header, request) => Step::Exclusive(
+                    finished(prefix.version, Outcome::NoResponse),
+                    header,
+                    request,
+                ),
+            })
+        }
+        VersionCheck::ApiVersionsFallback => {
+            let outcome = Outcome::Respond(ResponseKind::ApiVersions(
+                api_versions::unsupported_version_fallback(),
+            ));
+            Ok(Step::Concurrent(Box::pin(std::future::ready(finished(
+                0, outcome,
+            )))))
+        }
+        VersionCheck::Close => Err(ConnectionEnd::Refused(format!(
+            "{:?} v{} is not supported",
+            prefix.key, prefix.version
+        ))),
+    }
+}
+
+/// Records metrics for a finished request and writes its response, if it has one.
+async fn answer<W: AsyncWrite + Unpin>(
+    broker: &Broker,
+    writer: &mut W,
+    out: &mut BytesMut,
+    done: Finished,
+) -> Result<(), ConnectionEnd> {
+    let api = api_name(done.key);
+    broker.metrics.requests.with_label_values(&[api]).inc();
+    broker
+        .metrics
+        .request_seconds
+        .with_label_values(&[api])
+        .observe(done.started.elapsed().as_secs_f64());
+    match done.outcome {
+        Outcome::Respond(body) => {
+            let response = Response {
+                key: done.key,
+                version: done.response_version,
+                correlation_id: done.correlation_id,
+                body: &body,
+            };
+            write_response(broker, writer, out, response).await
+        }
+        Outcome::NoResponse => Ok(()),
+        Outcome::Close(reason) => Err(ConnectionEnd::Refused(reason)),
     }
 }
 

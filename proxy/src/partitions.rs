@@ -2,7 +2,7 @@
 //! idempotent-producer sequence tracking, and the wake-up that ends Fetch long-polls early.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use tokio::sync::Notify;
 
@@ -146,6 +146,91 @@ pub struct PartitionState {
     pub writer: tokio::sync::Mutex<WriterState>,
     /// Signalled after every append; Fetch long-polls wait on it.
     pub appended: Notify,
+    order: Mutex<AppendOrder>,
+    order_changed: Notify,
+}
+
+/// Places in line for appends. Requests are handled concurrently, but appends to one partition
+/// must happen in the order the requests arrived (an idempotent producer with several requests
+/// in flight relies on it), so a place is taken when a request is dispatched, in arrival order,
+/// and the append waits for it.
+#[derive(Debug, Default)]
+struct AppendOrder {
+    next_ticket: u64,
+    serving: u64,
+    /// Places given up before their turn came (their request failed early).
+    finished_early: std::collections::BTreeSet<u64>,
+}
+
+impl PartitionState {
+    /// Takes the next place in line. Synchronous, so callers take places in request order.
+    pub fn take_turn(self: &Arc<Self>) -> Turn {
+        let mut order = self.order.lock().unwrap_or_else(PoisonError::into_inner);
+        let ticket = order.next_ticket;
+        order.next_ticket += 1;
+        Turn {
+            state: self.clone(),
+            ticket,
+        }
+    }
+}
+
+/// A place in a partition's append line; dropping it lets the next one go.
+#[derive(Debug)]
+pub struct Turn {
+    state: Arc<PartitionState>,
+    ticket: u64,
+}
+
+impl Turn {
+    /// The partition this place belongs to.
+    pub fn partition(&self) -> &Arc<PartitionState> {
+        &self.state
+    }
+
+    /// Resolves once every earlier place in line has been used or given up.
+    pub async fn ready(&self) {
+        loop {
+            let changed = self.state.order_changed.notified();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
+            if self
+                .state
+                .order
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .serving
+                == self.ticket
+            {
+                return;
+            }
+            changed.await;
+        }
+    }
+}
+
+impl Drop for Turn {
+    fn drop(&mut self) {
+        let mut order = self
+            .state
+            .order
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if order.serving == self.ticket {
+            order.serving += 1;
+            loop {
+                let next = order.serving;
+                if !order.finished_early.remove(&next) {
+                    break;
+                }
+                order.serving += 1;
+            }
+        } else {
+            order.finished_early.insert(self.ticket);
+        }
+        drop(order);
+        self.state.order_changed.notify_waiters();
+    }
 }
 
 /// All partitions this proxy has touched.
@@ -159,7 +244,7 @@ impl PartitionRegistry {
         let mut map = self
             .partitions
             .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+            .unwrap_or_else(PoisonError::into_inner);
         if let Some(state) = map.get(&(topic.to_string(), partition)) {
             return state.clone();
         }
@@ -172,7 +257,7 @@ impl PartitionRegistry {
     pub fn forget_topic(&self, topic: &str) {
         self.partitions
             .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .unwrap_or_else(PoisonError::into_inner)
             .retain(|(t, _), _| t != topic);
     }
 }
@@ -243,5 +328,46 @@ mod tests {
             w.record(&batch(pid, 0, 0, 1), pid);
         }
         assert!(w.producers.len() <= MAX_PRODUCERS_PER_PARTITION);
+    }
+
+    #[tokio::test]
+    async fn turns_are_served_in_the_order_taken() {
+        let state = Arc::new(PartitionState::default());
+        let first = state.take_turn();
+        let second = state.take_turn();
+        let third = state.take_turn();
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let spawn = |turn: Turn, name: &'static str| {
+            let log = log.clone();
+            tokio::spawn(async move {
+                turn.ready().await;
+                log.lock().unwrap().push(name);
+            })
+        };
+        let c = spawn(third, "third");
+        let b = spawn(second, "second");
+        tokio::task::yield_now().await;
+        assert!(
+            log.lock().unwrap().is_empty(),
+            "nobody goes before the first place"
+        );
+        first.ready().await;
+        drop(first);
+        b.await.unwrap();
+        c.await.unwrap();
+        assert_eq!(*log.lock().unwrap(), ["second", "third"]);
+    }
+
+    #[tokio::test]
+    async fn a_place_given_up_early_does_not_block_the_line() {
+        let state = Arc::new(PartitionState::default());
+        let first = state.take_turn();
+        let second = state.take_turn();
+        let third = state.take_turn();
+        drop(second); // failed before its turn
+        drop(first);
+        tokio::time::timeout(std::time::Duration::from_secs(1), third.ready())
+            .await
+            .expect("third is served");
     }
 }

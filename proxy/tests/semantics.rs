@@ -221,7 +221,79 @@ async fn acks_zero_gets_no_response(proxy: &Proxy) {
     assert_eq!(f.records, vec![(0, "f".to_string())]);
 }
 
+/// Many Produce requests in flight on one connection (as librdkafka and the Java producer send
+/// them): answers come back in request order and each partition's appends keep request order,
+/// so an idempotent producer's sequences are accepted.
+async fn pipelined_produces_keep_order(proxy: &Proxy) {
+    let mut w = Wire::connect(proxy.kafka_addr).await;
+    assert_eq!(create_topic(&mut w, "pipe", 2).await, 0);
+    let (_, pid, _) = init_producer_id(&mut w, None).await;
+    let mut sent = Vec::new();
+    let mut sequences = [0i32; 2];
+    for i in 0..40 {
+        // Each request writes both partitions, with a different number of records.
+        let mut topic = produce_request::TopicProduceData::default().with_name(topic("pipe"));
+        for partition in 0..2 {
+            let values: Vec<String> = (0..(1 + (i + partition) % 3))
+                .map(|j| format!("{i}-{partition}-{j}"))
+                .collect();
+            let refs: Vec<&str> = values.iter().map(String::as_str).collect();
+            let seq = sequences[partition];
+            sequences[partition] += refs.len() as i32;
+            topic.partition_data.push(
+                produce_request::PartitionProduceData::default()
+                    .with_index(partition as i32)
+                    .with_records(Some(batch(&refs, Some((pid, 0, seq)), Compression::Lz4))),
+            );
+        }
+        let request = ProduceRequest::default()
+            .with_acks(-1)
+            .with_timeout_ms(5000)
+            .with_topic_data(vec![topic]);
+        let (correlation, frame) = w
+            .encode_request(ApiKey::Produce, 9, &request.into())
+            .unwrap();
+        w.send_raw(&frame).await;
+        sent.push(correlation);
+    }
+    let mut next = [0i64; 2];
+    for correlation in sent {
+        let frame = w.read_frame().await.expect("response");
+        let ResponseKind::Produce(r) =
+            Wire::decode_response(ApiKey::Produce, 9, correlation, frame)
+        else {
+            panic!("kind")
+        };
+        for p in &r.responses[0].partition_responses {
+            assert_eq!(
+                p.error_code, 0,
+                "partition {} of request {correlation}",
+                p.index
+            );
+            assert_eq!(
+                p.base_offset, next[p.index as usize],
+                "offsets follow request order"
+            );
+            next[p.index as usize] = p.base_offset + 1 + i64::from((correlation - 3 + p.index) % 3);
+        }
+    }
+    for partition in 0..2 {
+        let f = fetch(&mut w, "pipe", partition, 0, 0, 1).await;
+        assert_eq!(f.high_watermark, i64::from(sequences[partition as usize]));
+        let firsts: Vec<_> = f
+            .records
+            .iter()
+            .map(|(_, v)| v.split('-').next().unwrap().parse::<i32>().unwrap())
+            .collect();
+        assert!(
+            firsts.windows(2).all(|w| w[0] <= w[1]),
+            "records in request order: {firsts:?}"
+        );
+    }
+}
+
 async fn all_scenarios(proxy: &Proxy) {
+    pipelined_produces_keep_order(proxy).await;
     idempotent_retries_and_sequence_errors(proxy).await;
     transactions_are_refused_fast(proxy).await;
     long_poll_waits_and_wakes(proxy).await;

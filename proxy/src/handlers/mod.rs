@@ -11,7 +11,8 @@ pub mod produce;
 pub mod producer_id;
 pub mod records;
 
-use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind, ResponseKind};
+use futures::future::BoxFuture;
+use kafka_protocol::messages::{ApiKey, ProduceRequest, RequestHeader, RequestKind, ResponseKind};
 
 use crate::broker::Broker;
 
@@ -39,10 +40,7 @@ pub async fn handle(broker: &Broker, header: &RequestHeader, request: RequestKin
         RequestKind::Metadata(r) => respond(ResponseKind::Metadata(
             metadata::handle(broker, version, r).await,
         )),
-        RequestKind::Produce(r) => match produce::handle(broker, version, r).await {
-            Some(response) => respond(ResponseKind::Produce(response)),
-            None => Outcome::NoResponse,
-        },
+        RequestKind::Produce(r) => produce_outcome(broker, r).await,
         RequestKind::Fetch(r) => {
             respond(ResponseKind::Fetch(fetch::handle(broker, version, r).await))
         }
@@ -71,6 +69,48 @@ pub async fn handle(broker: &Broker, header: &RequestHeader, request: RequestKin
             "api key {} v{version} is not served",
             header.request_api_key
         )),
+    }
+}
+
+async fn produce_outcome(broker: &Broker, request: ProduceRequest) -> Outcome {
+    match produce::execute(broker, produce::prepare(broker, request)).await {
+        Some(response) => Outcome::Respond(ResponseKind::Produce(response)),
+        None => Outcome::NoResponse,
+    }
+}
+
+/// How a connection schedules a request.
+pub enum Dispatch<'a> {
+    /// May run while earlier requests on the same connection are still in flight. Produce has
+    /// already taken its places in the partitions' append lines, so appends keep request order.
+    Concurrent(BoxFuture<'a, Outcome>),
+    /// Runs alone, after everything before it finished: admin and metadata requests whose
+    /// effects a client may rely on in request order, as on a Kafka broker.
+    Exclusive(RequestHeader, RequestKind),
+}
+
+/// Decides, in request order, how `request` runs.
+pub fn dispatch(broker: &Broker, header: RequestHeader, request: RequestKind) -> Dispatch<'_> {
+    let version = header.request_api_version;
+    match request {
+        RequestKind::Produce(r) => {
+            let prepared = produce::prepare(broker, r);
+            Dispatch::Concurrent(Box::pin(async move {
+                match produce::execute(broker, prepared).await {
+                    Some(response) => Outcome::Respond(ResponseKind::Produce(response)),
+                    None => Outcome::NoResponse,
+                }
+            }))
+        }
+        RequestKind::Fetch(r) => Dispatch::Concurrent(Box::pin(async move {
+            Outcome::Respond(ResponseKind::Fetch(fetch::handle(broker, version, r).await))
+        })),
+        RequestKind::ListOffsets(r) => Dispatch::Concurrent(Box::pin(async move {
+            Outcome::Respond(ResponseKind::ListOffsets(
+                list_offsets::handle(broker, version, r).await,
+            ))
+        })),
+        other => Dispatch::Exclusive(header, other),
     }
 }
 

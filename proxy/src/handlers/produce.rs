@@ -1,69 +1,77 @@
 //! Produce: decode batches, check idempotent sequences, append under the partition's writer
 //! lock, answer with the real base offsets.
+//!
+//! Handling is split in two so a connection can have several Produce requests in flight:
+//! [`prepare`] runs at dispatch, in arrival order, and takes each partition's place in its append
+//! line; [`execute`] does the work, the partitions of one request concurrently.
 
+use bytes::Bytes;
+use futures::future::join_all;
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
-use kafka_protocol::messages::{ApiKey, ProduceRequest, ProduceResponse};
+use kafka_protocol::messages::{ApiKey, ProduceRequest, ProduceResponse, TopicName};
 use kafka_protocol::protocol::StrBytes;
 
 use super::records::{decode_produced, ProducedBatch};
 use super::tally;
 use crate::broker::Broker;
 use crate::error::backend_error_code;
-use crate::partitions::SequenceCheck;
-
-/// `None` when acks=0 (no response is sent).
-pub async fn handle(
-    broker: &Broker,
-    _version: i16,
-    request: ProduceRequest,
-) -> Option<ProduceResponse> {
-    let acks = request.acks;
-    let mut responses = Vec::with_capacity(request.topic_data.len());
-    for topic in request.topic_data {
-        let name = topic.name.0.to_string();
-        let mut partitions = Vec::with_capacity(topic.partition_data.len());
-        for data in topic.partition_data {
-            let result = if !matches!(acks, -1..=1) {
-                Err((ResponseError::InvalidRequiredAcks.code(), None))
-            } else if request.transactional_id.is_some() {
-                Err((
-                    ResponseError::TransactionalIdAuthorizationFailed.code(),
-                    Some("transactions are not supported by this proxy".to_string()),
-                ))
-            } else {
-                produce_partition(broker, &name, data.index, data.records).await
-            };
-            let response = match result {
-                Ok(base_offset) => PartitionProduceResponse::default()
-                    .with_index(data.index)
-                    .with_base_offset(base_offset)
-                    .with_log_start_offset(0),
-                Err((code, message)) => PartitionProduceResponse::default()
-                    .with_index(data.index)
-                    .with_error_code(tally(broker, ApiKey::Produce, code))
-                    .with_base_offset(-1)
-                    .with_error_message(message.map(StrBytes::from_string)),
-            };
-            partitions.push(response);
-        }
-        responses.push(
-            TopicProduceResponse::default()
-                .with_name(topic.name)
-                .with_partition_responses(partitions),
-        );
-    }
-    (acks != 0).then(|| ProduceResponse::default().with_responses(responses))
-}
+use crate::partitions::{PartitionState, SequenceCheck, Turn};
 
 type PartitionError = (i16, Option<String>);
 
-async fn produce_partition(
+/// A Produce request whose partitions hold their places in line.
+pub struct PreparedProduce {
+    acks: i16,
+    topics: Vec<(TopicName, Vec<PreparedPartition>)>,
+}
+
+struct PreparedPartition {
+    index: i32,
+    /// The records and the place in line, or why the partition is refused without appending.
+    work: Result<(Bytes, Turn), PartitionError>,
+}
+
+/// Validates what needs no I/O and takes the append turns. Must be called in request order.
+pub fn prepare(broker: &Broker, request: ProduceRequest) -> PreparedProduce {
+    let acks = request.acks;
+    let refusal = if !matches!(acks, -1..=1) {
+        Some((ResponseError::InvalidRequiredAcks.code(), None))
+    } else if request.transactional_id.is_some() {
+        Some((
+            ResponseError::TransactionalIdAuthorizationFailed.code(),
+            Some("transactions are not supported by this proxy".to_string()),
+        ))
+    } else {
+        None
+    };
+    let topics = request
+        .topic_data
+        .into_iter()
+        .map(|topic| {
+            let partitions = topic
+                .partition_data
+                .into_iter()
+                .map(|data| PreparedPartition {
+                    index: data.index,
+                    work: match &refusal {
+                        Some(refused) => Err(refused.clone()),
+                        None => admit(broker, &topic.name.0, data.index, data.records),
+                    },
+                })
+                .collect();
+            (topic.name, partitions)
+        })
+        .collect();
+    PreparedProduce { acks, topics }
+}
+
+fn admit(
     broker: &Broker,
     topic: &str,
     partition: i32,
-    records: Option<bytes::Bytes>,
-) -> Result<i64, PartitionError> {
+    records: Option<Bytes>,
+) -> Result<(Bytes, Turn), PartitionError> {
     let Some(records) = records else {
         return Err((
             ResponseError::CorruptMessage.code(),
@@ -76,6 +84,60 @@ async fn produce_partition(
     if !broker.cluster.is_local_leader(topic, partition) {
         return Err((ResponseError::NotLeaderOrFollower.code(), None));
     }
+    Ok((records, broker.partitions.get(topic, partition).take_turn()))
+}
+
+/// Appends every admitted partition; `None` when acks=0 (no response is sent).
+pub async fn execute(broker: &Broker, prepared: PreparedProduce) -> Option<ProduceResponse> {
+    let mut responses = Vec::with_capacity(prepared.topics.len());
+    for (name, partitions) in prepared.topics {
+        let topic = name.0.as_str();
+        let results = join_all(partitions.into_iter().map(|p| async move {
+            let result = match p.work {
+                Ok((records, turn)) => {
+                    produce_partition(broker, topic, p.index, records, turn).await
+                }
+                Err(refused) => Err(refused),
+            };
+            partition_response(broker, p.index, result)
+        }))
+        .await;
+        responses.push(
+            TopicProduceResponse::default()
+                .with_name(name.clone())
+                .with_partition_responses(results),
+        );
+    }
+    (prepared.acks != 0).then(|| ProduceResponse::default().with_responses(responses))
+}
+
+fn partition_response(
+    broker: &Broker,
+    index: i32,
+    result: Result<i64, PartitionError>,
+) -> PartitionProduceResponse {
+    match result {
+        Ok(base_offset) => PartitionProduceResponse::default()
+            .with_index(index)
+            .with_base_offset(base_offset)
+            .with_log_start_offset(0),
+        Err((code, message)) => PartitionProduceResponse::default()
+            .with_index(index)
+            .with_error_code(tally(broker, ApiKey::Produce, code))
+            .with_base_offset(-1)
+            .with_error_message(message.map(StrBytes::from_string)),
+    }
+}
+
+async fn produce_partition(
+    broker: &Broker,
+    topic: &str,
+    partition: i32,
+    records: Bytes,
+    turn: Turn,
+) -> Result<i64, PartitionError> {
+    // Decoding (checksums, decompression) happens before waiting for the turn, so it overlaps
+    // with the appends of earlier requests.
     let batch = decode_produced(records).map_err(|e| {
         tracing::debug!(topic, partition, error = %e, "rejected produce batch");
         (ResponseError::CorruptMessage.code(), Some(e.to_string()))
@@ -86,7 +148,10 @@ async fn produce_partition(
             Some("transactional batches are not supported".into()),
         ));
     }
-    append(broker, topic, partition, batch).await
+    turn.ready().await;
+    let result = append(broker, topic, partition, batch, turn.partition()).await;
+    drop(turn);
+    result
 }
 
 async fn append(
@@ -94,8 +159,8 @@ async fn append(
     topic: &str,
     partition: i32,
     batch: ProducedBatch,
+    state: &PartitionState,
 ) -> Result<i64, PartitionError> {
-    let state = broker.partitions.get(topic, partition);
     let mut writer = state.writer.lock().await;
     if let Some(identity) = &batch.identity {
         match writer.check(identity) {

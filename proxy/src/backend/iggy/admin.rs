@@ -195,7 +195,10 @@ impl IggyBackend {
         let same = |k: &super::PartitionKey| k.stream == stream && k.topic == topic;
         let mut map = self.log_starts.lock().unwrap_or_else(|e| e.into_inner());
         map.retain(|k, _| !same(k));
-        let mut hints = self.record_size_hints.lock().unwrap_or_else(|e| e.into_inner());
+        let mut hints = self
+            .record_size_hints
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
         hints.retain(|k, _| !same(k));
     }
 }

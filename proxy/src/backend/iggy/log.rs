@@ -60,6 +60,10 @@ impl IggyBackend {
             return Ok(base as i64);
         }
 
+        // Forget the cached offset while the send is under way: if this future is dropped
+        // mid-send (client gone, shutdown), whether the batch landed is unknown and the next
+        // append must ask the server.
+        *state = None;
         let (stream_id, topic_id) = (&target.stream_id, &target.topic_id);
         let partitioning = Partitioning::partition_id(partition);
         let partitioning = &partitioning;
