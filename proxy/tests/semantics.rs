@@ -292,7 +292,60 @@ async fn pipelined_produces_keep_order(proxy: &Proxy) {
     }
 }
 
+/// `max_bytes` smaller than the partitions' limits: partitions are filled in order and the first
+/// record is returned even though it exceeds the limit, as Kafka does.
+async fn fetch_budget_fills_partitions_in_order(proxy: &Proxy) {
+    let mut w = Wire::connect(proxy.kafka_addr).await;
+    assert_eq!(create_topic(&mut w, "budget", 2).await, 0);
+    for partition in 0..2 {
+        produce(
+            &mut w,
+            "budget",
+            partition,
+            batch(&["aaaa", "bbbb"], None, Compression::None),
+        )
+        .await;
+    }
+    let request = FetchRequest::default()
+        .with_max_wait_ms(0)
+        .with_min_bytes(1)
+        .with_max_bytes(1)
+        .with_topics(vec![fetch_request::FetchTopic::default()
+            .with_topic(topic("budget"))
+            .with_partitions(
+                (0..2)
+                    .map(|p| {
+                        fetch_request::FetchPartition::default()
+                            .with_partition(p)
+                            .with_fetch_offset(0)
+                            .with_partition_max_bytes(1024 * 1024)
+                    })
+                    .collect(),
+            )]);
+    let ResponseKind::Fetch(r) = w.call(ApiKey::Fetch, 12, request.into()).await else {
+        panic!("kind")
+    };
+    let parts = &r.responses[0].partitions;
+    let count = |i: usize| {
+        parts[i].records.clone().map_or(0, |mut b| {
+            kafka_protocol::records::RecordBatchDecoder::decode_all(&mut b)
+                .unwrap()
+                .iter()
+                .map(|s| s.records.len())
+                .sum::<usize>()
+        })
+    };
+    assert_eq!(
+        count(0),
+        1,
+        "one record from the first partition despite max_bytes=1"
+    );
+    assert_eq!(count(1), 0, "nothing left for the second");
+    assert_eq!(parts[1].high_watermark, 2, "watermarks are still reported");
+}
+
 async fn all_scenarios(proxy: &Proxy) {
+    fetch_budget_fills_partitions_in_order(proxy).await;
     pipelined_produces_keep_order(proxy).await;
     idempotent_retries_and_sequence_errors(proxy).await;
     transactions_are_refused_fast(proxy).await;

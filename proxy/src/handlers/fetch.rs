@@ -4,8 +4,9 @@
 
 use std::time::{Duration, Instant};
 
-use futures::future::select_all;
+use futures::future::{join_all, select_all};
 use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::fetch_request::FetchPartition;
 use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
 use kafka_protocol::messages::{ApiKey, FetchRequest, FetchResponse};
 
@@ -66,102 +67,159 @@ pub async fn handle(broker: &Broker, _version: i16, request: FetchRequest) -> Fe
 
 /// One pass over the requested partitions. Returns the response, the record bytes in it, and
 /// whether any partition carries an error (which Kafka answers immediately).
+///
+/// When every partition's limit fits in the request's `max_bytes` (the usual case: 50 MiB
+/// against 1 MiB per partition), partitions are read concurrently; otherwise in order, each
+/// taking what the budget has left, as Kafka fills a response.
 async fn read_once(broker: &Broker, request: &FetchRequest) -> (FetchResponse, usize, bool) {
-    let mut budget = usize::try_from(request.max_bytes.max(0)).unwrap_or(0);
-    let mut total = 0usize;
-    let mut any_error = false;
-    let mut topics = Vec::with_capacity(request.topics.len());
+    let budget = usize::try_from(request.max_bytes.max(0)).unwrap_or(0);
+    let mut items: Vec<(&str, &FetchPartition)> = Vec::new();
     for topic in &request.topics {
-        let name = topic.topic.0.as_str();
-        let mut partitions = Vec::with_capacity(topic.partitions.len());
         for p in &topic.partitions {
-            let mut data = PartitionData::default().with_partition_index(p.partition);
-            if !broker.cluster.is_local_leader(name, p.partition) || p.partition < 0 {
-                let code = if p.partition < 0 {
-                    ResponseError::UnknownTopicOrPartition
-                } else {
-                    ResponseError::NotLeaderOrFollower
-                };
-                data = data.with_error_code(tally(broker, ApiKey::Fetch, code.code()));
-                any_error = true;
-                partitions.push(data);
-                continue;
-            }
-            let partition_max = usize::try_from(p.partition_max_bytes.max(0)).unwrap_or(0);
-            // Kafka returns at least one record even past the limits (so large records make
-            // progress), but only for the first partition that has data.
-            let limit = partition_max
-                .min(budget)
-                .max(if total == 0 { 1 } else { 0 });
-            if limit == 0 {
-                partitions.push(with_bounds(broker, name, p.partition, data).await);
-                continue;
-            }
-            let limits = ReadLimits {
-                max_records: MAX_RECORDS_PER_READ,
-                max_bytes: limit,
-            };
-            match broker
-                .backend
-                .read(name, p.partition as u32, p.fetch_offset, limits)
-                .await
-            {
-                Ok(read) => {
-                    data = data
-                        .with_high_watermark(read.bounds.high_watermark)
-                        .with_last_stable_offset(read.bounds.high_watermark)
-                        .with_log_start_offset(read.bounds.log_start);
-                    if !read.records.is_empty() {
-                        match encode_fetched(&read.records) {
-                            Ok(bytes) => {
-                                total += bytes.len();
-                                budget = budget.saturating_sub(bytes.len());
-                                broker.metrics.records_out.inc_by(read.records.len() as u64);
-                                broker.metrics.record_bytes_out.inc_by(bytes.len() as u64);
-                                data = data.with_records(Some(bytes));
-                            }
-                            Err(e) => {
-                                tracing::warn!(topic = name, partition = p.partition, error = %e, "encoding fetched records failed");
-                                data = data.with_error_code(tally(
-                                    broker,
-                                    ApiKey::Fetch,
-                                    ResponseError::UnknownServerError.code(),
-                                ));
-                                any_error = true;
-                            }
-                        }
-                    }
-                }
-                Err(e) => {
-                    if let BackendError::OffsetOutOfRange {
-                        log_start,
-                        high_watermark,
-                        ..
-                    } = &e
-                    {
-                        data = data
-                            .with_high_watermark(*high_watermark)
-                            .with_log_start_offset(*log_start);
-                    }
-                    data =
-                        data.with_error_code(tally(broker, ApiKey::Fetch, backend_error_code(&e)));
-                    any_error = true;
-                }
-            }
-            partitions.push(data);
+            items.push((topic.topic.0.as_str(), p));
         }
-        topics.push(
+    }
+    let wanted: usize = items.iter().map(|(_, p)| partition_limit(p)).sum();
+
+    let mut results: Vec<PartitionRead> = Vec::new();
+    if wanted <= budget {
+        // Kafka returns at least one record even past the limits (so a large record makes
+        // progress), for the first partition.
+        results = join_all(items.into_iter().enumerate().map(|(i, (name, p))| {
+            let limit = if i == 0 {
+                partition_limit(p).max(1)
+            } else {
+                partition_limit(p)
+            };
+            read_partition(broker, name, p, limit)
+        }))
+        .await;
+    } else {
+        let mut left = budget;
+        for (name, p) in items {
+            let nothing_yet = results.iter().all(|r| r.bytes == 0);
+            let limit = partition_limit(p).min(left).max(usize::from(nothing_yet));
+            let read = read_partition(broker, name, p, limit).await;
+            left = left.saturating_sub(read.bytes);
+            results.push(read);
+        }
+    }
+
+    let total = results.iter().map(|r| r.bytes).sum();
+    let any_error = results.iter().any(|r| r.error);
+    let mut results = results.into_iter();
+    let topics = request
+        .topics
+        .iter()
+        .map(|topic| {
             FetchableTopicResponse::default()
                 .with_topic(topic.topic.clone())
                 .with_topic_id(topic.topic_id)
-                .with_partitions(partitions),
-        );
-    }
+                .with_partitions(
+                    results
+                        .by_ref()
+                        .take(topic.partitions.len())
+                        .map(|r| r.data)
+                        .collect(),
+                )
+        })
+        .collect();
     (
         FetchResponse::default().with_responses(topics),
         total,
         any_error,
     )
+}
+
+fn partition_limit(p: &FetchPartition) -> usize {
+    usize::try_from(p.partition_max_bytes.max(0)).unwrap_or(0)
+}
+
+/// What reading one partition gave: its response entry, the record bytes in it, and whether it
+/// carries an error.
+struct PartitionRead {
+    data: PartitionData,
+    bytes: usize,
+    error: bool,
+}
+
+async fn read_partition(
+    broker: &Broker,
+    name: &str,
+    p: &FetchPartition,
+    limit: usize,
+) -> PartitionRead {
+    let mut data = PartitionData::default().with_partition_index(p.partition);
+    let failed = |data: PartitionData, code: i16| PartitionRead {
+        data: data.with_error_code(tally(broker, ApiKey::Fetch, code)),
+        bytes: 0,
+        error: true,
+    };
+    if p.partition < 0 {
+        return failed(data, ResponseError::UnknownTopicOrPartition.code());
+    }
+    if !broker.cluster.is_local_leader(name, p.partition) {
+        return failed(data, ResponseError::NotLeaderOrFollower.code());
+    }
+    if limit == 0 {
+        return PartitionRead {
+            data: with_bounds(broker, name, p.partition, data).await,
+            bytes: 0,
+            error: false,
+        };
+    }
+    let limits = ReadLimits {
+        max_records: MAX_RECORDS_PER_READ,
+        max_bytes: limit,
+    };
+    match broker
+        .backend
+        .read(name, p.partition as u32, p.fetch_offset, limits)
+        .await
+    {
+        Ok(read) => {
+            data = data
+                .with_high_watermark(read.bounds.high_watermark)
+                .with_last_stable_offset(read.bounds.high_watermark)
+                .with_log_start_offset(read.bounds.log_start);
+            if read.records.is_empty() {
+                return PartitionRead {
+                    data,
+                    bytes: 0,
+                    error: false,
+                };
+            }
+            match encode_fetched(&read.records) {
+                Ok(bytes) => {
+                    broker.metrics.records_out.inc_by(read.records.len() as u64);
+                    broker.metrics.record_bytes_out.inc_by(bytes.len() as u64);
+                    let size = bytes.len();
+                    PartitionRead {
+                        data: data.with_records(Some(bytes)),
+                        bytes: size,
+                        error: false,
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(topic = name, partition = p.partition, error = %e, "encoding fetched records failed");
+                    failed(data, ResponseError::UnknownServerError.code())
+                }
+            }
+        }
+        Err(e) => {
+            if let BackendError::OffsetOutOfRange {
+                log_start,
+                high_watermark,
+                ..
+            } = &e
+            {
+                data = data
+                    .with_high_watermark(*high_watermark)
+                    .with_log_start_offset(*log_start);
+            }
+            failed(data, backend_error_code(&e))
+        }
+    }
 }
 
 /// A partition skipped for lack of budget still reports its watermarks.
