@@ -116,6 +116,10 @@ struct Finished {
 }
 
 /// What dispatching a frame produced.
+#[allow(
+    clippy::large_enum_variant,
+    reason = "one short-lived value per request; boxing would add an allocation per request"
+)]
 enum Step<'a> {
     Concurrent(BoxFuture<'a, Finished>),
     Exclusive(Finished, RequestHeader, RequestKind),

@@ -233,13 +233,13 @@ async fn pipelined_produces_keep_order(proxy: &Proxy) {
     for i in 0..40 {
         // Each request writes both partitions, with a different number of records.
         let mut topic = produce_request::TopicProduceData::default().with_name(topic("pipe"));
-        for partition in 0..2 {
+        for (partition, sequence) in sequences.iter_mut().enumerate() {
             let values: Vec<String> = (0..(1 + (i + partition) % 3))
                 .map(|j| format!("{i}-{partition}-{j}"))
                 .collect();
             let refs: Vec<&str> = values.iter().map(String::as_str).collect();
-            let seq = sequences[partition];
-            sequences[partition] += refs.len() as i32;
+            let seq = *sequence;
+            *sequence += refs.len() as i32;
             topic.partition_data.push(
                 produce_request::PartitionProduceData::default()
                     .with_index(partition as i32)

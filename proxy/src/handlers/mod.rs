@@ -80,6 +80,10 @@ async fn produce_outcome(broker: &Broker, request: ProduceRequest) -> Outcome {
 }
 
 /// How a connection schedules a request.
+#[allow(
+    clippy::large_enum_variant,
+    reason = "one short-lived value per request; boxing would add an allocation per request"
+)]
 pub enum Dispatch<'a> {
     /// May run while earlier requests on the same connection are still in flight. Produce has
     /// already taken its places in the partitions' append lines, so appends keep request order.
