@@ -36,20 +36,7 @@ async fn idempotent_retries_and_sequence_errors(proxy: &Proxy) {
     let gap = batch(&["x"], Some((pid, 0, 9)), Compression::None);
     assert_eq!(produce(&mut w, "idem", 1, gap).await.0, 45);
     // An older epoch is fenced: INVALID_PRODUCER_EPOCH (47).
-    let (_, _, bumped) = {
-        let request = InitProducerIdRequest::default()
-            .with_transactional_id(None)
-            .with_producer_id(ProducerId(pid))
-            .with_producer_epoch(0)
-            .with_transaction_timeout_ms(60000);
-        let ResponseKind::InitProducerId(r) =
-            w.call(ApiKey::InitProducerId, 4, request.into()).await
-        else {
-            panic!("kind")
-        };
-        (r.error_code, r.producer_id.0, r.producer_epoch)
-    };
-    assert_eq!(bumped, 1);
+    assert_eq!(bump_producer_epoch(&mut w, None, pid, 0).await, (0, pid, 1));
     let new_epoch = batch(&["e"], Some((pid, 1, 0)), Compression::None);
     assert_eq!(produce(&mut w, "idem", 1, new_epoch).await, (0, 4));
     let stale = batch(&["z"], Some((pid, 0, 4)), Compression::None);

@@ -429,10 +429,23 @@ pub mod ops {
         wire: &mut Wire,
         transactional_id: Option<&str>,
     ) -> (i16, i64, i16) {
+        bump_producer_epoch(wire, transactional_id, -1, -1).await
+    }
+
+    /// InitProducerId v4 carrying an existing producer id and epoch (KIP-360 epoch bump), or
+    /// -1/-1 for a new producer.
+    pub async fn bump_producer_epoch(
+        wire: &mut Wire,
+        transactional_id: Option<&str>,
+        producer_id: i64,
+        epoch: i16,
+    ) -> (i16, i64, i16) {
         let request = InitProducerIdRequest::default()
             .with_transactional_id(
                 transactional_id.map(|t| TransactionalId(StrBytes::from_string(t.into()))),
             )
+            .with_producer_id(ProducerId(producer_id))
+            .with_producer_epoch(epoch)
             .with_transaction_timeout_ms(60000);
         let ResponseKind::InitProducerId(r) =
             wire.call(ApiKey::InitProducerId, 4, request.into()).await
