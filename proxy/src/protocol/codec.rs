@@ -19,12 +19,6 @@ pub enum DecodeError {
         version: i16,
         reason: String,
     },
-    #[error("{key:?} v{version} has {trailing} trailing bytes")]
-    Trailing {
-        key: ApiKey,
-        version: i16,
-        trailing: usize,
-    },
 }
 
 /// The first four bytes of a request: enough to decide how to treat it before decoding more.
@@ -57,7 +51,9 @@ pub fn correlation_id(frame: &[u8]) -> Option<i32> {
 }
 
 /// Decodes the header and body of a request whose version was already checked as served.
-/// Trailing bytes are an error: they mean we and the client disagree about the schema.
+/// Bytes after the body are ignored, as Kafka brokers ignore them: librdkafka 2.16 sends
+/// Metadata v12 requests with three extra bytes after the tagged fields, and a broker that
+/// refused them would be unusable for every librdkafka client.
 pub fn decode_request(
     prefix: RequestPrefix,
     mut frame: Bytes,
@@ -75,11 +71,12 @@ pub fn decode_request(
         Ok::<_, DecodeError>((header, body))
     })?;
     if frame.has_remaining() {
-        return Err(DecodeError::Trailing {
-            key: prefix.key,
-            version: prefix.version,
-            trailing: frame.remaining(),
-        });
+        tracing::debug!(
+            api = ?prefix.key,
+            version = prefix.version,
+            trailing = frame.remaining(),
+            "ignoring bytes after the request body"
+        );
     }
     Ok((header, body))
 }
@@ -141,14 +138,20 @@ mod tests {
         assert!(decode_request(prefix, frame).is_err());
     }
 
+    /// What librdkafka 2.16 (confluent-kafka 2.16.1) sends for `list_topics()`: Metadata v12
+    /// with all topics, followed by three bytes Kafka ignores.
     #[test]
-    fn trailing_bytes_are_rejected() {
-        // ApiVersions v0: header v1 (key, version, correlation, client id ""), empty body, + 1.
-        let frame = Bytes::from(vec![0, 18, 0, 0, 0, 0, 0, 1, 0, 0, 42]);
+    fn librdkafka_metadata_v12_with_trailing_bytes_decodes() {
+        let frame = Bytes::from(vec![
+            0x00, 0x03, 0x00, 0x0c, 0x00, 0x00, 0x00, 0x03, 0x00, 0x07, b'r', b'd', b'k', b'a',
+            b'f', b'k', b'a', 0x00, 0x00, 0x00, 0x00, 0x00, 0x01, 0x00, 0x00,
+        ]);
         let prefix = peek_prefix(&frame).unwrap();
-        assert!(matches!(
-            decode_request(prefix, frame),
-            Err(DecodeError::Trailing { trailing: 1, .. })
-        ));
+        let (header, body) = decode_request(prefix, frame).unwrap();
+        assert_eq!(header.correlation_id, 3);
+        let RequestKind::Metadata(metadata) = body else {
+            panic!("not metadata")
+        };
+        assert_eq!(metadata.topics, None, "all topics");
     }
 }
