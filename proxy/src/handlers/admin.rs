@@ -106,7 +106,11 @@ async fn create_topic(
             .backend
             .create_topic(name, &settings)
             .await
-            .map_err(from_backend)?;
+            .map_err(|e| match e {
+                // The store refused the settings (Iggy: a maximum size below one segment).
+                BackendError::InvalidRequest(m) => failure(ResponseError::InvalidConfig, m),
+                other => from_backend(other),
+            })?;
         tracing::info!(topic = name, partitions, "created topic");
     }
     Ok(partitions as i32)
