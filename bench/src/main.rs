@@ -8,7 +8,6 @@
 //! in-memory store, so the command is useful without an Iggy server.
 
 mod cpu;
-mod iggy_server;
 mod kafka;
 mod native;
 mod payload;
@@ -21,10 +20,10 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context};
 use clap::{Parser, ValueEnum};
+use iggy_testkit::IggyServer;
 use kafka_iggy_proxy::config::BackendKind;
 
 use crate::cpu::{CpuProbe, CpuTimes};
-use crate::iggy_server::IggyServer;
 use crate::proxy::{BackendChoice, RunningProxy};
 use crate::report::{Outcome, Path, Phase, Report};
 
@@ -165,20 +164,6 @@ impl Timed {
     }
 }
 
-/// A new directory under the system temporary directory.
-pub fn temp_dir(kind: &str) -> anyhow::Result<PathBuf> {
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or(0);
-    let dir = std::env::temp_dir().join(format!(
-        "kafka-iggy-bench-{kind}-{}-{nanos}",
-        std::process::id()
-    ));
-    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    Ok(dir)
-}
-
 fn main() -> ExitCode {
     let args = Args::parse();
     if std::env::var_os("RUST_LOG").is_some() {
@@ -249,20 +234,24 @@ fn run(args: Args) -> anyhow::Result<Report> {
             (Some(address), _) => (address.clone(), Some(format!("external at {address}"))),
             (None, Some(bin)) => {
                 eprintln!("starting {} ...", bin.display());
-                let s = IggyServer::spawn(
-                    bin,
-                    &args.iggy_username,
-                    &args.iggy_password,
-                    args.keep_data,
-                )?;
+                let options = iggy_testkit::Options {
+                    username: args.iggy_username.clone(),
+                    password: args.iggy_password.clone(),
+                    keep_data: args.keep_data,
+                    dir_prefix: "kafka-iggy-bench-iggy".to_string(),
+                    ..iggy_testkit::Options::default()
+                };
+                let s = client_rt
+                    .block_on(IggyServer::start(bin, options))
+                    .map_err(anyhow::Error::msg)?;
                 let desc = format!(
                     "spawned {} (pid {}) at {}, data in {}",
                     bin.display(),
                     s.pid(),
-                    s.address,
-                    s.dir.display()
+                    s.address(),
+                    s.dir().display()
                 );
-                let address = s.address.to_string();
+                let address = s.address().to_string();
                 server = Some(s);
                 (address, Some(desc))
             }
@@ -298,7 +287,7 @@ fn run(args: Args) -> anyhow::Result<Report> {
     let cpu = CpuProbe::new(proxy.cpu(), server.as_ref().map(IggyServer::pid));
 
     let native_client = match args.backend {
-        Backend::Iggy => Some(client_rt.block_on(native::connect(
+        Backend::Iggy => Some(client_rt.block_on(iggy_testkit::connect(
             &iggy_address,
             &args.iggy_username,
             &args.iggy_password,

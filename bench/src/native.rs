@@ -1,42 +1,19 @@
-//! The baseline: the Iggy SDK talking to the server directly, one logged-in TCP client, the same
-//! client settings the proxy's pool uses (TCP_NODELAY, no automatic reconnection).
+//! The baseline: the Iggy SDK talking to the server directly, one logged-in TCP client
+//! (`iggy_testkit::connect`: the client settings the proxy's pool uses, TCP_NODELAY and no
+//! automatic reconnection).
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use bytes::Bytes;
 use iggy::prelude::{
-    AutoLogin, Client, CompressionAlgorithm, Consumer, Identifier, IggyExpiry, IggyMessage,
-    MaxTopicSize, MessageClient, Partitioning, PollingStrategy, StreamClient, TcpClient,
-    TcpClientConfig, TcpClientReconnectionConfig, TopicClient, UserClient,
+    CompressionAlgorithm, Consumer, Identifier, IggyExpiry, IggyMessage, MaxTopicSize,
+    MessageClient, Partitioning, PollingStrategy, StreamClient, TcpClient, TopicClient,
 };
 
 use crate::cpu::CpuProbe;
 use crate::payload::{fill, Verifier};
 use crate::{Timed, Workload};
-
-pub async fn connect(address: &str, username: &str, password: &str) -> anyhow::Result<TcpClient> {
-    let config = TcpClientConfig {
-        server_address: address.to_string(),
-        auto_login: AutoLogin::Disabled,
-        reconnection: TcpClientReconnectionConfig {
-            enabled: false,
-            ..TcpClientReconnectionConfig::default()
-        },
-        nodelay: true,
-        ..TcpClientConfig::default()
-    };
-    let client = TcpClient::create(Arc::new(config)).context("cannot create Iggy client")?;
-    Client::connect(&client)
-        .await
-        .with_context(|| format!("cannot connect to Iggy at {address}"))?;
-    client
-        .login_user(username, password)
-        .await
-        .with_context(|| format!("cannot log in to Iggy at {address} as {username}"))?;
-    Ok(client)
-}
 
 fn named(name: &str) -> anyhow::Result<Identifier> {
     Identifier::named(name).with_context(|| format!("invalid Iggy name {name:?}"))

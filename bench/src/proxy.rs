@@ -96,7 +96,7 @@ impl RunningProxy {
         }
         let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
         let listen = SocketAddr::from(([127, 0, 0, 1], port));
-        let dir = crate::temp_dir("proxy")?;
+        let dir = iggy_testkit::temp_dir("kafka-iggy-bench-proxy")?;
         let log_path = dir.join("proxy.log");
         let log = File::create(&log_path)?;
         let mut command = Command::new(binary);
@@ -156,7 +156,7 @@ impl RunningProxy {
                     bail!(
                         "the proxy exited during startup ({status}); last lines of {}:\n{}",
                         log.display(),
-                        crate::iggy_server::tail(log, 20)
+                        iggy_testkit::tail(log, 20)
                     );
                 }
             }

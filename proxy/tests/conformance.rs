@@ -4,9 +4,9 @@
 //! rest). Plus hostile frames that must close only their own connection.
 #![allow(clippy::unwrap_used, reason = "test code: a panic is a failed test")]
 
-mod support;
 mod wire;
 
+use iggy_testkit::IggyServer;
 use kafka_iggy_proxy::protocol::versions::{check, VersionCheck};
 use kafka_protocol::messages::*;
 use wire::{default_request, start_memory_proxy, Wire};
@@ -41,7 +41,7 @@ async fn every_key_and_version_is_answered_or_refused_like_kafka() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_key_and_version_on_iggy() {
-    let Some(server) = support::iggy_server::IggyServer::from_env().await else {
+    let Some(server) = IggyServer::from_env().await else {
         return;
     };
     sweep(&wire::start_iggy_proxy(server.address()).await).await;
@@ -267,7 +267,7 @@ async fn hostile_input_on_memory() {
 
 #[tokio::test]
 async fn hostile_input_on_iggy() {
-    let Some(server) = support::iggy_server::IggyServer::from_env().await else {
+    let Some(server) = IggyServer::from_env().await else {
         return;
     };
     all_hostile(&wire::start_iggy_proxy(server.address()).await).await;

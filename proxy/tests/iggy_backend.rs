@@ -12,11 +12,11 @@ mod on_iggy {
 
     use bytes::Bytes;
     use iggy::prelude::{HeaderKey, HeaderValue, IggyMessage, MessageClient, Partitioning};
+    use iggy_testkit::IggyServer;
     use kafka_iggy_proxy::backend::iggy::{IggyBackend, IggyConfig, IggyTarget};
     use kafka_iggy_proxy::backend::{Backend, BackendError as E, ReadLimits, StoredRecord};
     use kafka_iggy_proxy::backend::{PartitionBounds, TopicSettings};
     use support::iggy_fixtures::*;
-    use support::iggy_server::IggyServer;
 
     #[tokio::test]
     async fn topics_are_created_listed_described_and_deleted() {

@@ -3,11 +3,11 @@
 //! Every scenario runs on the memory back end and, when IGGY_SERVER_BIN is set, on real Iggy.
 #![allow(clippy::unwrap_used, reason = "test code: a panic is a failed test")]
 
-mod support;
 mod wire;
 
 use std::time::{Duration, Instant};
 
+use iggy_testkit::IggyServer;
 use kafka_iggy_proxy::Proxy;
 use kafka_protocol::messages::*;
 use kafka_protocol::records::Compression;
@@ -351,7 +351,7 @@ async fn semantics_on_memory() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn semantics_on_iggy() {
-    let Some(server) = support::iggy_server::IggyServer::from_env().await else {
+    let Some(server) = IggyServer::from_env().await else {
         return;
     };
     let proxy = wire::start_iggy_proxy(server.address()).await;
@@ -363,7 +363,7 @@ async fn semantics_on_iggy() {
 /// continue at the next offset (offsets are re-read from Iggy, not remembered by the proxy).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn proxy_restart_on_iggy() {
-    let Some(server) = support::iggy_server::IggyServer::from_env().await else {
+    let Some(server) = IggyServer::from_env().await else {
         return;
     };
     let proxy = wire::start_iggy_proxy(server.address()).await;

@@ -1,19 +1,16 @@
 //! Shared pieces for tests that drive `IggyBackend` against a real server.
 
 use std::fmt::Debug;
-use std::sync::Arc;
 
 use bytes::Bytes;
 use iggy::prelude::{
-    Client, Consumer, Identifier, MessageClient, PolledMessages, PollingStrategy, TcpClient,
-    TcpClientConfig, UserClient,
+    Consumer, Identifier, MessageClient, PolledMessages, PollingStrategy, TcpClient,
 };
+use iggy_testkit::IggyServer;
 use kafka_iggy_proxy::backend::iggy::{IggyBackend, IggyConfig};
 use kafka_iggy_proxy::backend::{
     Backend, BackendError, BackendResult, ReadLimits, ReadResult, StoredRecord, TopicSettings,
 };
-
-use super::iggy_server::IggyServer;
 
 pub const ALL: ReadLimits = ReadLimits {
     max_records: 10_000,
@@ -23,8 +20,8 @@ pub const ALL: ReadLimits = ReadLimits {
 pub async fn backend_for(server: &IggyServer, connections: usize) -> IggyBackend {
     IggyBackend::connect(IggyConfig {
         address: server.address().to_string(),
-        username: server.username.into(),
-        password: server.password.into(),
+        username: server.username().into(),
+        password: server.password().into(),
         connections,
         ..IggyConfig::default()
     })
@@ -90,17 +87,9 @@ pub fn varied_records() -> Vec<StoredRecord> {
 }
 
 pub async fn native_client(server: &IggyServer) -> TcpClient {
-    let client = TcpClient::create(Arc::new(TcpClientConfig {
-        server_address: server.address().to_string(),
-        ..TcpClientConfig::default()
-    }))
-    .expect("client");
-    Client::connect(&client).await.expect("connect");
-    client
-        .login_user(server.username, server.password)
+    iggy_testkit::connect(server.address(), server.username(), server.password())
         .await
-        .expect("login");
-    client
+        .expect("native client")
 }
 
 pub fn named(name: &str) -> Identifier {

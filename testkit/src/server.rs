@@ -1,40 +1,59 @@
-//! Runs a real Iggy server (the binary named by `IGGY_SERVER_BIN`) as a child process for one
-//! test, and kills it when dropped.
+//! Runs a real Iggy server as a child process and kills it when dropped.
 //!
 //! Each server gets a fresh data directory under the system temp dir, root credentials
-//! `iggy`/`iggy`, TCP on `127.0.0.1:0` and every other transport off. With port 0 the server
-//! binds an ephemeral port and writes the bound address to `<data>/runtime/current_config.toml`,
-//! which is read back here, so parallel tests never race for ports. Startup is ready once a
-//! login succeeds (Iggy 0.8: about 0.2 s to bind plus one Argon2 login).
-//!
-//! ```ignore
-//! mod support;
-//! let Some(server) = support::iggy_server::IggyServer::from_env().await else { return };
-//! // connect to server.address() as server.username / server.password
-//! ```
+//! (`iggy`/`iggy` unless [`Options`] say otherwise), TCP on `127.0.0.1:0` and every other
+//! transport off. With port 0 the server binds an ephemeral port and writes the bound address to
+//! `<data>/runtime/current_config.toml`, which is read back here, so parallel tests never race
+//! for ports. Startup is ready once a login succeeds (Iggy 0.8: about 0.2 s to bind plus one
+//! Argon2 login).
 
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
-use iggy::prelude::{Client, TcpClient, TcpClientConfig, TcpClientReconnectionConfig, UserClient};
+use crate::{connect, tail, temp_dir};
 
+/// The variable naming the server binary for [`IggyServer::from_env`].
 pub const ENV_BIN: &str = "IGGY_SERVER_BIN";
 pub const USERNAME: &str = "iggy";
 pub const PASSWORD: &str = "iggy";
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(60);
+const LOG_TAIL_LINES: usize = 40;
+
+/// How [`IggyServer::start`] runs the server.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Root user the server creates on first start.
+    pub username: String,
+    pub password: String,
+    /// Extra `IGGY_*` configuration variables, applied after the defaults set here.
+    pub env: Vec<(String, String)>,
+    /// Keep the directory (data and `server.log`) after the server is dropped. It is always
+    /// kept when the drop happens during a panic.
+    pub keep_data: bool,
+    /// Start of the temporary directory's name.
+    pub dir_prefix: String,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            username: USERNAME.to_string(),
+            password: PASSWORD.to_string(),
+            env: Vec::new(),
+            keep_data: false,
+            dir_prefix: "iggy-test".to_string(),
+        }
+    }
+}
 
 pub struct IggyServer {
     child: Child,
     binary: PathBuf,
-    env: Vec<(String, String)>,
+    options: Options,
     dir: PathBuf,
     address: String,
-    pub username: &'static str,
-    pub password: &'static str,
 }
 
 impl IggyServer {
@@ -50,28 +69,39 @@ impl IggyServer {
             eprintln!("SKIPPED: {ENV_BIN} not set");
             return None;
         };
-        match Self::start(Path::new(&binary), env).await {
-            Ok(server) => Some(server),
+        let options = Options {
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            ..Options::default()
+        };
+        let started = Instant::now();
+        match Self::start(Path::new(&binary), options).await {
+            Ok(server) => {
+                server.announce(started);
+                Some(server)
+            }
             Err(e) => panic!("cannot start Iggy server {binary:?}: {e}"),
         }
     }
 
-    /// Starts `binary` with a fresh data directory and waits until it accepts a login.
-    pub async fn start(binary: &Path, env: &[(&str, &str)]) -> Result<Self, String> {
-        let dir = unique_dir()?;
-        let env: Vec<(String, String)> = env
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        let child = spawn(binary, &env, &dir, "127.0.0.1:0")?;
+    /// Starts `binary` in a fresh temporary directory and waits until it accepts a login.
+    pub async fn start(binary: &Path, options: Options) -> Result<Self, String> {
+        if !binary.is_file() {
+            return Err(format!(
+                "Iggy server binary {} does not exist",
+                binary.display()
+            ));
+        }
+        let dir = temp_dir(&options.dir_prefix).map_err(|e| e.to_string())?;
+        let child = spawn(binary, &options, &dir, "127.0.0.1:0")?;
         let mut server = Self {
             child,
             binary: binary.to_path_buf(),
-            env,
+            options,
             dir,
             address: String::new(),
-            username: USERNAME,
-            password: PASSWORD,
         };
         server.address = server.wait_ready(None).await?;
         Ok(server)
@@ -82,9 +112,12 @@ impl IggyServer {
     /// a crash.
     pub async fn restart(&mut self, graceful: bool) -> Result<(), String> {
         self.stop(graceful);
-        self.child = spawn(&self.binary, &self.env, &self.dir, &self.address)?;
+        let started = Instant::now();
+        self.child = spawn(&self.binary, &self.options, &self.dir, &self.address)?;
         let address = self.address.clone();
-        self.wait_ready(Some(address)).await.map(|_| ())
+        self.wait_ready(Some(address)).await?;
+        self.announce(started);
+        Ok(())
     }
 
     fn stop(&mut self, graceful: bool) {
@@ -109,24 +142,52 @@ impl IggyServer {
         &self.address
     }
 
+    pub fn username(&self) -> &str {
+        &self.options.username
+    }
+
+    pub fn password(&self) -> &str {
+        &self.options.password
+    }
+
+    /// Process id of the running server (it changes with [`IggyServer::restart`]).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The temporary directory: `data/` and `server.log`.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
     pub fn data_dir(&self) -> PathBuf {
         self.dir.join("data")
     }
 
+    fn log_path(&self) -> PathBuf {
+        self.dir.join("server.log")
+    }
+
     /// The last lines the server printed, for failure messages.
     pub fn log_tail(&self) -> String {
-        let text = fs::read_to_string(self.dir.join("server.log")).unwrap_or_default();
-        let lines: Vec<&str> = text.lines().collect();
-        lines[lines.len().saturating_sub(40)..].join("\n")
+        tail(&self.log_path(), LOG_TAIL_LINES)
+    }
+
+    fn announce(&self, started: Instant) {
+        eprintln!(
+            "iggy server up at {} in {:?} (data in {:?})",
+            self.address,
+            started.elapsed(),
+            self.dir
+        );
     }
 
     /// Waits until a login succeeds: at `known` or, for a server started on port 0, at the
     /// address it writes to its runtime config (re-read on every attempt, so a half-written
     /// file only costs a retry).
     async fn wait_ready(&mut self, known: Option<String>) -> Result<String, String> {
-        let started = Instant::now();
-        let deadline = started + STARTUP_TIMEOUT;
-        let config = self.dir.join("data/runtime/current_config.toml");
+        let deadline = Instant::now() + STARTUP_TIMEOUT;
+        let config = self.data_dir().join("runtime/current_config.toml");
         let mut last_error = String::from("no TCP address written yet");
         loop {
             if let Err(e) = self.check_running() {
@@ -139,16 +200,9 @@ impl IggyServer {
                     .and_then(|t| tcp_address(&t))
             });
             if let Some(address) = address {
-                match login(&address).await {
-                    Ok(()) => {
-                        eprintln!(
-                            "iggy server up at {address} in {:?} (data in {:?})",
-                            started.elapsed(),
-                            self.dir
-                        );
-                        return Ok(address);
-                    }
-                    Err(e) => last_error = format!("login to {address}: {e}"),
+                match connect(&address, self.username(), self.password()).await {
+                    Ok(_) => return Ok(address),
+                    Err(e) => last_error = error_chain(&e),
                 }
             }
             if Instant::now() > deadline {
@@ -159,7 +213,7 @@ impl IggyServer {
         }
         Err(format!(
             "{last_error}\n--- server log ({:?}) ---\n{}",
-            self.dir.join("server.log"),
+            self.log_path(),
             self.log_tail()
         ))
     }
@@ -182,19 +236,14 @@ impl Drop for IggyServer {
                 self.dir,
                 self.log_tail()
             );
-        } else {
+        } else if !self.options.keep_data {
             let _ = fs::remove_dir_all(&self.dir);
         }
     }
 }
 
 /// Runs the server on `dir` (data in `dir/data`, output appended to `dir/server.log`).
-fn spawn(
-    binary: &Path,
-    env: &[(String, String)],
-    dir: &Path,
-    tcp_address: &str,
-) -> Result<Child, String> {
+fn spawn(binary: &Path, options: &Options, dir: &Path, tcp_address: &str) -> Result<Child, String> {
     let log_path = dir.join("server.log");
     let log = fs::OpenOptions::new()
         .create(true)
@@ -204,7 +253,8 @@ fn spawn(
     let log_err = log.try_clone().map_err(|e| e.to_string())?;
     let mut command = Command::new(binary);
     // The server treats every IGGY_* variable as configuration (and warns about unknown ones,
-    // such as IGGY_SERVER_BIN itself): pass only ours.
+    // such as IGGY_SERVER_BIN itself, or an IGGY_CONFIG_PATH would replace the embedded
+    // defaults): pass only ours.
     for (name, _) in std::env::vars_os() {
         if name.to_string_lossy().starts_with("IGGY_") {
             command.env_remove(name);
@@ -214,14 +264,14 @@ fn spawn(
         // Relative config lookups (core/server/config.toml, searched upwards) find nothing
         // here, so the embedded defaults plus the variables below are the whole config.
         .current_dir(dir)
-        .env("IGGY_ROOT_USERNAME", USERNAME)
-        .env("IGGY_ROOT_PASSWORD", PASSWORD)
+        .env("IGGY_ROOT_USERNAME", &options.username)
+        .env("IGGY_ROOT_PASSWORD", &options.password)
         .env("IGGY_SYSTEM_PATH", dir.join("data"))
         .env("IGGY_TCP_ADDRESS", tcp_address)
         .env("IGGY_HTTP_ENABLED", "false")
         .env("IGGY_QUIC_ENABLED", "false")
         .env("IGGY_WEBSOCKET_ENABLED", "false")
-        .envs(env.iter().map(|(k, v)| (k, v)))
+        .envs(options.env.iter().map(|(k, v)| (k, v)))
         .stdin(Stdio::null())
         .stdout(log)
         .stderr(log_err);
@@ -230,25 +280,19 @@ fn spawn(
         .map_err(|e| format!("cannot run {binary:?}: {e}"))
 }
 
-async fn login(address: &str) -> Result<(), String> {
-    let config = TcpClientConfig {
-        server_address: address.to_string(),
-        reconnection: TcpClientReconnectionConfig {
-            enabled: false,
-            ..TcpClientReconnectionConfig::default()
-        },
-        ..TcpClientConfig::default()
-    };
-    let client = TcpClient::create(Arc::new(config)).map_err(|e| e.to_string())?;
-    Client::connect(&client).await.map_err(|e| e.to_string())?;
-    client
-        .login_user(USERNAME, PASSWORD)
-        .await
-        .map_err(|e| e.to_string())?;
-    Ok(())
+/// `error: source: source…` on one line.
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(e) = source {
+        text.push_str(&format!(": {e}"));
+        source = e.source();
+    }
+    text
 }
 
-/// `address` under `[tcp]` in the server's runtime config (a flat scan; no TOML parser needed).
+/// `address` under `[tcp]` in the server's runtime config, once it has a real port (a flat
+/// scan; no TOML parser needed).
 fn tcp_address(toml: &str) -> Option<String> {
     let mut in_tcp = false;
     for line in toml.lines().map(str::trim) {
@@ -268,17 +312,15 @@ fn tcp_address(toml: &str) -> Option<String> {
     None
 }
 
-fn unique_dir() -> Result<PathBuf, String> {
-    static COUNTER: AtomicUsize = AtomicUsize::new(0);
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or(0);
-    let dir = std::env::temp_dir().join(format!(
-        "iggy-test-{}-{}-{nanos}",
-        std::process::id(),
-        COUNTER.fetch_add(1, Ordering::Relaxed)
-    ));
-    fs::create_dir_all(&dir).map_err(|e| format!("{dir:?}: {e}"))?;
-    Ok(dir)
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_the_bound_tcp_address() {
+        let text = "[http]\naddress = \"127.0.0.1:3000\"\n\n[tcp]\nenabled = true\naddress = \"127.0.0.1:49789\"\n\n[tcp.tls]\nenabled = false\n";
+        assert_eq!(tcp_address(text).as_deref(), Some("127.0.0.1:49789"));
+        assert_eq!(tcp_address("[tcp]\naddress = \"127.0.0.1:0\"\n"), None);
+        assert_eq!(tcp_address("[quic]\naddress = \"127.0.0.1:8080\"\n"), None);
+    }
 }
