@@ -156,7 +156,7 @@ where
                         while let Some(done) = in_flight.next().await {
                             answer(broker, writer, &mut out, done).await?;
                         }
-                        pending.outcome = handlers::handle(broker, &header, request).await;
+                        pending.outcome = handlers::handle_exclusive(broker, &header, request).await;
                         answer(broker, writer, &mut out, pending).await?;
                     }
                 }

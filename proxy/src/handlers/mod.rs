@@ -12,7 +12,7 @@ pub mod producer_id;
 pub mod records;
 
 use futures::future::BoxFuture;
-use kafka_protocol::messages::{ApiKey, ProduceRequest, RequestHeader, RequestKind, ResponseKind};
+use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind, ResponseKind};
 
 use crate::broker::Broker;
 
@@ -30,7 +30,20 @@ pub enum Outcome {
     Close(String),
 }
 
-pub async fn handle(broker: &Broker, header: &RequestHeader, request: RequestKind) -> Outcome {
+/// Runs a request to completion, whichever way it is scheduled.
+pub async fn handle(broker: &Broker, header: RequestHeader, request: RequestKind) -> Outcome {
+    match dispatch(broker, header, request) {
+        Dispatch::Concurrent(work) => work.await,
+        Dispatch::Exclusive(header, request) => handle_exclusive(broker, &header, request).await,
+    }
+}
+
+/// The requests that run alone on their connection (see [`Dispatch::Exclusive`]).
+pub async fn handle_exclusive(
+    broker: &Broker,
+    header: &RequestHeader,
+    request: RequestKind,
+) -> Outcome {
     let version = header.request_api_version;
     let respond = Outcome::Respond;
     match request {
@@ -39,13 +52,6 @@ pub async fn handle(broker: &Broker, header: &RequestHeader, request: RequestKin
         }
         RequestKind::Metadata(r) => respond(ResponseKind::Metadata(
             metadata::handle(broker, version, r).await,
-        )),
-        RequestKind::Produce(r) => produce_outcome(broker, r).await,
-        RequestKind::Fetch(r) => {
-            respond(ResponseKind::Fetch(fetch::handle(broker, version, r).await))
-        }
-        RequestKind::ListOffsets(r) => respond(ResponseKind::ListOffsets(
-            list_offsets::handle(broker, version, r).await,
         )),
         RequestKind::InitProducerId(r) => {
             respond(ResponseKind::InitProducerId(producer_id::handle(broker, r)))
@@ -69,13 +75,6 @@ pub async fn handle(broker: &Broker, header: &RequestHeader, request: RequestKin
             "api key {} v{version} is not served",
             header.request_api_key
         )),
-    }
-}
-
-async fn produce_outcome(broker: &Broker, request: ProduceRequest) -> Outcome {
-    match produce::execute(broker, produce::prepare(broker, request)).await {
-        Some(response) => Outcome::Respond(ResponseKind::Produce(response)),
-        None => Outcome::NoResponse,
     }
 }
 
