@@ -63,3 +63,13 @@ def test_admin_create_describe_delete_topic_and_cluster(backend, proxy, java_jar
     harness.wait_until(
         lambda: topic not in harness.java_driver(java_jar, "list-topics", bootstrap=proxy)[0]["topics"],
         30, f"{topic} to leave the topic list")
+
+
+def test_transactional_producer_fails_fast(backend, proxy, java_jar):
+    """No transaction coordinator: initTransactions() must fail at once with a clear error (the
+    proxy does not advertise FindCoordinator), not block until max.block.ms."""
+    [result] = harness.java_driver(java_jar, "init-transactions", bootstrap=proxy,
+                                   transactional_id=harness.unique_name("java-tx"))
+    assert result["error"] == "UnsupportedVersionException", result
+    assert "FIND_COORDINATOR" in result["message"], result
+    assert result["elapsed_ms"] < 10_000, result

@@ -76,6 +76,7 @@ public final class Driver {
             case "list-topics" -> listTopics(args);
             case "describe-topic" -> describeTopic(args);
             case "describe-cluster" -> describeCluster(args);
+            case "init-transactions" -> initTransactions(args);
             default -> {
                 System.err.println("unknown command " + argv[0]);
                 System.exit(2);
@@ -240,6 +241,30 @@ public final class Driver {
                     + ",\"controller\":" + (controller == null ? "null" : Integer.toString(controller.id()))
                     + ",\"nodes\":[" + String.join(",", nodeJson) + "]}");
         }
+    }
+
+    // ---------------------------------------------------------------- transactions
+
+    /** Tries initTransactions() and prints how it failed and how long that took. */
+    private static void initTransactions(Map<String, String> args) {
+        Properties props = new Properties();
+        props.put(ProducerConfig.BOOTSTRAP_SERVERS_CONFIG, required(args, "bootstrap"));
+        props.put(ProducerConfig.TRANSACTIONAL_ID_CONFIG, required(args, "transactional_id"));
+        props.put(ProducerConfig.MAX_BLOCK_MS_CONFIG, Integer.toString(CALL_TIMEOUT_MS));
+        props.put(ProducerConfig.KEY_SERIALIZER_CLASS_CONFIG, ByteArraySerializer.class.getName());
+        props.put(ProducerConfig.VALUE_SERIALIZER_CLASS_CONFIG, ByteArraySerializer.class.getName());
+        long started = System.nanoTime();
+        String error = null;
+        String message = null;
+        try (KafkaProducer<byte[], byte[]> producer = new KafkaProducer<>(props)) {
+            producer.initTransactions();
+        } catch (Exception e) {
+            error = e.getClass().getSimpleName();
+            message = e.getMessage();
+        }
+        long elapsedMs = (System.nanoTime() - started) / 1_000_000;
+        System.out.println("{\"error\":" + str(error) + ",\"message\":" + str(message)
+                + ",\"elapsed_ms\":" + elapsedMs + "}");
     }
 
     // ---------------------------------------------------------------- JSON output
