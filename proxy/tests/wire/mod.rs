@@ -22,6 +22,7 @@ pub async fn start_memory_proxy() -> Proxy {
     let config = ProxyConfig {
         listen: "127.0.0.1:0".parse().unwrap(),
         backend: BackendKind::Memory,
+        metrics_listen: Some("127.0.0.1:0".parse().unwrap()),
         ..ProxyConfig::default()
     };
     Proxy::start_with_backend(
@@ -38,10 +39,35 @@ pub async fn start_iggy_proxy(address: &str) -> Proxy {
     let mut config = ProxyConfig {
         listen: "127.0.0.1:0".parse().unwrap(),
         backend: BackendKind::Iggy,
+        metrics_listen: Some("127.0.0.1:0".parse().unwrap()),
         ..ProxyConfig::default()
     };
     config.iggy.address = address.to_string();
     Proxy::start(config).await.expect("proxy starts on Iggy")
+}
+
+/// GET `path` from the proxy's metrics listener; returns (status code, body).
+pub async fn http_get(proxy: &Proxy, path: &str) -> (u16, String) {
+    let addr = proxy.metrics_addr.expect("metrics listener");
+    let mut stream = TcpStream::connect(addr).await.expect("connect metrics");
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.expect("send");
+    let mut response = Vec::new();
+    tokio::time::timeout(IO_TIMEOUT, stream.read_to_end(&mut response))
+        .await
+        .expect("answer in time")
+        .expect("read");
+    let text = String::from_utf8_lossy(&response).into_owned();
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .expect("status line");
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    (status, body)
 }
 
 pub struct Wire {
