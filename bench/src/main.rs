@@ -19,21 +19,13 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context};
-use clap::{Parser, ValueEnum};
+use clap::Parser;
 use iggy_testkit::IggyServer;
 use kafka_iggy_proxy::config::BackendKind;
 
 use crate::cpu::{CpuProbe, CpuTimes};
 use crate::proxy::{BackendChoice, RunningProxy};
 use crate::report::{Outcome, Path, Phase, Report};
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-enum Backend {
-    /// Proxy on Apache Iggy, compared with the Iggy SDK on the same server.
-    Iggy,
-    /// Proxy on its in-memory store only (no Iggy server, no baseline).
-    Memory,
-}
 
 #[derive(Debug, Parser)]
 #[command(
@@ -48,9 +40,10 @@ are verified, and a failed verification exits with status 2. With --backend memo
 (on its in-memory store) is measured."
 )]
 struct Args {
-    /// Storage behind the proxy
+    /// Storage behind the proxy: iggy (compared with the Iggy SDK on the same server) or
+    /// memory (the proxy alone, no baseline)
     #[arg(long, value_enum, default_value = "iggy")]
-    backend: Backend,
+    backend: BackendKind,
 
     /// Iggy server binary to start with a fresh temporary data directory on a free port
     #[arg(long, env = "IGGY_SERVER_BIN")]
@@ -195,7 +188,7 @@ fn validate(args: &Args) -> anyhow::Result<()> {
     if args.partitions == 0 || args.batch == 0 || args.rounds == 0 {
         bail!("--partitions, --batch and --rounds must be at least 1");
     }
-    if args.backend == Backend::Memory && args.iggy_address.is_some() {
+    if args.backend == BackendKind::Memory && args.iggy_address.is_some() {
         bail!("--iggy-address makes no sense with --backend memory");
     }
     Ok(())
@@ -229,8 +222,8 @@ fn run(args: Args) -> anyhow::Result<Report> {
     // Iggy server: an address given wins over a binary to start.
     let mut server: Option<IggyServer> = None;
     let (iggy_address, server_desc) = match args.backend {
-        Backend::Memory => (String::new(), None),
-        Backend::Iggy => match (&args.iggy_address, &args.iggy_server_bin) {
+        BackendKind::Memory => (String::new(), None),
+        BackendKind::Iggy => match (&args.iggy_address, &args.iggy_server_bin) {
             (Some(address), _) => (address.clone(), Some(format!("external at {address}"))),
             (None, Some(bin)) => {
                 eprintln!("starting {} ...", bin.display());
@@ -264,8 +257,8 @@ fn run(args: Args) -> anyhow::Result<Report> {
 
     let backend = BackendChoice {
         kind: match args.backend {
-            Backend::Iggy => BackendKind::Iggy,
-            Backend::Memory => BackendKind::Memory,
+            BackendKind::Iggy => BackendKind::Iggy,
+            BackendKind::Memory => BackendKind::Memory,
         },
         iggy_address: iggy_address.clone(),
         username: args.iggy_username.clone(),
@@ -287,12 +280,12 @@ fn run(args: Args) -> anyhow::Result<Report> {
     let cpu = CpuProbe::new(proxy.cpu(), server.as_ref().map(IggyServer::pid));
 
     let native_client = match args.backend {
-        Backend::Iggy => Some(client_rt.block_on(iggy_testkit::connect(
+        BackendKind::Iggy => Some(client_rt.block_on(iggy_testkit::connect(
             &iggy_address,
             &args.iggy_username,
             &args.iggy_password,
         ))?),
-        Backend::Memory => None,
+        BackendKind::Memory => None,
     };
 
     let (_, librdkafka) = rdkafka::util::get_rdkafka_version();

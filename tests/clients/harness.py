@@ -217,6 +217,20 @@ def proxy_binary() -> Path:
 # ----------------------------------------------------------------------------- Iggy server
 
 
+def start_with_retries(child, attempts: int, what: str):
+    """Runs `child._start_once()` until it succeeds, at most `attempts` times: a free port can be
+    taken between picking it and the child binding it. A failed attempt's process is killed."""
+    last: Exception | None = None
+    for _ in range(attempts):
+        try:
+            return child._start_once()
+        except HarnessError as e:
+            last = e
+            if child.process is not None:
+                child.process.stop(graceful=False)
+    raise HarnessError(f"{what} did not start after {attempts} attempts: {last}")
+
+
 @dataclass
 class IggyServer:
     """A real Iggy server (the binary named by IGGY_SERVER_BIN) on a fresh data directory,
@@ -237,35 +251,31 @@ class IggyServer:
         return self.workdir / "data"
 
     def start(self, attempts: int = 3) -> "IggyServer":
-        last: Exception | None = None
-        for _ in range(attempts):  # a free port can be taken between picking and binding it
-            self.port = free_port()
-            env = {k: v for k, v in os.environ.items() if not k.startswith("IGGY_")}
-            # The server reads every IGGY_* variable as configuration (and warns about unknown
-            # ones such as IGGY_SERVER_BIN): pass only these. Its working directory holds no
-            # config.toml, so the embedded defaults plus these variables are the whole config.
-            env.update({
-                "IGGY_ROOT_USERNAME": IGGY_USERNAME,
-                "IGGY_ROOT_PASSWORD": IGGY_PASSWORD,
-                "IGGY_SYSTEM_PATH": str(self.data_dir),
-                "IGGY_TCP_ENABLED": "true",
-                "IGGY_TCP_ADDRESS": self.address,
-                "IGGY_HTTP_ENABLED": "false",
-                "IGGY_QUIC_ENABLED": "false",
-                "IGGY_WEBSOCKET_ENABLED": "false",
-            })
-            self.workdir.mkdir(parents=True, exist_ok=True)
-            self.process = ManagedProcess("iggy-server", [str(self.binary)],
-                                          self.workdir / "iggy-server.log", env=env,
-                                          cwd=self.workdir)
-            try:
-                wait_until(lambda: port_accepts(self.host, self.port), STARTUP_TIMEOUT_S,
-                           f"Iggy server TCP port {self.address}", proc=self.process)
-                return self
-            except HarnessError as e:
-                last = e
-                self.process.stop(graceful=False)
-        raise HarnessError(f"Iggy server did not start after {attempts} attempts: {last}")
+        return start_with_retries(self, attempts, "Iggy server")
+
+    def _start_once(self) -> "IggyServer":
+        self.port = free_port()
+        env = {k: v for k, v in os.environ.items() if not k.startswith("IGGY_")}
+        # The server reads every IGGY_* variable as configuration (and warns about unknown
+        # ones such as IGGY_SERVER_BIN): pass only these. Its working directory holds no
+        # config.toml, so the embedded defaults plus these variables are the whole config.
+        env.update({
+            "IGGY_ROOT_USERNAME": IGGY_USERNAME,
+            "IGGY_ROOT_PASSWORD": IGGY_PASSWORD,
+            "IGGY_SYSTEM_PATH": str(self.data_dir),
+            "IGGY_TCP_ENABLED": "true",
+            "IGGY_TCP_ADDRESS": self.address,
+            "IGGY_HTTP_ENABLED": "false",
+            "IGGY_QUIC_ENABLED": "false",
+            "IGGY_WEBSOCKET_ENABLED": "false",
+        })
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.process = ManagedProcess("iggy-server", [str(self.binary)],
+                                      self.workdir / "iggy-server.log", env=env,
+                                      cwd=self.workdir)
+        wait_until(lambda: port_accepts(self.host, self.port), STARTUP_TIMEOUT_S,
+                   f"Iggy server TCP port {self.address}", proc=self.process)
+        return self
 
     def stop(self) -> None:
         if self.process is not None:
@@ -313,32 +323,28 @@ class Proxy:
         return f"http://127.0.0.1:{self.metrics_port}"
 
     def start(self, attempts: int = 3) -> "Proxy":
-        last: Exception | None = None
-        for _ in range(attempts):
-            self.port, self.metrics_port = free_port(), free_port()
-            cmd = [str(self.binary),
-                   "--listen", self.bootstrap,
-                   "--advertised-address", self.bootstrap,
-                   "--metrics-listen", f"127.0.0.1:{self.metrics_port}",
-                   *self.backend.proxy_args(),
-                   "--default-stream", DEFAULT_STREAM,
-                   "--log-format", "plain",
-                   *self.extra_args]
-            env = {k: v for k, v in os.environ.items() if not k.startswith("KAFKA_IGGY_")}
-            env.setdefault("RUST_LOG", "info")
-            env["NO_COLOR"] = "1"
-            env["RUST_BACKTRACE"] = "1"
-            self.process = ManagedProcess(self.name, cmd, self.workdir / f"{self.name}.log", env=env)
-            try:
-                wait_until(lambda: http_ok(f"{self.metrics_url}/readyz"), STARTUP_TIMEOUT_S,
-                           f"{self.name} /readyz", proc=self.process)
-                wait_until(lambda: port_accepts("127.0.0.1", self.port), 10,
-                           f"{self.name} Kafka port", proc=self.process)
-                return self
-            except HarnessError as e:
-                last = e
-                self.process.stop(graceful=False)
-        raise HarnessError(f"proxy did not become ready after {attempts} attempts: {last}")
+        return start_with_retries(self, attempts, "proxy")
+
+    def _start_once(self) -> "Proxy":
+        self.port, self.metrics_port = free_port(), free_port()
+        cmd = [str(self.binary),
+               "--listen", self.bootstrap,
+               "--advertised-address", self.bootstrap,
+               "--metrics-listen", f"127.0.0.1:{self.metrics_port}",
+               *self.backend.proxy_args(),
+               "--default-stream", DEFAULT_STREAM,
+               "--log-format", "plain",
+               *self.extra_args]
+        env = {k: v for k, v in os.environ.items() if not k.startswith("KAFKA_IGGY_")}
+        env.setdefault("RUST_LOG", "info")
+        env["NO_COLOR"] = "1"
+        env["RUST_BACKTRACE"] = "1"
+        self.process = ManagedProcess(self.name, cmd, self.workdir / f"{self.name}.log", env=env)
+        wait_until(lambda: http_ok(f"{self.metrics_url}/readyz"), STARTUP_TIMEOUT_S,
+                   f"{self.name} /readyz", proc=self.process)
+        wait_until(lambda: port_accepts("127.0.0.1", self.port), 10,
+                   f"{self.name} Kafka port", proc=self.process)
+        return self
 
     def stop(self, graceful: bool = True) -> None:
         if self.process is not None:
