@@ -100,6 +100,15 @@ pub struct Cli {
     #[arg(long, env = "KAFKA_IGGY_MAX_CONNECTIONS")]
     pub max_connections: Option<usize>,
 
+    /// How long the first rebalance of a new consumer group waits for more members
+    /// [default: 3000, as Kafka]
+    #[arg(long, env = "KAFKA_IGGY_GROUP_INITIAL_REBALANCE_DELAY_MS")]
+    pub group_initial_rebalance_delay_ms: Option<u64>,
+
+    /// Smallest consumer session.timeout.ms accepted [default: 6000, as Kafka]
+    #[arg(long, env = "KAFKA_IGGY_GROUP_MIN_SESSION_TIMEOUT_MS")]
+    pub group_min_session_timeout_ms: Option<u64>,
+
     /// Log format
     #[arg(long, env = "KAFKA_IGGY_LOG_FORMAT", value_enum)]
     pub log_format: Option<LogFormat>,
@@ -138,6 +147,50 @@ impl Default for Limits {
             max_connections: 10_000,
             max_in_flight_per_connection: 16,
             max_fetch_wait_ms: 30_000,
+        }
+    }
+}
+
+/// Consumer-group coordination (Kafka's `group.*` and `offsets.*` broker settings).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GroupSettings {
+    /// Smallest session.timeout.ms a member may ask for (Kafka: group.min.session.timeout.ms).
+    pub min_session_timeout_ms: u64,
+    /// Largest session.timeout.ms a member may ask for (Kafka: group.max.session.timeout.ms).
+    pub max_session_timeout_ms: u64,
+    /// How long the first rebalance of an empty group waits for more members
+    /// (Kafka: group.initial.rebalance.delay.ms).
+    pub initial_rebalance_delay_ms: u64,
+    /// Groups this proxy coordinates at most, with or without members; creating one more is
+    /// refused with POLICY_VIOLATION.
+    pub max_groups: usize,
+    /// Members per group (Kafka: group.max.size); one more gets GROUP_MAX_SIZE_REACHED.
+    pub max_members_per_group: usize,
+    /// Largest commit metadata string (Kafka: offset.metadata.max.bytes).
+    pub max_offset_metadata_bytes: usize,
+    /// Largest JoinGroup protocol metadata of one member (subscriptions, owned partitions).
+    pub max_member_metadata_bytes: usize,
+    /// Partitions of the internal offsets topic; a group's coordinator is the owner of its
+    /// partition. Fixed once offsets were written: changing it orphans committed offsets.
+    pub offsets_topic_partitions: u32,
+    /// How long committed offsets of a group without members are kept
+    /// (Kafka: offsets.retention.minutes, 7 days).
+    pub offsets_retention_ms: u64,
+}
+
+impl Default for GroupSettings {
+    fn default() -> Self {
+        Self {
+            min_session_timeout_ms: 6_000,
+            max_session_timeout_ms: 1_800_000,
+            initial_rebalance_delay_ms: 3_000,
+            max_groups: 10_000,
+            max_members_per_group: 1_000,
+            max_offset_metadata_bytes: 4_096,
+            max_member_metadata_bytes: 1024 * 1024,
+            offsets_topic_partitions: 16,
+            offsets_retention_ms: 7 * 24 * 3_600_000,
         }
     }
 }
@@ -183,6 +236,7 @@ pub struct ProxyConfig {
     pub metrics_listen: Option<SocketAddr>,
     pub log_format: LogFormat,
     pub limits: Limits,
+    pub groups: GroupSettings,
 }
 
 impl Default for ProxyConfig {
@@ -201,6 +255,7 @@ impl Default for ProxyConfig {
             metrics_listen: None,
             log_format: LogFormat::Plain,
             limits: Limits::default(),
+            groups: GroupSettings::default(),
         }
     }
 }
@@ -269,6 +324,14 @@ impl ProxyConfig {
         set(&mut self.limits.max_frame_bytes, cli.max_frame_bytes);
         set(&mut self.limits.max_connections, cli.max_connections);
         set(&mut self.log_format, cli.log_format);
+        set(
+            &mut self.groups.initial_rebalance_delay_ms,
+            cli.group_initial_rebalance_delay_ms,
+        );
+        set(
+            &mut self.groups.min_session_timeout_ms,
+            cli.group_min_session_timeout_ms,
+        );
     }
 
     fn validate(&self) -> Vec<String> {
@@ -292,6 +355,22 @@ impl ProxyConfig {
         }
         if self.default_stream.is_empty() || self.default_stream.len() > 255 {
             problems.push("default_stream must be 1..=255 bytes".into());
+        }
+        let g = &self.groups;
+        if g.min_session_timeout_ms == 0 || g.min_session_timeout_ms > g.max_session_timeout_ms {
+            problems.push(
+                "groups.min_session_timeout_ms must be at least 1 and at most max_session_timeout_ms"
+                    .into(),
+            );
+        }
+        if g.max_groups == 0 || g.max_members_per_group == 0 {
+            problems.push("groups.max_groups and max_members_per_group must be at least 1".into());
+        }
+        if g.offsets_topic_partitions == 0 || g.offsets_topic_partitions > 1000 {
+            problems.push("groups.offsets_topic_partitions must be within 1..=1000".into());
+        }
+        if g.offsets_retention_ms < 60_000 {
+            problems.push("groups.offsets_retention_ms must be at least 60000".into());
         }
         for (topic, mapping) in &self.topics {
             if mapping.stream.is_empty() {
