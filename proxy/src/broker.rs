@@ -10,6 +10,7 @@ use uuid::Uuid;
 use crate::backend::{BackendResult, SharedBackend, TopicInfo, TopicSettings};
 use crate::cluster::{BrokerAddress, Cluster};
 use crate::config::ProxyConfig;
+use crate::groups::GroupCoordinator;
 use crate::metrics::Metrics;
 use crate::partitions::PartitionRegistry;
 
@@ -18,6 +19,7 @@ pub struct Broker {
     pub backend: SharedBackend,
     pub cluster: Cluster,
     pub partitions: PartitionRegistry,
+    pub groups: Arc<GroupCoordinator>,
     pub metrics: Arc<Metrics>,
     producer_ids: AtomicI64,
 }
@@ -40,8 +42,14 @@ impl Broker {
                 port,
             },
         );
+        let groups = Arc::new(GroupCoordinator::new(
+            config.groups.clone(),
+            backend.clone(),
+            metrics.clone(),
+        ));
         Ok(Self {
             producer_ids: AtomicI64::new(first_producer_id(config.broker_id)),
+            groups,
             config,
             backend,
             cluster,
@@ -99,6 +107,12 @@ fn first_producer_id(broker_id: i32) -> i64 {
     // 10 bits of broker id, then milliseconds since the epoch shifted to leave room for ids
     // handed out before the next restart.
     (i64::from(broker_id) & 0x3ff) << 52 | (start_ms & 0xff_ffff_ffff) << 10
+}
+
+/// Topics the proxy keeps for itself (committed offsets). Clients may read them and see them
+/// flagged internal in Metadata, but never write, delete or grow them.
+pub fn is_internal_topic(name: &str) -> bool {
+    name == crate::groups::offsets_log::OFFSETS_TOPIC
 }
 
 /// Kafka's topic name rules: 1..=249 characters of `[a-zA-Z0-9._-]`, not `.` or `..`.

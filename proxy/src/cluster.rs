@@ -51,6 +51,22 @@ impl Cluster {
     pub fn is_local_leader(&self, topic: &str, partition: i32) -> bool {
         self.partition_leader(topic, partition) == self.this.id
     }
+
+    /// The partition of the internal offsets topic that holds `group` (Kafka's
+    /// `abs(groupId.hashCode) % offsets.topic.num.partitions`, with a stable hash).
+    pub fn offsets_partition(group: &str, partitions: u32) -> i32 {
+        (stable_hash(group, 0) % u64::from(partitions.max(1))) as i32
+    }
+
+    /// The replica coordinating `group`: the owner of its offsets partition, so the single
+    /// writer of a group's offsets is also the one running its membership.
+    pub fn group_coordinator(&self, offsets_topic: &str, group: &str, partitions: u32) -> &BrokerAddress {
+        let leader = self.partition_leader(offsets_topic, Self::offsets_partition(group, partitions));
+        self.members
+            .iter()
+            .find(|b| b.id == leader)
+            .unwrap_or(&self.this)
+    }
 }
 
 /// FNV-1a over topic and partition: deterministic across processes and versions (unlike
@@ -81,6 +97,22 @@ mod tests {
         assert_eq!(c.partition_leader("t", 3), 7);
         assert!(c.is_local_leader("anything", 0));
         assert_eq!(c.controller_id(), BrokerId(7));
+        assert_eq!(c.group_coordinator("__o", "any-group", 16).id, 7);
+    }
+
+    #[test]
+    fn groups_spread_over_offsets_partitions() {
+        let mut seen = std::collections::BTreeSet::new();
+        for g in 0..200 {
+            let p = Cluster::offsets_partition(&format!("group-{g}"), 16);
+            assert!((0..16).contains(&p));
+            seen.insert(p);
+        }
+        assert_eq!(seen.len(), 16);
+        assert_eq!(
+            Cluster::offsets_partition("g", 16),
+            Cluster::offsets_partition("g", 16)
+        );
     }
 
     #[test]

@@ -68,7 +68,8 @@ where
         broker.config.limits.max_frame_bytes,
         frames_tx,
     ));
-    match run(&broker, frames, &mut writer).await {
+    let client_host = client_host(&peer);
+    match run(&broker, &client_host, frames, &mut writer).await {
         Ok(()) => tracing::debug!(%peer, "client closed connection"),
         Err(end) => {
             broker
@@ -82,6 +83,15 @@ where
     }
     reader_task.abort();
     let _ = writer.shutdown().await;
+}
+
+/// `/ip` as Kafka shows a client's host (DescribeGroups, kafka-consumer-groups).
+fn client_host(peer: &str) -> String {
+    let ip = peer
+        .parse::<std::net::SocketAddr>()
+        .map(|a| a.ip().to_string())
+        .unwrap_or_else(|_| peer.to_string());
+    format!("/{ip}")
 }
 
 type FrameResult = Result<Bytes, ConnectionEnd>;
@@ -130,6 +140,7 @@ enum Step<'a> {
 /// was answered, then run alone.
 async fn run<W>(
     broker: &Broker,
+    client_host: &str,
     mut frames: mpsc::Receiver<FrameResult>,
     writer: &mut W,
 ) -> Result<(), ConnectionEnd>
@@ -156,7 +167,7 @@ where
                         while let Some(done) = in_flight.next().await {
                             answer(broker, writer, &mut out, done).await?;
                         }
-                        pending.outcome = handlers::handle_exclusive(broker, &header, request).await;
+                        pending.outcome = handlers::handle_exclusive(broker, client_host, &header, request).await;
                         answer(broker, writer, &mut out, pending).await?;
                     }
                 }

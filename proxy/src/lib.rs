@@ -9,6 +9,7 @@ pub mod cluster;
 pub mod config;
 pub mod connection;
 pub mod error;
+pub mod groups;
 pub mod handlers;
 pub mod http;
 pub mod metrics;
@@ -86,6 +87,7 @@ impl Proxy {
             listener,
             shutdown.clone(),
         ))];
+        tasks.push(tokio::spawn(broker.groups.clone().run(shutdown.clone())));
         if let Some(l) = metrics_listener {
             tasks.push(tokio::spawn(http::run(broker.clone(), l, shutdown)));
         }

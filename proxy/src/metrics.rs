@@ -2,8 +2,8 @@
 //! so nothing is registered globally).
 
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts,
-    Registry, TextEncoder,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 pub struct Metrics {
@@ -24,6 +24,11 @@ pub struct Metrics {
     pub backend_seconds: HistogramVec,
     pub backend_errors: IntCounterVec,
     pub fetch_wait_seconds: Histogram,
+    pub groups: IntGaugeVec,
+    pub group_members: IntGaugeVec,
+    pub group_rebalances: IntCounterVec,
+    pub offset_commits: IntCounterVec,
+    pub consumer_lag: IntGaugeVec,
 }
 
 fn must<T>(r: prometheus::Result<T>) -> T {
@@ -103,6 +108,36 @@ impl Metrics {
                 "fetch_wait_seconds",
                 "Time Fetch requests spent long-polling for data",
             ))),
+            groups: must(IntGaugeVec::new(
+                Opts::new("groups", "Consumer groups coordinated here, by state"),
+                &["state"],
+            )),
+            group_members: must(IntGaugeVec::new(
+                Opts::new("group_members", "Members of each consumer group"),
+                &["group"],
+            )),
+            group_rebalances: must(IntCounterVec::new(
+                Opts::new(
+                    "group_rebalances_total",
+                    "Completed rebalances (join phases) of each consumer group",
+                ),
+                &["group"],
+            )),
+            offset_commits: must(IntCounterVec::new(
+                Opts::new(
+                    "offset_commits_total",
+                    "Partition offsets committed, by consumer group",
+                ),
+                &["group"],
+            )),
+            consumer_lag: must(IntGaugeVec::new(
+                Opts::new(
+                    "consumer_lag",
+                    "High watermark minus committed offset, per group and partition \
+                     (refreshed every few seconds)",
+                ),
+                &["group", "topic", "partition"],
+            )),
             registry,
         };
         m.register_all();
@@ -127,6 +162,11 @@ impl Metrics {
         must(r.register(Box::new(self.backend_seconds.clone())));
         must(r.register(Box::new(self.backend_errors.clone())));
         must(r.register(Box::new(self.fetch_wait_seconds.clone())));
+        must(r.register(Box::new(self.groups.clone())));
+        must(r.register(Box::new(self.group_members.clone())));
+        must(r.register(Box::new(self.group_rebalances.clone())));
+        must(r.register(Box::new(self.offset_commits.clone())));
+        must(r.register(Box::new(self.consumer_lag.clone())));
     }
 
     /// Counts a non-zero Kafka error code returned by `api`.

@@ -136,6 +136,10 @@ pub async fn delete_topics(
             None => resolve_topic_id(broker, id).await,
         };
         let outcome = match &resolved {
+            Ok(n) if crate::broker::is_internal_topic(n) => Err(failure(
+                ResponseError::InvalidTopicException,
+                format!("{n} is internal and cannot be deleted"),
+            )),
             Ok(n) => broker.backend.delete_topic(n).await.map_err(from_backend),
             Err(f) => Err(f.clone()),
         };
@@ -204,6 +208,12 @@ pub async fn create_partitions(
 }
 
 async fn grow(broker: &Broker, name: &str, count: i32, validate_only: bool) -> Result<(), Failure> {
+    if crate::broker::is_internal_topic(name) {
+        return Err(failure(
+            ResponseError::InvalidTopicException,
+            format!("{name} is internal and cannot be changed"),
+        ));
+    }
     let info = broker
         .backend
         .describe_topic(name)

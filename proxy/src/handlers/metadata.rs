@@ -105,6 +105,7 @@ fn topic_metadata(broker: &Broker, info: &TopicInfo) -> MetadataResponseTopic {
     MetadataResponseTopic::default()
         .with_name(Some(TopicName(StrBytes::from_string(info.name.clone()))))
         .with_topic_id(Broker::topic_id(&info.name))
+        .with_is_internal(crate::broker::is_internal_topic(&info.name))
         .with_partitions(partitions)
         .with_topic_authorized_operations(OPERATIONS_NOT_REQUESTED)
 }

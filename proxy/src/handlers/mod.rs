@@ -4,7 +4,10 @@
 pub mod admin;
 pub mod api_versions;
 pub mod configs;
+pub mod coordinator;
 pub mod fetch;
+pub mod group_offsets;
+pub mod groups;
 pub mod list_offsets;
 pub mod metadata;
 pub mod produce;
@@ -30,23 +33,77 @@ pub enum Outcome {
     Close(String),
 }
 
-/// Runs a request to completion, whichever way it is scheduled.
-pub async fn handle(broker: &Broker, header: RequestHeader, request: RequestKind) -> Outcome {
+/// Runs a request to completion, whichever way it is scheduled. `client_host` is the peer's
+/// address as Kafka tools show it (`/127.0.0.1`).
+pub async fn handle(
+    broker: &Broker,
+    client_host: &str,
+    header: RequestHeader,
+    request: RequestKind,
+) -> Outcome {
     match dispatch(broker, header, request) {
         Dispatch::Concurrent(work) => work.await,
-        Dispatch::Exclusive(header, request) => handle_exclusive(broker, &header, request).await,
+        Dispatch::Exclusive(header, request) => {
+            handle_exclusive(broker, client_host, &header, request).await
+        }
     }
 }
 
-/// The requests that run alone on their connection (see [`Dispatch::Exclusive`]).
+/// The requests that run alone on their connection (see [`Dispatch::Exclusive`]). Group
+/// requests are among them: like a Kafka broker, the proxy handles one at a time per
+/// connection, so a JoinGroup waiting for its rebalance holds back what follows it.
 pub async fn handle_exclusive(
     broker: &Broker,
+    client_host: &str,
     header: &RequestHeader,
     request: RequestKind,
 ) -> Outcome {
     let version = header.request_api_version;
     let respond = Outcome::Respond;
     match request {
+        RequestKind::FindCoordinator(r) => respond(ResponseKind::FindCoordinator(
+            coordinator::find_coordinator(broker, version, r).await,
+        )),
+        RequestKind::JoinGroup(r) => {
+            let caller = groups::Caller {
+                client_id: header
+                    .client_id
+                    .as_ref()
+                    .map(|c| c.to_string())
+                    .unwrap_or_default(),
+                host: client_host.to_string(),
+            };
+            respond(ResponseKind::JoinGroup(
+                groups::join_group(broker, version, &caller, r).await,
+            ))
+        }
+        RequestKind::SyncGroup(r) => {
+            respond(ResponseKind::SyncGroup(groups::sync_group(broker, r).await))
+        }
+        RequestKind::Heartbeat(r) => {
+            respond(ResponseKind::Heartbeat(groups::heartbeat(broker, r).await))
+        }
+        RequestKind::LeaveGroup(r) => respond(ResponseKind::LeaveGroup(
+            groups::leave_group(broker, version, r).await,
+        )),
+        RequestKind::DescribeGroups(r) => respond(ResponseKind::DescribeGroups(
+            groups::describe_groups(broker, version, r).await,
+        )),
+        RequestKind::ListGroups(r) => {
+            respond(ResponseKind::ListGroups(groups::list_groups(broker, r)))
+        }
+        RequestKind::DeleteGroups(r) => respond(ResponseKind::DeleteGroups(
+            groups::delete_groups(broker, r).await,
+        )),
+        RequestKind::OffsetCommit(r) => respond(ResponseKind::OffsetCommit(
+            group_offsets::offset_commit(broker, r).await,
+        )),
+        RequestKind::OffsetFetch(r) => respond(ResponseKind::OffsetFetch(
+            group_offsets::offset_fetch(broker, version, r).await,
+        )),
+        RequestKind::OffsetDelete(r) => respond(ResponseKind::OffsetDelete(
+            group_offsets::offset_delete(broker, r).await,
+        )),
         RequestKind::ApiVersions(r) => {
             respond(ResponseKind::ApiVersions(api_versions::handle(version, &r)))
         }
@@ -141,6 +198,17 @@ pub fn api_name(api: ApiKey) -> &'static str {
         ApiKey::DescribeConfigs => "DescribeConfigs",
         ApiKey::CreatePartitions => "CreatePartitions",
         ApiKey::DescribeCluster => "DescribeCluster",
+        ApiKey::FindCoordinator => "FindCoordinator",
+        ApiKey::JoinGroup => "JoinGroup",
+        ApiKey::SyncGroup => "SyncGroup",
+        ApiKey::Heartbeat => "Heartbeat",
+        ApiKey::LeaveGroup => "LeaveGroup",
+        ApiKey::OffsetCommit => "OffsetCommit",
+        ApiKey::OffsetFetch => "OffsetFetch",
+        ApiKey::DescribeGroups => "DescribeGroups",
+        ApiKey::ListGroups => "ListGroups",
+        ApiKey::DeleteGroups => "DeleteGroups",
+        ApiKey::OffsetDelete => "OffsetDelete",
         _ => "Other",
     }
 }

@@ -81,6 +81,13 @@ fn admit(
     if partition < 0 {
         return Err((ResponseError::UnknownTopicOrPartition.code(), None));
     }
+    if crate::broker::is_internal_topic(topic) {
+        // Kafka refuses client writes to __consumer_offsets the same way.
+        return Err((
+            ResponseError::InvalidTopicException.code(),
+            Some(format!("{topic} is internal; commit offsets with OffsetCommit")),
+        ));
+    }
     if !broker.cluster.is_local_leader(topic, partition) {
         return Err((ResponseError::NotLeaderOrFollower.code(), None));
     }

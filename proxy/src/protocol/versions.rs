@@ -46,6 +46,19 @@ pub const SUPPORTED_APIS: &[ApiSupport] = &[
     api(ApiKey::DescribeConfigs, 1, 4),
     api(ApiKey::CreatePartitions, 0, 3),
     api(ApiKey::DescribeCluster, 0, 1),
+    // Consumer groups, classic protocol. ConsumerGroupHeartbeat (KIP-848) is not served: a
+    // broker without it does not advertise it, and clients then use the classic protocol.
+    api(ApiKey::FindCoordinator, 0, 6),
+    api(ApiKey::JoinGroup, 0, 9),
+    api(ApiKey::SyncGroup, 0, 5),
+    api(ApiKey::Heartbeat, 0, 4),
+    api(ApiKey::LeaveGroup, 0, 5),
+    api(ApiKey::OffsetCommit, 2, 9),
+    api(ApiKey::OffsetFetch, 1, 9),
+    api(ApiKey::DescribeGroups, 0, 6),
+    api(ApiKey::ListGroups, 0, 5),
+    api(ApiKey::DeleteGroups, 0, 2),
+    api(ApiKey::OffsetDelete, 0, 0),
 ];
 
 /// The served range for `key`, if any.
@@ -104,6 +117,7 @@ mod tests {
             check(ApiKey::ApiVersions, 99),
             VersionCheck::ApiVersionsFallback
         );
-        assert_eq!(check(ApiKey::JoinGroup, 5), VersionCheck::Close);
+        assert_eq!(check(ApiKey::JoinGroup, 5), VersionCheck::Supported);
+        assert_eq!(check(ApiKey::ConsumerGroupHeartbeat, 0), VersionCheck::Close);
     }
 }
