@@ -66,10 +66,10 @@ def test_admin_create_describe_delete_topic_and_cluster(backend, proxy, java_jar
 
 
 def test_transactional_producer_fails_fast(backend, proxy, java_jar):
-    """No transaction coordinator: initTransactions() must fail at once with a clear error (the
-    proxy does not advertise FindCoordinator), not block until max.block.ms."""
+    """No transaction coordinator: initTransactions() must fail at once with a fatal error (the
+    proxy answers transaction-coordinator lookups with TRANSACTIONAL_ID_AUTHORIZATION_FAILED),
+    not block until max.block.ms retrying a retriable one."""
     [result] = harness.java_driver(java_jar, "init-transactions", bootstrap=proxy,
                                    transactional_id=harness.unique_name("java-tx"))
-    assert result["error"] == "UnsupportedVersionException", result
-    assert "FIND_COORDINATOR" in result["message"], result
+    assert result["error"] == "TransactionalIdAuthorizationException", result
     assert result["elapsed_ms"] < 10_000, result

@@ -28,7 +28,9 @@ def test_transactional_producer_fails_fast(proxy):
     elapsed = time.monotonic() - started
     error = raised.value.args[0]
     assert elapsed < FAST_S, f"init_transactions took {elapsed:.1f}s"
-    # librdkafka sees no transaction coordinator API (FindCoordinator is not advertised) and
-    # reports _UNSUPPORTED_FEATURE as a fatal error: the application stops instead of retrying.
+    # librdkafka finds none of the transaction APIs (AddPartitionsToTxn, EndTxn, ...) advertised
+    # and reports _UNSUPPORTED_FEATURE as a fatal error: the application stops instead of
+    # retrying. (A transaction-coordinator lookup would get the fatal
+    # TRANSACTIONAL_ID_AUTHORIZATION_FAILED; see test_java_clients.py.)
     assert error.fatal(), error
     assert "not supported" in error.str(), error
