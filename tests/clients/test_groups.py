@@ -1,0 +1,253 @@
+"""Consumer groups with librdkafka (confluent-kafka) and kafka-python: members share the
+partitions of a topic, a killed member's partitions move to the others, committed offsets are
+where consumption resumes (after a consumer restart, and after a proxy restart on real Iggy),
+and the proxy's metrics show groups, commits and lag. Members run as separate processes
+(group_member.py) so one can be killed like a crashed application."""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+import time
+import urllib.request
+from collections import Counter, defaultdict
+from pathlib import Path
+
+import pytest
+
+import harness
+from harness import Record
+
+# Short initial delay and session timeouts keep the scenarios quick; the protocol is the same.
+GROUP_ARGS = ["--group-initial-rebalance-delay-ms", "300", "--group-min-session-timeout-ms", "1000"]
+MEMBER_SCRIPT = Path(__file__).with_name("group_member.py")
+CLIENTS = [
+    pytest.param("confluent", marks=pytest.mark.client("confluent-kafka groups"), id="confluent"),
+    pytest.param("kafka-python", marks=pytest.mark.client("kafka-python groups"), id="kafka-python"),
+]
+
+
+class Member:
+    """A group_member.py process and what it printed."""
+
+    def __init__(self, client: str, bootstrap: str, topic: str, group: str, workdir: Path,
+                 name: str, *args: str):
+        harness.require_module("confluent_kafka" if client == "confluent" else "kafka")
+        self.name = name
+        self.process = harness.ManagedProcess(
+            name, [sys.executable, str(MEMBER_SCRIPT), client, bootstrap, topic, group, *args],
+            workdir / f"{name}.log")
+
+    def events(self) -> list[dict]:
+        out = []
+        for line in self.process.log_text().splitlines():
+            if line.startswith("{"):
+                try:
+                    out.append(json.loads(line))
+                except json.JSONDecodeError:
+                    pass  # a line cut short by a kill
+        return out
+
+    def records(self) -> list[tuple[int, int, str]]:
+        return [(e["p"], e["o"], e["k"]) for e in self.events() if e["e"] == "rec"]
+
+    def last_commits(self) -> dict[int, int]:
+        commits: dict[int, int] = {}
+        for e in self.events():
+            if e["e"] == "commit":
+                commits[e["p"]] = max(commits.get(e["p"], 0), e["o"])
+        return commits
+
+    def assignment(self) -> set[int]:
+        """Partitions of the last assignment (eager assignors: each `assigned` is the whole
+        set; the revocation on close is not counted)."""
+        held: set[int] = set()
+        for e in self.events():
+            if e["e"] == "assigned":
+                held = set(e["ps"])
+        return held
+
+    def wait_exit(self, timeout: float) -> None:
+        harness.wait_until(lambda: not self.process.alive(), timeout, f"{self.name} to exit")
+
+    def stop(self) -> None:
+        self.process.stop(graceful=True)
+
+
+def produce_keyed(bootstrap: str, topic: str, partitions: int, count: int) -> list[Record]:
+    records = [Record(i % partitions, f"key-{i}".encode(), f"value-{i}".encode())
+               for i in range(count)]
+    return harness.ck_produce(bootstrap, topic, records, **{"linger.ms": 20})
+
+
+def committed(bootstrap: str, topic: str, group: str, partitions: int) -> dict[int, int]:
+    """The group's committed offsets as OffsetFetch reports them (-1001 = none)."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    consumer = Consumer(harness.ck_config(bootstrap, **{"group.id": group}))
+    try:
+        tps = consumer.committed([TopicPartition(topic, p) for p in range(partitions)], timeout=30)
+        return {tp.partition: tp.offset for tp in tps}
+    finally:
+        consumer.close()
+
+
+@pytest.mark.parametrize("client", CLIENTS)
+def test_three_members_share_partitions_and_take_over_from_a_killed_one(
+        backend, proxy_factory, tmp_path, client):
+    partitions, total = 6, 10_000
+    proxy = proxy_factory(extra_args=GROUP_ARGS)
+    topic, group = harness.unique_name("grp"), harness.unique_name(f"g-{client}")
+    harness.ck_create_topic(proxy.bootstrap, topic, partitions)
+    produced = produce_keyed(proxy.bootstrap, topic, partitions, total)
+    per_partition = Counter(r.partition for r in produced)
+
+    members = [Member(client, proxy.bootstrap, topic, group, tmp_path, f"member-{i}",
+                      "--session-ms", "3000", "--delay-ms", "0.5", "--idle-exit-s", "8")
+               for i in range(3)]
+    victim, survivors = members[0], members[1:]
+    try:
+        harness.wait_until(lambda: len(victim.records()) >= 300, 90,
+                           "the first member to consume 300 records", proc=victim.process)
+        victim.process.stop(graceful=False)  # SIGKILL: no LeaveGroup, no final commit
+        killed_commits = victim.last_commits()
+        killed_records = set((p, o) for p, o, _ in victim.records())
+
+        def all_consumed() -> bool:
+            keys = {k for m in members for _, _, k in m.records()}
+            return len(keys) == total
+
+        harness.wait_until(all_consumed, 150, "every record to be consumed by the group")
+        # Both survivors are still members here (they leave only after idling).
+        final = [m.assignment() for m in survivors]
+        for m in survivors:
+            m.wait_exit(60)
+    finally:
+        for m in members:
+            m.stop()
+
+    # After the kill the survivors hold every partition, each exactly once.
+    assert final[0].isdisjoint(final[1]), final
+    assert final[0] | final[1] == set(range(partitions)), final
+
+    reads = Counter((p, o) for m in members for p, o, _ in m.records())
+    assert len(reads) == total
+    for (p, o), times in reads.items():
+        if times > 1:
+            # Only records the killed member read but had not committed may come again.
+            assert (p, o) in killed_records and o >= killed_commits.get(p, 0), (
+                f"record {p}/{o} read {times} times although it was committed "
+                f"(killed member's last commit on {p}: {killed_commits.get(p)})")
+    duplicates = sum(t - 1 for t in reads.values())
+    assert duplicates <= partitions, f"{duplicates} records read twice"
+
+    # What the group committed is exactly the end of every partition.
+    assert committed(proxy.bootstrap, topic, group, partitions) == dict(per_partition)
+
+
+@pytest.mark.parametrize("client", CLIENTS)
+def test_a_restarted_consumer_resumes_from_its_commits(backend, proxy_factory, tmp_path, client):
+    proxy = proxy_factory(extra_args=GROUP_ARGS)
+    topic, group = harness.unique_name("resume"), harness.unique_name("g-resume")
+    harness.ck_create_topic(proxy.bootstrap, topic, 2)
+    produce_keyed(proxy.bootstrap, topic, 2, 200)
+    first = Member(client, proxy.bootstrap, topic, group, tmp_path, "first",
+                   "--idle-exit-s", "3")
+    first.wait_exit(90)
+    assert len(first.records()) == 200
+    assert committed(proxy.bootstrap, topic, group, 2) == {0: 100, 1: 100}
+
+    produce_keyed(proxy.bootstrap, topic, 2, 50)
+    second = Member(client, proxy.bootstrap, topic, group, tmp_path, "second",
+                    "--idle-exit-s", "3")
+    second.wait_exit(90)
+    got = sorted((p, o) for p, o, _ in second.records())
+    assert got == sorted([(0, o) for o in range(100, 125)] + [(1, o) for o in range(100, 125)])
+
+
+@pytest.mark.iggy_only
+def test_committed_offsets_survive_a_proxy_restart(backend, proxy_factory, tmp_path):
+    before = proxy_factory(name="proxy-before", extra_args=GROUP_ARGS)
+    topic, group = harness.unique_name("restart"), harness.unique_name("g-restart")
+    harness.ck_create_topic(before.bootstrap, topic, 3)
+    produce_keyed(before.bootstrap, topic, 3, 300)
+    first = Member("confluent", before.bootstrap, topic, group, tmp_path, "first",
+                   "--idle-exit-s", "3")
+    first.wait_exit(90)
+    assert len(first.records()) == 300
+    # Commit metadata survives too: set it with a simple commit on partition 2.
+    from confluent_kafka import Consumer, TopicPartition
+    c = Consumer(harness.ck_config(before.bootstrap, **{"group.id": group}))
+    try:
+        c.commit(offsets=[TopicPartition(topic, 2, 90, metadata="checkpoint-7")], asynchronous=False)
+    finally:
+        c.close()
+    before.stop(graceful=False)
+
+    after = proxy_factory(name="proxy-after", extra_args=GROUP_ARGS)
+    assert committed(after.bootstrap, topic, group, 3) == {0: 100, 1: 100, 2: 90}
+    c = Consumer(harness.ck_config(after.bootstrap, **{"group.id": group}))
+    try:
+        [tp] = c.committed([TopicPartition(topic, 2)], timeout=30)
+        assert tp.metadata == "checkpoint-7"
+    finally:
+        c.close()
+    second = Member("confluent", after.bootstrap, topic, group, tmp_path, "second",
+                    "--idle-exit-s", "3")
+    second.wait_exit(90)
+    assert sorted((p, o) for p, o, _ in second.records()) == [(2, o) for o in range(90, 100)]
+
+
+def metric_values(url: str, name: str) -> dict[str, float]:
+    text = urllib.request.urlopen(f"{url}/metrics", timeout=10).read().decode()
+    values = {}
+    for line in text.splitlines():
+        m = re.match(rf"^{name}(\{{.*\}})? (\S+)$", line)
+        if m:
+            values[m.group(1) or ""] = float(m.group(2))
+    return values
+
+
+@pytest.mark.client("confluent-kafka groups")
+def test_group_metrics_show_state_commits_and_lag(backend, proxy_factory, tmp_path):
+    from confluent_kafka import Consumer, TopicPartition
+
+    proxy = proxy_factory(extra_args=GROUP_ARGS)
+    topic, group = harness.unique_name("lag"), harness.unique_name("g-lag")
+    harness.ck_create_topic(proxy.bootstrap, topic, 2)
+    produce_keyed(proxy.bootstrap, topic, 2, 200)
+    c = Consumer(harness.ck_config(proxy.bootstrap, **{"group.id": group}))
+    try:
+        c.commit(offsets=[TopicPartition(topic, 0, 60), TopicPartition(topic, 1, 100)],
+                 asynchronous=False)
+    finally:
+        c.close()
+    labels0 = f'{{group="{group}",partition="0",topic="{topic}"}}'
+    labels1 = f'{{group="{group}",partition="1",topic="{topic}"}}'
+
+    def lag_reported() -> bool:
+        lag = metric_values(proxy.metrics_url, "kafka_iggy_consumer_lag")
+        return lag.get(labels0) == 40 and lag.get(labels1) == 0
+
+    harness.wait_until(lag_reported, 20, "consumer lag 40 and 0 in /metrics")
+    commits = metric_values(proxy.metrics_url, "kafka_iggy_offset_commits_total")
+    assert commits[f'{{group="{group}"}}'] == 2
+
+    member = Member("confluent", proxy.bootstrap, topic, group, tmp_path, "member",
+                    "--idle-exit-s", "30")
+    try:
+        harness.wait_until(lambda: len(member.records()) == 40, 60, "the uncommitted 40 records")
+
+        def stable() -> bool:
+            states = metric_values(proxy.metrics_url, "kafka_iggy_groups")
+            members = metric_values(proxy.metrics_url, "kafka_iggy_group_members")
+            return states.get('{state="Stable"}', 0) >= 1 and members.get(f'{{group="{group}"}}') == 1
+
+        harness.wait_until(stable, 20, "a Stable group with one member in /metrics")
+        rebalances = metric_values(proxy.metrics_url, "kafka_iggy_group_rebalances_total")
+        assert rebalances[f'{{group="{group}"}}'] >= 1
+        harness.wait_until(lambda: metric_values(proxy.metrics_url, "kafka_iggy_consumer_lag")
+                           .get(labels0) == 0, 20, "lag 0 once everything is committed")
+    finally:
+        member.stop()
