@@ -60,8 +60,14 @@ impl Cluster {
 
     /// The replica coordinating `group`: the owner of its offsets partition, so the single
     /// writer of a group's offsets is also the one running its membership.
-    pub fn group_coordinator(&self, offsets_topic: &str, group: &str, partitions: u32) -> &BrokerAddress {
-        let leader = self.partition_leader(offsets_topic, Self::offsets_partition(group, partitions));
+    pub fn group_coordinator(
+        &self,
+        offsets_topic: &str,
+        group: &str,
+        partitions: u32,
+    ) -> &BrokerAddress {
+        let leader =
+            self.partition_leader(offsets_topic, Self::offsets_partition(group, partitions));
         self.members
             .iter()
             .find(|b| b.id == leader)

@@ -220,7 +220,11 @@ impl GroupCoordinator {
             return Ok(None);
         }
         if groups.len() >= self.settings.max_groups {
-            tracing::warn!(group = id, max = self.settings.max_groups, "group limit reached");
+            tracing::warn!(
+                group = id,
+                max = self.settings.max_groups,
+                "group limit reached"
+            );
             return Err(ResponseError::PolicyViolation);
         }
         let g = Arc::new(Mutex::new(Group::new(id.to_string(), Instant::now())));
@@ -238,13 +242,16 @@ impl GroupCoordinator {
         let reply = lock(&group).join(req, &self.rules, Instant::now());
         match reply {
             Reply::Now(outcome) => outcome,
-            Reply::Wait(rx) => rx
-                .await
-                .unwrap_or_else(|_| JoinOutcome::error(ResponseError::CoordinatorNotAvailable, &member_id)),
+            Reply::Wait(rx) => rx.await.unwrap_or_else(|_| {
+                JoinOutcome::error(ResponseError::CoordinatorNotAvailable, &member_id)
+            }),
         }
     }
 
-    #[allow(clippy::too_many_arguments, reason = "mirrors the SyncGroup request fields")]
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "mirrors the SyncGroup request fields"
+    )]
     pub async fn sync(
         &self,
         group_id: &str,
@@ -544,7 +551,10 @@ impl GroupCoordinator {
                 });
                 if remove {
                     map.remove(&id);
-                    self.metrics.group_rebalances.remove_label_values(&[&id]).ok();
+                    self.metrics
+                        .group_rebalances
+                        .remove_label_values(&[&id])
+                        .ok();
                     self.metrics.offset_commits.remove_label_values(&[&id]).ok();
                 }
             }
@@ -600,7 +610,10 @@ impl GroupCoordinator {
         }
         let mut previous = lock(&self.lag_series);
         for (g, t, p) in previous.difference(&series) {
-            self.metrics.consumer_lag.remove_label_values(&[g, t, p]).ok();
+            self.metrics
+                .consumer_lag
+                .remove_label_values(&[g, t, p])
+                .ok();
         }
         *previous = series;
     }

@@ -232,7 +232,11 @@ impl Group {
         let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
         hasher.write_u64(self.member_counter);
         let prefix: String = client_id.chars().take(64).collect();
-        format!("{prefix}-{:016x}{:04x}", hasher.finish(), self.member_counter & 0xffff)
+        format!(
+            "{prefix}-{:016x}{:04x}",
+            hasher.finish(),
+            self.member_counter & 0xffff
+        )
     }
 
     /// JoinGroup.
@@ -409,8 +413,7 @@ impl Group {
             self.cancel_sync_waiters();
             let rebalance_timeout = self.max_rebalance_timeout();
             self.initial_delay_limit = Some(now + rebalance_timeout);
-            self.phase_deadline =
-                Some(now + rules.initial_rebalance_delay.min(rebalance_timeout));
+            self.phase_deadline = Some(now + rules.initial_rebalance_delay.min(rebalance_timeout));
         } else if let Some(limit) = self.initial_delay_limit {
             // A new member during the initial delay extends it, within the rebalance timeout.
             self.phase_deadline = Some((now + rules.initial_rebalance_delay).min(limit));
@@ -653,7 +656,11 @@ impl Group {
 
     /// Checks that `member_id` is a member and, for static members, that it is the current
     /// holder of its instance id.
-    fn check_member(&self, member_id: &str, instance_id: Option<&str>) -> Result<(), ResponseError> {
+    fn check_member(
+        &self,
+        member_id: &str,
+        instance_id: Option<&str>,
+    ) -> Result<(), ResponseError> {
         if let Some(instance) = instance_id {
             match self.static_members.get(instance) {
                 Some(current) if current == member_id => return Ok(()),
@@ -669,6 +676,10 @@ impl Group {
     }
 
     /// SyncGroup.
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "mirrors the SyncGroup request fields"
+    )]
     pub fn sync(
         &mut self,
         member_id: &str,
@@ -982,7 +993,10 @@ impl Group {
     pub fn mark_dead(&mut self) {
         for m in self.members.values_mut() {
             if let Some(w) = m.join_waiter.take() {
-                let _ = w.send(JoinOutcome::error(ResponseError::CoordinatorNotAvailable, &m.id));
+                let _ = w.send(JoinOutcome::error(
+                    ResponseError::CoordinatorNotAvailable,
+                    &m.id,
+                ));
             }
             if let Some(w) = m.sync_waiter.take() {
                 let _ = w.send(SyncOutcome::error(ResponseError::CoordinatorNotAvailable));

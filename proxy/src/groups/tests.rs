@@ -24,9 +24,15 @@ fn commit_of(offset: i64, metadata: &str) -> CommittedOffset {
 
 async fn simple_commit(c: &GroupCoordinator, group: &str, topic: &str, p: i32, offset: i64) {
     c.ready(group).await.unwrap();
-    c.commit(group, "", None, -1, vec![((topic.into(), p), commit_of(offset, "m"))])
-        .await
-        .unwrap();
+    c.commit(
+        group,
+        "",
+        None,
+        -1,
+        vec![((topic.into(), p), commit_of(offset, "m"))],
+    )
+    .await
+    .unwrap();
 }
 
 #[tokio::test]
@@ -39,7 +45,13 @@ async fn committed_offsets_survive_a_new_coordinator_on_the_same_storage() {
     simple_commit(&first, "g2", "orders", 0, 99).await;
     first.ready("g3").await.unwrap();
     first
-        .commit("g3", "", None, -1, vec![(("t".into(), 0), commit_of(1, ""))])
+        .commit(
+            "g3",
+            "",
+            None,
+            -1,
+            vec![(("t".into(), 0), commit_of(1, ""))],
+        )
         .await
         .unwrap();
     assert_eq!(first.delete_group("g3").await, Ok(()));
@@ -50,11 +62,24 @@ async fn committed_offsets_survive_a_new_coordinator_on_the_same_storage() {
     }
     let g1 = second.fetch_offsets("g1");
     assert_eq!(g1.len(), 2);
-    assert_eq!(g1[&("orders".to_string(), 0)].offset, 15, "the last commit wins");
-    assert_eq!(g1[&("orders".to_string(), 0)].metadata.as_deref(), Some("m"));
+    assert_eq!(
+        g1[&("orders".to_string(), 0)].offset,
+        15,
+        "the last commit wins"
+    );
+    assert_eq!(
+        g1[&("orders".to_string(), 0)].metadata.as_deref(),
+        Some("m")
+    );
     assert_eq!(g1[&("orders".to_string(), 3)].offset, 7);
-    assert_eq!(second.fetch_offsets("g2")[&("orders".to_string(), 0)].offset, 99);
-    assert!(second.fetch_offsets("g3").is_empty(), "deleted groups stay deleted");
+    assert_eq!(
+        second.fetch_offsets("g2")[&("orders".to_string(), 0)].offset,
+        99
+    );
+    assert!(
+        second.fetch_offsets("g3").is_empty(),
+        "deleted groups stay deleted"
+    );
     let listed: Vec<String> = second.list().into_iter().map(|(id, _, _)| id).collect();
     assert_eq!(listed, vec!["g1", "g2"]);
 }
@@ -77,7 +102,10 @@ async fn the_group_limit_is_enforced_with_policy_violation() {
 #[tokio::test]
 async fn deleting_groups_and_offsets() {
     let c = coordinator(Arc::new(MemoryBackend::new()));
-    assert_eq!(c.delete_group("nope").await, Err(ResponseError::GroupIdNotFound));
+    assert_eq!(
+        c.delete_group("nope").await,
+        Err(ResponseError::GroupIdNotFound)
+    );
     simple_commit(&c, "g", "t", 0, 5).await;
     simple_commit(&c, "g", "t", 1, 6).await;
     let codes = c
@@ -125,5 +153,8 @@ async fn lag_is_high_watermark_minus_committed() {
         "{text}"
     );
     c.tick(Instant::now());
-    assert!(text.contains("kafka_iggy_offset_commits_total{group=\"g\"} 2"), "{text}");
+    assert!(
+        text.contains("kafka_iggy_offset_commits_total{group=\"g\"} 2"),
+        "{text}"
+    );
 }

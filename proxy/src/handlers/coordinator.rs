@@ -36,11 +36,20 @@ async fn find(broker: &Broker, key_type: i8, key: &str) -> Coordinator {
                 "transactions are not supported by kafka-iggy-proxy",
             )
         }
-        other => return fail(ResponseError::InvalidRequest, &format!("unsupported key type {other}")),
+        other => {
+            return fail(
+                ResponseError::InvalidRequest,
+                &format!("unsupported key type {other}"),
+            )
+        }
     }
     let coordinator = broker
         .cluster
-        .group_coordinator(OFFSETS_TOPIC, key, broker.config.groups.offsets_topic_partitions)
+        .group_coordinator(
+            OFFSETS_TOPIC,
+            key,
+            broker.config.groups.offsets_topic_partitions,
+        )
         .clone();
     if coordinator.id == broker.cluster.this_broker().id {
         // Load the group's offsets now, so the client's next request does not wait for it.

@@ -25,6 +25,14 @@ use super::tally;
 use crate::broker::Broker;
 use crate::groups::offsets_log::{now_ms, CommittedOffset};
 
+/// Per partition of one topic: the commit to store, or the error to answer with.
+type PlannedTopic = (
+    TopicName,
+    Vec<(i32, Result<CommittedOffset, ResponseError>)>,
+);
+/// A topic's partitions with what is committed for each (`None`: nothing).
+type TopicOffsets = (String, Vec<(i32, Option<CommittedOffset>)>);
+
 /// Partition counts of the topics named in one request, looked up once each.
 struct TopicSizes<'a> {
     broker: &'a Broker,
@@ -61,8 +69,7 @@ pub async fn offset_commit(broker: &Broker, r: OffsetCommitRequest) -> OffsetCom
     let group_error = coordinate(broker, &group).await.err();
     // Per partition: Ok(commit) to store, or the error to answer with.
     let mut sizes = TopicSizes::new(broker);
-    let mut planned: Vec<(TopicName, Vec<(i32, Result<CommittedOffset, ResponseError>)>)> =
-        Vec::with_capacity(r.topics.len());
+    let mut planned: Vec<PlannedTopic> = Vec::with_capacity(r.topics.len());
     let now = now_ms();
     for topic in r.topics {
         let mut partitions = Vec::with_capacity(topic.partitions.len());
@@ -71,7 +78,11 @@ pub async fn offset_commit(broker: &Broker, r: OffsetCommitRequest) -> OffsetCom
                 Some(e) => Err(e),
                 None => match sizes.check(topic.name.as_str(), p.partition_index).await {
                     Err(e) => Err(e),
-                    Ok(()) if p.committed_metadata.as_ref().is_some_and(|m| m.len() > max_metadata) => {
+                    Ok(())
+                        if p.committed_metadata
+                            .as_ref()
+                            .is_some_and(|m| m.len() > max_metadata) =>
+                    {
                         Err(ResponseError::OffsetMetadataTooLarge)
                     }
                     Ok(()) => Ok(CommittedOffset {
@@ -115,17 +126,19 @@ pub async fn offset_commit(broker: &Broker, r: OffsetCommitRequest) -> OffsetCom
     let topics = planned
         .into_iter()
         .map(|(name, partitions)| {
-            OffsetCommitResponseTopic::default().with_name(name).with_partitions(
-                partitions
-                    .into_iter()
-                    .map(|(index, result)| {
-                        let result = result.map(|_| ()).and(stored);
-                        OffsetCommitResponsePartition::default()
-                            .with_partition_index(index)
-                            .with_error_code(code(broker, ApiKey::OffsetCommit, result))
-                    })
-                    .collect(),
-            )
+            OffsetCommitResponseTopic::default()
+                .with_name(name)
+                .with_partitions(
+                    partitions
+                        .into_iter()
+                        .map(|(index, result)| {
+                            let result = result.map(|_| ()).and(stored);
+                            OffsetCommitResponsePartition::default()
+                                .with_partition_index(index)
+                                .with_error_code(code(broker, ApiKey::OffsetCommit, result))
+                        })
+                        .collect(),
+                )
         })
         .collect();
     OffsetCommitResponse::default().with_topics(topics)
@@ -135,7 +148,7 @@ pub async fn offset_commit(broker: &Broker, r: OffsetCommitRequest) -> OffsetCom
 /// (topic, partition, offset) with -1 for "nothing committed".
 struct FetchedGroup {
     error: Option<ResponseError>,
-    topics: Vec<(String, Vec<(i32, Option<CommittedOffset>)>)>,
+    topics: Vec<TopicOffsets>,
 }
 
 async fn fetch_group(
@@ -166,7 +179,7 @@ async fn fetch_group(
             })
             .collect(),
         None => {
-            let mut by_topic: Vec<(String, Vec<(i32, Option<CommittedOffset>)>)> = Vec::new();
+            let mut by_topic: Vec<TopicOffsets> = Vec::new();
             for ((topic, p), c) in committed {
                 match by_topic.last_mut() {
                     Some((t, ps)) if *t == topic => ps.push((p, Some(c))),
@@ -194,7 +207,11 @@ fn offset_fields(c: Option<CommittedOffset>) -> (i64, i32, Option<StrBytes>) {
     }
 }
 
-pub async fn offset_fetch(broker: &Broker, version: i16, r: OffsetFetchRequest) -> OffsetFetchResponse {
+pub async fn offset_fetch(
+    broker: &Broker,
+    version: i16,
+    r: OffsetFetchRequest,
+) -> OffsetFetchResponse {
     if version >= 8 {
         let mut groups = Vec::with_capacity(r.groups.len());
         for g in r.groups {
@@ -228,7 +245,11 @@ pub async fn offset_fetch(broker: &Broker, version: i16, r: OffsetFetchRequest) 
             groups.push(
                 OffsetFetchResponseGroup::default()
                     .with_group_id(g.group_id)
-                    .with_error_code(code(broker, ApiKey::OffsetFetch, fetched.error.map_or(Ok(()), Err)))
+                    .with_error_code(code(
+                        broker,
+                        ApiKey::OffsetFetch,
+                        fetched.error.map_or(Ok(()), Err),
+                    ))
                     .with_topics(topics),
             );
         }
@@ -291,8 +312,11 @@ pub async fn offset_delete(broker: &Broker, r: OffsetDeleteRequest) -> OffsetDel
     let codes = match result {
         Ok(codes) => codes,
         Err(e) => {
-            return OffsetDeleteResponse::default()
-                .with_error_code(tally(broker, ApiKey::OffsetDelete, e.code()))
+            return OffsetDeleteResponse::default().with_error_code(tally(
+                broker,
+                ApiKey::OffsetDelete,
+                e.code(),
+            ))
         }
     };
     let mut codes = codes.into_iter();

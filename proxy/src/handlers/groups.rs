@@ -166,14 +166,26 @@ pub async fn heartbeat(broker: &Broker, r: HeartbeatRequest) -> HeartbeatRespons
 }
 
 /// v0-2 name one member by id; v3+ a batch of members by id and/or instance id.
-pub async fn leave_group(broker: &Broker, version: i16, r: LeaveGroupRequest) -> LeaveGroupResponse {
+pub async fn leave_group(
+    broker: &Broker,
+    version: i16,
+    r: LeaveGroupRequest,
+) -> LeaveGroupResponse {
     let group = r.group_id.0.to_string();
     if let Err(e) = coordinate(broker, &group).await {
-        return LeaveGroupResponse::default().with_error_code(tally(broker, ApiKey::LeaveGroup, e.code()));
+        return LeaveGroupResponse::default().with_error_code(tally(
+            broker,
+            ApiKey::LeaveGroup,
+            e.code(),
+        ));
     }
     if version < 3 {
         let result = broker.groups.leave(&group, r.member_id.as_str(), None);
-        return LeaveGroupResponse::default().with_error_code(code(broker, ApiKey::LeaveGroup, result));
+        return LeaveGroupResponse::default().with_error_code(code(
+            broker,
+            ApiKey::LeaveGroup,
+            result,
+        ));
     }
     let members = r
         .members
@@ -272,7 +284,11 @@ pub fn list_groups(broker: &Broker, r: ListGroupsRequest) -> ListGroupsResponse 
         .iter()
         .map(|s| s.to_ascii_lowercase())
         .collect();
-    let types: Vec<String> = r.types_filter.iter().map(|s| s.to_ascii_lowercase()).collect();
+    let types: Vec<String> = r
+        .types_filter
+        .iter()
+        .map(|s| s.to_ascii_lowercase())
+        .collect();
     let groups = broker
         .groups
         .list()

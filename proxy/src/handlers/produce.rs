@@ -85,7 +85,9 @@ fn admit(
         // Kafka refuses client writes to __consumer_offsets the same way.
         return Err((
             ResponseError::InvalidTopicException.code(),
-            Some(format!("{topic} is internal; commit offsets with OffsetCommit")),
+            Some(format!(
+                "{topic} is internal; commit offsets with OffsetCommit"
+            )),
         ));
     }
     if !broker.cluster.is_local_leader(topic, partition) {

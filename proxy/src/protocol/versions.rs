@@ -118,6 +118,9 @@ mod tests {
             VersionCheck::ApiVersionsFallback
         );
         assert_eq!(check(ApiKey::JoinGroup, 5), VersionCheck::Supported);
-        assert_eq!(check(ApiKey::ConsumerGroupHeartbeat, 0), VersionCheck::Close);
+        assert_eq!(
+            check(ApiKey::ConsumerGroupHeartbeat, 0),
+            VersionCheck::Close
+        );
     }
 }

@@ -54,14 +54,25 @@ fn sync_all(g: &mut Group, leader: &str, others: &[&str], now: Instant) {
     let generation = g.generation;
     let mut waits = Vec::new();
     for m in others {
-        waits.push(waiting(g.sync(m, None, generation, None, None, vec![], now)));
+        waits.push(waiting(g.sync(
+            m,
+            None,
+            generation,
+            None,
+            None,
+            vec![],
+            now,
+        )));
     }
     let assignments = std::iter::once(leader)
         .chain(others.iter().copied())
         .map(|m| (m.to_string(), Bytes::from(format!("assigned-{m}"))))
         .collect();
     let mut own = waiting(g.sync(leader, None, generation, None, None, assignments, now));
-    assert_eq!(own.try_recv().unwrap().assignment, format!("assigned-{leader}"));
+    assert_eq!(
+        own.try_recv().unwrap().assignment,
+        format!("assigned-{leader}")
+    );
     for (m, mut rx) in others.iter().zip(waits) {
         let outcome = rx.try_recv().unwrap();
         assert_eq!(outcome.error, 0);
@@ -191,7 +202,10 @@ fn a_static_member_coming_back_keeps_the_group_stable_and_fences_its_old_id() {
     assert_eq!(again.error, 0);
     assert_ne!(again.member_id, old);
     assert_eq!(again.generation, generation, "no rebalance");
-    assert!(again.skip_assignment, "the static leader keeps the assignment");
+    assert!(
+        again.skip_assignment,
+        "the static leader keeps the assignment"
+    );
     assert_eq!(g.state, GroupState::Stable);
     assert_eq!(
         g.heartbeat(&old, Some("host-1"), generation, t0),
@@ -201,7 +215,15 @@ fn a_static_member_coming_back_keeps_the_group_stable_and_fences_its_old_id() {
         g.heartbeat(&again.member_id, Some("host-1"), generation, t0),
         Ok(())
     );
-    let sync = now_reply(g.sync(&again.member_id, Some("host-1"), generation, None, None, vec![], t0));
+    let sync = now_reply(g.sync(
+        &again.member_id,
+        Some("host-1"),
+        generation,
+        None,
+        None,
+        vec![],
+        t0,
+    ));
     assert_eq!(sync.assignment, format!("assigned-{old}"));
 }
 
@@ -280,7 +302,11 @@ fn the_protocol_every_member_supports_is_chosen() {
     let t0 = Instant::now();
     let mut g = Group::new("g".into(), t0);
     let first = now_reply(g.join(request("", &["cooperative-sticky", "range"]), &rules(), t0));
-    let mut rx_a = waiting(g.join(request(&first.member_id, &["cooperative-sticky", "range"]), &rules(), t0));
+    let mut rx_a = waiting(g.join(
+        request(&first.member_id, &["cooperative-sticky", "range"]),
+        &rules(),
+        t0,
+    ));
     let second = now_reply(g.join(request("", &["range"]), &rules(), t0));
     let mut rx_b = waiting(g.join(request(&second.member_id, &["range"]), &rules(), t0));
     g.tick(t0 + Duration::from_secs(1));
@@ -313,6 +339,9 @@ fn a_leader_that_never_syncs_restarts_the_rebalance() {
         pending.try_recv().unwrap().error,
         ResponseError::RebalanceInProgress.code()
     );
-    assert!(!g.members.contains_key(&leader), "the leader that never synced is dropped");
+    assert!(
+        !g.members.contains_key(&leader),
+        "the leader that never synced is dropped"
+    );
     assert_eq!(g.state, GroupState::PreparingRebalance);
 }
