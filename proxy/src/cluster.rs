@@ -28,6 +28,23 @@ impl Cluster {
         }
     }
 
+    /// A cluster of several replicas (every replica must be given the same `members`).
+    pub fn with_members(
+        cluster_id: String,
+        this: BrokerAddress,
+        mut members: Vec<BrokerAddress>,
+    ) -> Self {
+        if !members.contains(&this) {
+            members.push(this.clone());
+        }
+        members.sort_by_key(|b| b.id);
+        Self {
+            cluster_id,
+            members,
+            this,
+        }
+    }
+
     pub fn this_broker(&self) -> &BrokerAddress {
         &self.this
     }
@@ -104,6 +121,37 @@ mod tests {
         assert!(c.is_local_leader("anything", 0));
         assert_eq!(c.controller_id(), BrokerId(7));
         assert_eq!(c.group_coordinator("__o", "any-group", 16).id, 7);
+    }
+
+    #[test]
+    fn each_group_has_exactly_one_coordinator_among_replicas() {
+        let members: Vec<BrokerAddress> = (0..3)
+            .map(|id| BrokerAddress {
+                id,
+                host: format!("proxy-{id}"),
+                port: 9092,
+            })
+            .collect();
+        let views: Vec<Cluster> = members
+            .iter()
+            .map(|m| Cluster::with_members("c".into(), m.clone(), members.clone()))
+            .collect();
+        let mut per_replica = [0; 3];
+        for g in 0..300 {
+            let group = format!("group-{g}");
+            let answers: Vec<i32> = views
+                .iter()
+                .map(|v| v.group_coordinator("__consumer_offsets", &group, 16).id)
+                .collect();
+            // Every replica names the same coordinator ...
+            assert!(
+                answers.iter().all(|a| *a == answers[0]),
+                "{group}: {answers:?}"
+            );
+            per_replica[answers[0] as usize] += 1;
+        }
+        // ... and the groups are spread over the replicas.
+        assert!(per_replica.iter().all(|n| *n > 0), "{per_replica:?}");
     }
 
     #[test]
