@@ -251,3 +251,36 @@ def test_group_metrics_show_state_commits_and_lag(backend, proxy_factory, tmp_pa
                            .get(labels0) == 0, 20, "lag 0 once everything is committed")
     finally:
         member.stop()
+
+
+@pytest.mark.client("confluent-kafka groups")
+@pytest.mark.parametrize("mode", ["auto-commit", "async-commit"])
+def test_auto_and_async_commits_are_where_the_next_consumer_starts(backend, proxy_factory, mode):
+    from confluent_kafka import Consumer
+
+    proxy = proxy_factory(extra_args=GROUP_ARGS)
+    topic, group = harness.unique_name(mode), harness.unique_name(f"g-{mode}")
+    harness.ck_create_topic(proxy.bootstrap, topic, 2)
+    produce_keyed(proxy.bootstrap, topic, 2, 120)
+    settings = {"group.id": group, "auto.offset.reset": "earliest",
+                "session.timeout.ms": 6000, "enable.auto.commit": mode == "auto-commit",
+                "auto.commit.interval.ms": 200}
+    consumer = Consumer(harness.ck_config(proxy.bootstrap, **settings))
+    consumer.subscribe([topic])
+    got = 0
+    deadline = time.monotonic() + 60
+    try:
+        while got < 120 and time.monotonic() < deadline:
+            msg = consumer.poll(0.5)
+            if msg is None or msg.error():
+                continue
+            got += 1
+            if mode == "async-commit":
+                consumer.commit(message=msg, asynchronous=True)
+        assert got == 120
+        if mode == "auto-commit":
+            harness.wait_until(lambda: committed(proxy.bootstrap, topic, group, 2) == {0: 60, 1: 60},
+                               20, "auto-commit to reach the end of both partitions")
+    finally:
+        consumer.close()  # flushes outstanding async commits and leaves the group
+    assert committed(proxy.bootstrap, topic, group, 2) == {0: 60, 1: 60}
