@@ -489,6 +489,38 @@ impl GroupCoordinator {
         Ok(errors)
     }
 
+    /// Deletes every group's committed offsets of a deleted topic (best effort: a failure is
+    /// logged, and replay would bring those offsets back only for a topic that no longer exists).
+    pub async fn forget_topic(&self, topic: &str) {
+        let groups: Vec<SharedGroup> = lock(&self.groups).values().cloned().collect();
+        for group in groups {
+            let (id, entries) = {
+                let g = lock(&group);
+                let entries: Vec<OffsetEntry> = g
+                    .offsets
+                    .keys()
+                    .filter(|(t, _)| t == topic)
+                    .map(|(t, p)| OffsetEntry {
+                        group: g.id.clone(),
+                        topic: t.clone(),
+                        partition: *p,
+                        offset: None,
+                    })
+                    .collect();
+                (g.id.clone(), entries)
+            };
+            let result = self
+                .write(&id, &entries, || {
+                    let mut g = lock(&group);
+                    g.offsets.retain(|(t, _), _| t != topic);
+                })
+                .await;
+            if result.is_err() {
+                tracing::warn!(group = %id, topic, "could not delete offsets of a deleted topic");
+            }
+        }
+    }
+
     /// Background work: timers every 100 ms, lag metrics every few seconds, offset expiry and
     /// refresh every minute. Ends when `shutdown` fires.
     pub async fn run(self: Arc<Self>, mut shutdown: crate::shutdown::Shutdown) {

@@ -115,6 +115,11 @@ async fn deleting_groups_and_offsets() {
     assert_eq!(codes, vec![0, 0]);
     let left = c.fetch_offsets("g");
     assert_eq!(left.keys().collect::<Vec<_>>(), vec![&("t".to_string(), 1)]);
+    simple_commit(&c, "h", "t", 0, 1).await;
+    simple_commit(&c, "h", "u", 0, 2).await;
+    c.forget_topic("t").await;
+    assert!(c.fetch_offsets("g").is_empty());
+    assert_eq!(c.fetch_offsets("h").len(), 1);
     assert_eq!(c.delete_group("g").await, Ok(()));
     assert!(c.fetch_offsets("g").is_empty());
 }

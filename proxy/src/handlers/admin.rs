@@ -140,7 +140,15 @@ pub async fn delete_topics(
                 ResponseError::InvalidTopicException,
                 format!("{n} is internal and cannot be deleted"),
             )),
-            Ok(n) => broker.backend.delete_topic(n).await.map_err(from_backend),
+            Ok(n) => match broker.backend.delete_topic(n).await {
+                Ok(()) => {
+                    // As Kafka: a deleted topic's committed offsets go with it, so a topic
+                    // created again under the same name starts without stale positions.
+                    broker.groups.forget_topic(n).await;
+                    Ok(())
+                }
+                Err(e) => Err(from_backend(e)),
+            },
             Err(f) => Err(f.clone()),
         };
         let mut result = DeletableTopicResult::default()
