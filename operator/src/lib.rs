@@ -1,0 +1,13 @@
+//! `kafka-iggy-operator`: turns `KafkaBridge` resources into kafka-iggy-proxy Deployments,
+//! Services and Iggy topics.
+//!
+//! [`crd`] the resource types → [`desired`] the pure desired-state function → [`reconcile`]
+//! applies it (server-side apply) and provisions Iggy ([`provision`]); [`leader`] keeps a
+//! single active replica; [`metrics`] serves /metrics, /healthz, /readyz.
+
+pub mod crd;
+pub mod desired;
+pub mod leader;
+pub mod metrics;
+pub mod provision;
+pub mod reconcile;

@@ -1,0 +1,101 @@
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use k8s_openapi::api::coordination::v1::Lease;
+use kafka_iggy_operator::crd::crd_yaml;
+use kafka_iggy_operator::leader::LeaderElector;
+use kafka_iggy_operator::metrics::{self, OperatorMetrics};
+use kafka_iggy_operator::reconcile::{self, Context};
+use kube::{Api, Client};
+
+/// Kubernetes operator for kafka-iggy-proxy: KafkaBridge resources (bridge.kafka-iggy.dev)
+/// become proxy Deployments, Services and provisioned Iggy topics.
+#[derive(Parser)]
+#[command(version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Print the KafkaBridge CustomResourceDefinition (YAML), as committed in crds/
+    Crd,
+    /// Run the controller (uses the in-cluster config or $KUBECONFIG)
+    Run {
+        /// Serve /metrics, /healthz and /readyz here
+        #[arg(long, env = "OPERATOR_METRICS_LISTEN", default_value = "0.0.0.0:8080")]
+        metrics_listen: SocketAddr,
+        /// Namespace of the leader-election Lease (default: the pod's namespace)
+        #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
+        lease_namespace: String,
+        /// Name of the leader-election Lease
+        #[arg(long, default_value = "kafka-iggy-operator")]
+        lease_name: String,
+        /// This replica's identity in the Lease (default: the pod name)
+        #[arg(long, env = "POD_NAME", default_value = "kafka-iggy-operator")]
+        identity: String,
+        /// Run without leader election (a single replica only)
+        #[arg(long)]
+        no_leader_election: bool,
+        /// Seconds between periodic resyncs of every KafkaBridge
+        #[arg(long, default_value_t = 300)]
+        resync_seconds: u64,
+    },
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Crd => {
+            use std::io::Write;
+            let yaml = crd_yaml()?;
+            match std::io::stdout().write_all(yaml.as_bytes()) {
+                Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
+                _ => Ok(()),
+            }
+        }
+        Command::Run { metrics_listen, lease_namespace, lease_name, identity, no_leader_election, resync_seconds } => {
+            tracing_subscriber::fmt()
+                .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,iggy=warn,server=warn".into()))
+                .json()
+                .init();
+            let metrics = Arc::new(OperatorMetrics::new()?);
+            tokio::spawn({
+                let metrics = metrics.clone();
+                async move {
+                    if let Err(e) = metrics::serve(metrics_listen, metrics).await {
+                        tracing::error!(error = %e, "metrics listener failed");
+                        std::process::exit(1);
+                    }
+                }
+            });
+            let client = Client::try_default().await?;
+            client.apiserver_version().await?;
+            metrics.ready.store(true, Ordering::Relaxed);
+            let ctx = Arc::new(Context::new(client.clone(), metrics.clone(), Duration::from_secs(resync_seconds)));
+            if no_leader_election {
+                metrics.leader.set(1);
+                reconcile::run(ctx).await;
+                return Ok(());
+            }
+            let elector = LeaderElector::new(Api::<Lease>::namespaced(client, &lease_namespace), &lease_name, &identity, Duration::from_secs(15));
+            tracing::info!(%identity, lease = %lease_name, "waiting for leadership");
+            elector.acquire().await;
+            metrics.leader.set(1);
+            tracing::info!(%identity, "leading");
+            tokio::select! {
+                () = reconcile::run(ctx) => Ok(()),
+                () = elector.hold() => {
+                    // Another replica may act now: stop at once rather than act twice.
+                    tracing::error!("lost the leader lease; exiting");
+                    std::process::exit(1);
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,439 @@
+//! The reconciler: applies [`crate::desired`] with server-side apply (one field manager),
+//! provisions Iggy, and reports status conditions. Errors back off exponentially per object;
+//! every object is resynced periodically.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use kube::api::{ApiResource, DynamicObject, GroupVersionKind, Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::{watcher, Controller};
+use kube::{Api, Client, Resource, ResourceExt};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use serde_json::json;
+
+use crate::crd::{DeletionPolicy, KafkaBridge, KafkaBridgeStatus};
+use crate::desired::{desired, Desired};
+use crate::metrics::OperatorMetrics;
+use crate::provision::{self, IggyAccess, ProvisionError};
+
+pub const FIELD_MANAGER: &str = "kafka-iggy-operator";
+pub const FINALIZER: &str = "bridge.kafka-iggy.dev/iggy-cleanup";
+/// Set to "true" on a KafkaBridge being deleted with policy Delete to give up on cleaning Iggy
+/// (e.g. Iggy is gone for good), so the namespace never hangs on the finalizer.
+pub const SKIP_CLEANUP_ANNOTATION: &str = "bridge.kafka-iggy.dev/skip-iggy-cleanup";
+const SERVICE_MONITOR_CRD: &str = "servicemonitors.monitoring.coreos.com";
+
+pub struct Context {
+    pub client: Client,
+    pub metrics: Arc<OperatorMetrics>,
+    pub recorder: Recorder,
+    pub resync: Duration,
+    /// Consecutive failures per object (namespace/name), for exponential backoff.
+    failures: Mutex<HashMap<String, u32>>,
+}
+
+impl Context {
+    pub fn new(client: Client, metrics: Arc<OperatorMetrics>, resync: Duration) -> Self {
+        let reporter = Reporter {
+            controller: FIELD_MANAGER.into(),
+            instance: std::env::var("POD_NAME").ok(),
+        };
+        Self {
+            recorder: Recorder::new(client.clone(), reporter),
+            client,
+            metrics,
+            resync,
+            failures: Mutex::new(HashMap::new()),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("Kubernetes API: {0}")]
+    Kube(#[from] kube::Error),
+    #[error("{0}")]
+    Desired(#[from] crate::desired::DesiredError),
+    #[error("{0}")]
+    Provision(#[from] ProvisionError),
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl Error {
+    fn reason(&self) -> &'static str {
+        match self {
+            Error::Kube(_) => "KubernetesApi",
+            Error::Desired(_) => "InvalidSpec",
+            Error::Provision(_) => "IggyUnavailable",
+            Error::Invalid(_) => "InvalidSpec",
+        }
+    }
+}
+
+fn key(kb: &KafkaBridge) -> String {
+    format!("{}/{}", kb.namespace().unwrap_or_default(), kb.name_any())
+}
+
+/// Runs the controller until the stream ends (the process is shutting down).
+pub async fn run(ctx: Arc<Context>) {
+    let client = ctx.client.clone();
+    let bridges: Api<KafkaBridge> = Api::all(client.clone());
+    Controller::new(bridges, watcher::Config::default())
+        .owns(Api::<Deployment>::all(client.clone()), watcher::Config::default())
+        .owns(Api::<ConfigMap>::all(client.clone()), watcher::Config::default())
+        .owns(Api::<Service>::all(client), watcher::Config::default())
+        .shutdown_on_signal()
+        .run(reconcile, error_policy, ctx)
+        .for_each(|result| async move {
+            if let Err(e) = result {
+                tracing::debug!(error = %e, "reconcile loop");
+            }
+        })
+        .await;
+}
+
+pub async fn reconcile(kb: Arc<KafkaBridge>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let started = Instant::now();
+    let result = reconcile_inner(&kb, &ctx).await;
+    let outcome = if result.is_ok() { "ok" } else { "error" };
+    ctx.metrics.reconciles.with_label_values(&[outcome]).inc();
+    ctx.metrics
+        .reconcile_seconds
+        .observe(started.elapsed().as_secs_f64());
+    if result.is_ok() {
+        ctx.failures
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&key(&kb));
+    }
+    result
+}
+
+/// Exponential backoff per object: 1 s, 2 s, 4 s … up to 5 minutes.
+pub fn error_policy(kb: Arc<KafkaBridge>, error: &Error, ctx: Arc<Context>) -> Action {
+    ctx.metrics
+        .reconcile_errors
+        .with_label_values(&[error.reason()])
+        .inc();
+    let mut failures = ctx.failures.lock().unwrap_or_else(|p| p.into_inner());
+    let n = failures.entry(key(&kb)).or_insert(0);
+    *n = n.saturating_add(1);
+    let delay = Duration::from_secs(1u64 << (*n - 1).min(8)).min(Duration::from_secs(300));
+    tracing::warn!(bridge = %key(&kb), error = %error, retry_in = ?delay, "reconcile failed");
+    Action::requeue(delay)
+}
+
+async fn apply<K>(api: &Api<K>, name: &str, object: &K) -> Result<K, kube::Error>
+where
+    K: Resource + Clone + DeserializeOwned + Serialize + std::fmt::Debug,
+{
+    api.patch(name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(object))
+        .await
+}
+
+async fn reconcile_inner(kb: &KafkaBridge, ctx: &Context) -> Result<Action, Error> {
+    let ns = kb.namespace().ok_or_else(|| Error::Invalid("not namespaced".into()))?;
+    let name = kb.name_any();
+    let bridges: Api<KafkaBridge> = Api::namespaced(ctx.client.clone(), &ns);
+
+    if kb.meta().deletion_timestamp.is_some() {
+        return finalize(kb, ctx, &bridges).await;
+    }
+    ensure_finalizer(kb, &bridges).await?;
+
+    let mut conditions = Conditions::new(kb);
+    if kb.spec.iggy.tls.enabled {
+        conditions.set("Degraded", true, "IggyTlsUnsupported", "the proxy does not speak TLS to Iggy yet; set iggy.tls.enabled=false");
+        conditions.set("Ready", false, "IggyTlsUnsupported", "nothing deployed");
+        write_status(kb, ctx, &bridges, conditions, None, None).await?;
+        return Ok(Action::requeue(ctx.resync));
+    }
+
+    let d = desired(kb)?;
+    apply_children(kb, ctx, &ns, &d, &mut conditions).await?;
+    provision_iggy(kb, ctx, &ns, &mut conditions).await;
+
+    let deployment: Option<Deployment> = Api::<Deployment>::namespaced(ctx.client.clone(), &ns)
+        .get_opt(&name)
+        .await?;
+    let (ready, rollout) = rollout_state(kb, deployment.as_ref());
+    conditions.set("Progressing", !ready, if ready { "RolloutComplete" } else { "RollingOut" }, &rollout);
+    let provisioned = conditions.is_true("IggyProvisioned");
+    let ready_now = ready && provisioned;
+    let why = if !provisioned {
+        "Iggy is not provisioned (see IggyProvisioned)".to_string()
+    } else {
+        rollout.clone()
+    };
+    conditions.set("Ready", ready_now, if ready_now { "Ready" } else { "NotReady" }, &why);
+    if !conditions.is_set("Degraded") {
+        conditions.set("Degraded", false, "AsExpected", "no problems found");
+    }
+    write_status(kb, ctx, &bridges, conditions, deployment.as_ref(), Some(&d)).await?;
+    Ok(Action::requeue(if ready_now { ctx.resync } else { Duration::from_secs(10) }))
+}
+
+async fn apply_children(kb: &KafkaBridge, ctx: &Context, ns: &str, d: &Desired, conditions: &mut Conditions) -> Result<(), Error> {
+    let c = &ctx.client;
+    let previous_hash = Api::<Deployment>::namespaced(c.clone(), ns)
+        .get_opt(&kb.name_any())
+        .await?
+        .and_then(|dep| dep.spec?.template.metadata?.annotations?.get(crate::desired::CONFIG_HASH_ANNOTATION).cloned());
+    apply(&Api::<ConfigMap>::namespaced(c.clone(), ns), &d.config_map.name_any(), &d.config_map).await?;
+    apply(&Api::<Service>::namespaced(c.clone(), ns), &d.bootstrap_service.name_any(), &d.bootstrap_service).await?;
+    apply(&Api::<Service>::namespaced(c.clone(), ns), &d.headless_service.name_any(), &d.headless_service).await?;
+    apply(&Api::<PodDisruptionBudget>::namespaced(c.clone(), ns), &d.pod_disruption_budget.name_any(), &d.pod_disruption_budget).await?;
+    apply(&Api::<Deployment>::namespaced(c.clone(), ns), &d.deployment.name_any(), &d.deployment).await?;
+    if let Some(previous) = previous_hash.filter(|h| *h != d.config_hash) {
+        publish(ctx, kb, EventType::Normal, "ConfigChanged", &format!("proxy configuration changed ({} -> {}); pods roll", &previous[..12.min(previous.len())], &d.config_hash[..12])).await;
+    }
+    if let Some(sm) = &d.service_monitor {
+        let crds: Api<CustomResourceDefinition> = Api::all(c.clone());
+        if crds.get_opt(SERVICE_MONITOR_CRD).await?.is_some() {
+            let gvk = GroupVersionKind::gvk("monitoring.coreos.com", "v1", "ServiceMonitor");
+            let api: Api<DynamicObject> = Api::namespaced_with(c.clone(), ns, &ApiResource::from_gvk(&gvk));
+            let object: DynamicObject = serde_json::from_value(sm.clone()).map_err(|e| Error::Invalid(e.to_string()))?;
+            api.patch(&object.name_any(), &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&object)).await?;
+        } else {
+            conditions.set("Degraded", true, "ServiceMonitorCrdMissing", "metrics.serviceMonitor.enabled but the monitoring.coreos.com CRD is not installed");
+        }
+    }
+    if kb.spec.replicas > 1 {
+        conditions.set("Degraded", true, "ReplicasIndependent", "each proxy replica currently acts as a separate single-broker cluster: keep producers of one partition on one replica (replica coordination is a later release)");
+    }
+    Ok(())
+}
+
+/// Reads the Iggy credentials and provisions the stream and topics; the outcome becomes the
+/// IggyProvisioned condition (never an error of the reconcile itself, so children are still
+/// applied while Iggy is down).
+async fn provision_iggy(kb: &KafkaBridge, ctx: &Context, ns: &str, conditions: &mut Conditions) {
+    if let Some(other) = conflicting_bridge(kb, ctx).await {
+        conditions.set("IggyProvisioned", false, "TopicConflict", &format!("stream {} on {} is already provisioned by KafkaBridge {other}", kb.spec.iggy.stream, kb.spec.iggy.address));
+        publish(ctx, kb, EventType::Warning, "TopicConflict", &format!("topics owned by {other}")).await;
+        return;
+    }
+    let access = match iggy_access(kb, ctx, ns).await {
+        Ok(a) => a,
+        Err(message) => {
+            conditions.set("IggyProvisioned", false, "CredentialsUnavailable", &message);
+            return;
+        }
+    };
+    match provision::provision(&access, &kb.spec.topics).await {
+        Ok(report) => {
+            for topic in &report.created {
+                publish(ctx, kb, EventType::Normal, "TopicCreated", &format!("created Iggy topic {}/{topic}", access.stream)).await;
+            }
+            for (topic, from, to) in &report.grown {
+                publish(ctx, kb, EventType::Normal, "PartitionsGrown", &format!("{topic}: {from} -> {to} partitions")).await;
+            }
+            if report.decrease_refused.is_empty() {
+                conditions.set("IggyProvisioned", true, "Provisioned", &format!("stream {} with {} topic(s)", access.stream, kb.spec.topics.len()));
+            } else {
+                let what: Vec<String> = report.decrease_refused.iter().map(|(t, have, want)| format!("{t} has {have}, spec asks {want}")).collect();
+                let message = format!("partitions are never decreased: {}", what.join("; "));
+                publish(ctx, kb, EventType::Warning, "PartitionDecreaseRefused", &message).await;
+                conditions.set("IggyProvisioned", false, "PartitionDecreaseRefused", &message);
+            }
+        }
+        Err(e) => {
+            let reason = match e {
+                ProvisionError::Unreachable(..) => "IggyUnreachable",
+                ProvisionError::Refused(..) => "IggyRefused",
+            };
+            publish(ctx, kb, EventType::Warning, reason, &e.to_string()).await;
+            conditions.set("IggyProvisioned", false, reason, &e.to_string());
+        }
+    }
+}
+
+/// Another KafkaBridge (created earlier) provisioning the same stream on the same Iggy.
+async fn conflicting_bridge(kb: &KafkaBridge, ctx: &Context) -> Option<String> {
+    let all: Api<KafkaBridge> = Api::all(ctx.client.clone());
+    let list = all.list(&Default::default()).await.ok()?;
+    let me = (kb.creation_timestamp(), kb.uid());
+    list.items
+        .into_iter()
+        .filter(|o| o.uid() != kb.uid() && o.meta().deletion_timestamp.is_none())
+        .filter(|o| o.spec.iggy.address == kb.spec.iggy.address && o.spec.iggy.stream == kb.spec.iggy.stream)
+        .find(|o| (o.creation_timestamp(), o.uid()) < me)
+        .map(|o| format!("{}/{}", o.namespace().unwrap_or_default(), o.name_any()))
+}
+
+async fn iggy_access(kb: &KafkaBridge, ctx: &Context, ns: &str) -> Result<IggyAccess, String> {
+    let keys = &kb.spec.iggy.credentials_secret;
+    let secret = Api::<Secret>::namespaced(ctx.client.clone(), ns)
+        .get_opt(&keys.name)
+        .await
+        .map_err(|e| format!("cannot read Secret {}: {e}", keys.name))?
+        .ok_or_else(|| format!("Secret {} not found", keys.name))?;
+    let field = |k: &str| -> Result<String, String> {
+        let data = secret.data.as_ref().and_then(|d| d.get(k)).ok_or_else(|| format!("Secret {} has no key {k}", keys.name))?;
+        String::from_utf8(data.0.clone()).map_err(|_| format!("Secret {} key {k} is not UTF-8", keys.name))
+    };
+    Ok(IggyAccess {
+        address: kb.spec.iggy.address.clone(),
+        username: field(&keys.username_key)?,
+        password: field(&keys.password_key)?,
+        stream: kb.spec.iggy.stream.clone(),
+    })
+}
+
+async fn ensure_finalizer(kb: &KafkaBridge, bridges: &Api<KafkaBridge>) -> Result<(), Error> {
+    let has = kb.finalizers().iter().any(|f| f == FINALIZER);
+    let wants = kb.spec.deletion_policy == DeletionPolicy::Delete;
+    if has == wants {
+        return Ok(());
+    }
+    let finalizers: Vec<String> = kb
+        .finalizers()
+        .iter()
+        .filter(|f| *f != FINALIZER)
+        .cloned()
+        .chain(wants.then(|| FINALIZER.to_string()))
+        .collect();
+    set_finalizers(bridges, &kb.name_any(), finalizers).await
+}
+
+async fn set_finalizers(bridges: &Api<KafkaBridge>, name: &str, finalizers: Vec<String>) -> Result<(), Error> {
+    let patch = json!({"metadata": {"finalizers": finalizers}});
+    bridges.patch(name, &PatchParams::default(), &Patch::Merge(&patch)).await?;
+    Ok(())
+}
+
+/// Deletion: with policy Delete, remove the provisioned topics, then the finalizer. If Iggy
+/// cannot be reached, retry with backoff until the skip annotation is set.
+async fn finalize(kb: &KafkaBridge, ctx: &Context, bridges: &Api<KafkaBridge>) -> Result<Action, Error> {
+    if !kb.finalizers().iter().any(|f| f == FINALIZER) {
+        return Ok(Action::await_change());
+    }
+    let skip = kb.annotations().get(SKIP_CLEANUP_ANNOTATION).map(String::as_str) == Some("true");
+    if !skip {
+        let ns = kb.namespace().unwrap_or_default();
+        let access = iggy_access(kb, ctx, &ns).await.map_err(Error::Invalid)?;
+        if let Err(e) = provision::delete_topics(&access, &kb.spec.topics).await {
+            publish(ctx, kb, EventType::Warning, "CleanupFailed", &format!("{e}; annotate with {SKIP_CLEANUP_ANNOTATION}=true to delete without cleaning Iggy")).await;
+            return Err(e.into());
+        }
+        publish(ctx, kb, EventType::Normal, "TopicsDeleted", &format!("deleted {} Iggy topic(s)", kb.spec.topics.len())).await;
+    } else {
+        publish(ctx, kb, EventType::Warning, "CleanupSkipped", "Iggy topics left in place (skip annotation)").await;
+    }
+    let rest: Vec<String> = kb.finalizers().iter().filter(|f| *f != FINALIZER).cloned().collect();
+    set_finalizers(bridges, &kb.name_any(), rest).await?;
+    Ok(Action::await_change())
+}
+
+/// Ready when the Deployment has caught up with the spec: observed generation, updated and
+/// available replicas.
+pub fn rollout_state(kb: &KafkaBridge, deployment: Option<&Deployment>) -> (bool, String) {
+    let Some(dep) = deployment else {
+        return (false, "Deployment not created yet".into());
+    };
+    let want = kb.spec.replicas;
+    let generation = dep.metadata.generation.unwrap_or(0);
+    let status = dep.status.clone().unwrap_or_default();
+    if status.observed_generation.unwrap_or(0) < generation {
+        return (false, "Deployment controller has not seen the latest spec".into());
+    }
+    let updated = status.updated_replicas.unwrap_or(0);
+    let available = status.available_replicas.unwrap_or(0);
+    let total = status.replicas.unwrap_or(0);
+    if updated < want || available < want || total > want {
+        return (false, format!("{updated}/{want} updated, {available}/{want} available, {total} total"));
+    }
+    (true, format!("{available}/{want} replicas available"))
+}
+
+async fn write_status(kb: &KafkaBridge, ctx: &Context, bridges: &Api<KafkaBridge>, conditions: Conditions, deployment: Option<&Deployment>, d: Option<&Desired>) -> Result<(), Error> {
+    let dep_status = deployment.and_then(|dep| dep.status.clone()).unwrap_or_default();
+    let status = KafkaBridgeStatus {
+        observed_generation: kb.meta().generation,
+        replicas: dep_status.replicas.unwrap_or(0),
+        ready_replicas: dep_status.ready_replicas.unwrap_or(0),
+        selector: d.map(|d| d.selector.clone()),
+        bootstrap_address: d.map(|d| d.bootstrap_address.clone()),
+        conditions: conditions.into_vec(),
+    };
+    let patch = json!({"status": status});
+    bridges
+        .patch_status(&kb.name_any(), &PatchParams::default(), &Patch::Merge(&patch))
+        .await?;
+    let _ = ctx;
+    Ok(())
+}
+
+async fn publish(ctx: &Context, kb: &KafkaBridge, type_: EventType, reason: &str, note: &str) {
+    let event = Event {
+        type_,
+        reason: reason.into(),
+        note: Some(note.chars().take(1000).collect()),
+        action: "Reconcile".into(),
+        secondary: None,
+    };
+    if let Err(e) = ctx.recorder.publish(&event, &kb.object_ref(&())).await {
+        tracing::debug!(error = %e, "cannot publish event");
+    }
+}
+
+/// Status conditions, keeping lastTransitionTime when a condition's status did not change.
+struct Conditions {
+    previous: Vec<Condition>,
+    current: Vec<Condition>,
+    generation: Option<i64>,
+}
+
+impl Conditions {
+    fn new(kb: &KafkaBridge) -> Self {
+        Self {
+            previous: kb.status.as_ref().map(|s| s.conditions.clone()).unwrap_or_default(),
+            current: Vec::new(),
+            generation: kb.meta().generation,
+        }
+    }
+
+    fn set(&mut self, type_: &str, status: bool, reason: &str, message: &str) {
+        let status = if status { "True" } else { "False" }.to_string();
+        let since = self
+            .previous
+            .iter()
+            .find(|c| c.type_ == type_ && c.status == status)
+            .map(|c| c.last_transition_time.clone())
+            .unwrap_or_else(|| Time(k8s_openapi::jiff::Timestamp::now()));
+        self.current.retain(|c| c.type_ != type_);
+        self.current.push(Condition {
+            type_: type_.into(),
+            status,
+            reason: reason.into(),
+            message: message.chars().take(2000).collect(),
+            last_transition_time: since,
+            observed_generation: self.generation,
+        });
+    }
+
+    fn is_set(&self, type_: &str) -> bool {
+        self.current.iter().any(|c| c.type_ == type_)
+    }
+
+    fn is_true(&self, type_: &str) -> bool {
+        self.current.iter().any(|c| c.type_ == type_ && c.status == "True")
+    }
+
+    fn into_vec(mut self) -> Vec<Condition> {
+        let order = ["Ready", "IggyProvisioned", "Progressing", "Degraded"];
+        self.current.sort_by_key(|c| order.iter().position(|o| *o == c.type_).unwrap_or(order.len()));
+        self.current
+    }
+}
