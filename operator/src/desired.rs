@@ -4,7 +4,9 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec, DeploymentStrategy, RollingUpdateDeployment};
+use k8s_openapi::api::apps::v1::{
+    Deployment, DeploymentSpec, DeploymentStrategy, RollingUpdateDeployment,
+};
 use k8s_openapi::api::core::v1::{
     Capabilities, ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, EnvVar, EnvVarSource,
     HTTPGetAction, ObjectFieldSelector, PodSecurityContext, PodSpec, PodTemplateSpec, Probe,
@@ -75,14 +77,20 @@ impl Names {
 /// Labels every child carries; the first two select the pods.
 pub fn selector_labels(name: &str) -> BTreeMap<String, String> {
     BTreeMap::from([
-        ("app.kubernetes.io/name".to_string(), "kafka-iggy-proxy".to_string()),
+        (
+            "app.kubernetes.io/name".to_string(),
+            "kafka-iggy-proxy".to_string(),
+        ),
         ("app.kubernetes.io/instance".to_string(), name.to_string()),
     ])
 }
 
 fn common_labels(name: &str) -> BTreeMap<String, String> {
     let mut labels = selector_labels(name);
-    labels.insert("app.kubernetes.io/managed-by".into(), "kafka-iggy-operator".into());
+    labels.insert(
+        "app.kubernetes.io/managed-by".into(),
+        "kafka-iggy-operator".into(),
+    );
     labels.insert("app.kubernetes.io/component".into(), "kafka-bridge".into());
     labels
 }
@@ -286,8 +294,16 @@ fn pod_spec(kb: &KafkaBridge, names: &Names) -> PodSpec {
     let spec = &kb.spec;
     let secret = &spec.iggy.credentials_secret;
     let mut envs = vec![
-        env_from_secret("KAFKA_IGGY_IGGY_USERNAME", &secret.name, &secret.username_key),
-        env_from_secret("KAFKA_IGGY_IGGY_PASSWORD", &secret.name, &secret.password_key),
+        env_from_secret(
+            "KAFKA_IGGY_IGGY_USERNAME",
+            &secret.name,
+            &secret.username_key,
+        ),
+        env_from_secret(
+            "KAFKA_IGGY_IGGY_PASSWORD",
+            &secret.name,
+            &secret.password_key,
+        ),
     ];
     if spec.kafka.advertise == AdvertiseMode::PodIP {
         envs.push(EnvVar {
@@ -320,7 +336,10 @@ fn pod_spec(kb: &KafkaBridge, names: &Names) -> PodSpec {
         name: "proxy".into(),
         image: Some(spec.image.clone().unwrap_or_else(|| DEFAULT_IMAGE.into())),
         image_pull_policy: spec.image_pull_policy.map(|p| p.as_str().to_string()),
-        args: Some(vec!["--config".into(), format!("{CONFIG_DIR}/{CONFIG_FILE}")]),
+        args: Some(vec![
+            "--config".into(),
+            format!("{CONFIG_DIR}/{CONFIG_FILE}"),
+        ]),
         ports: Some(vec![
             ContainerPort {
                 name: Some("kafka".into()),
@@ -368,17 +387,23 @@ fn pod_spec(kb: &KafkaBridge, names: &Names) -> PodSpec {
             }),
             ..Volume::default()
         }]),
-        security_context: Some(overrides.security_context.clone().unwrap_or(PodSecurityContext {
-            run_as_non_root: Some(true),
-            run_as_user: Some(RUN_AS_USER),
-            run_as_group: Some(RUN_AS_USER),
-            seccomp_profile: Some(SeccompProfile {
-                type_: "RuntimeDefault".into(),
-                ..SeccompProfile::default()
-            }),
-            ..PodSecurityContext::default()
-        })),
-        node_selector: (!overrides.node_selector.is_empty()).then(|| overrides.node_selector.clone()),
+        security_context: Some(
+            overrides
+                .security_context
+                .clone()
+                .unwrap_or(PodSecurityContext {
+                    run_as_non_root: Some(true),
+                    run_as_user: Some(RUN_AS_USER),
+                    run_as_group: Some(RUN_AS_USER),
+                    seccomp_profile: Some(SeccompProfile {
+                        type_: "RuntimeDefault".into(),
+                        ..SeccompProfile::default()
+                    }),
+                    ..PodSecurityContext::default()
+                }),
+        ),
+        node_selector: (!overrides.node_selector.is_empty())
+            .then(|| overrides.node_selector.clone()),
         tolerations: (!overrides.tolerations.is_empty()).then(|| overrides.tolerations.clone()),
         affinity: overrides.affinity.clone(),
         automount_service_account_token: Some(false),
@@ -386,7 +411,12 @@ fn pod_spec(kb: &KafkaBridge, names: &Names) -> PodSpec {
     }
 }
 
-fn service_monitor(kb: &KafkaBridge, names: &Names, namespace: &str, owner: &OwnerReference) -> serde_json::Value {
+fn service_monitor(
+    kb: &KafkaBridge,
+    names: &Names,
+    namespace: &str,
+    owner: &OwnerReference,
+) -> serde_json::Value {
     let sm = &kb.spec.metrics.service_monitor;
     let mut labels = common_labels(&kb.name_any());
     labels.extend(sm.labels.clone());
@@ -411,5 +441,8 @@ fn service_monitor(kb: &KafkaBridge, names: &Names, namespace: &str, owner: &Own
 }
 
 fn hex_sha256(data: &[u8]) -> String {
-    Sha256::digest(data).iter().map(|b| format!("{b:02x}")).collect()
+    Sha256::digest(data)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }

@@ -18,7 +18,12 @@ pub struct LeaderElector {
 
 impl LeaderElector {
     pub fn new(api: Api<Lease>, name: &str, identity: &str, duration: Duration) -> Self {
-        Self { api, name: name.into(), identity: identity.into(), duration }
+        Self {
+            api,
+            name: name.into(),
+            identity: identity.into(),
+            duration,
+        }
     }
 
     /// One attempt to acquire or renew: true when this replica holds the lease afterwards.
@@ -34,7 +39,10 @@ impl LeaderElector {
         };
         let Some(mut lease) = self.api.get_opt(&self.name).await? else {
             let lease = Lease {
-                metadata: ObjectMeta { name: Some(self.name.clone()), ..ObjectMeta::default() },
+                metadata: ObjectMeta {
+                    name: Some(self.name.clone()),
+                    ..ObjectMeta::default()
+                },
                 spec: Some(spec(0, None)),
             };
             return match self.api.create(&PostParams::default(), &lease).await {
@@ -55,9 +63,16 @@ impl LeaderElector {
             return Ok(false);
         }
         let transitions = current.lease_transitions.unwrap_or(0) + i32::from(!mine);
-        lease.spec = Some(spec(transitions, if mine { current.acquire_time } else { None }));
+        lease.spec = Some(spec(
+            transitions,
+            if mine { current.acquire_time } else { None },
+        ));
         // `replace` sends the resourceVersion we read: a concurrent change makes this a 409.
-        match self.api.replace(&self.name, &PostParams::default(), &lease).await {
+        match self
+            .api
+            .replace(&self.name, &PostParams::default(), &lease)
+            .await
+        {
             Ok(_) => Ok(true),
             Err(kube::Error::Api(e)) if e.code == 409 => Ok(false),
             Err(e) => Err(e),

@@ -11,3 +11,9 @@ pub mod leader;
 pub mod metrics;
 pub mod provision;
 pub mod reconcile;
+
+/// Selects rustls' crypto provider for the process. The iggy SDK and kube enable different
+/// ones (ring, aws-lc-rs), and rustls refuses to guess when both are compiled in.
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+}

@@ -50,6 +50,7 @@ enum Command {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    kafka_iggy_operator::install_crypto_provider();
     match cli.command {
         Command::Crd => {
             use std::io::Write;
@@ -59,9 +60,19 @@ async fn main() -> anyhow::Result<()> {
                 _ => Ok(()),
             }
         }
-        Command::Run { metrics_listen, lease_namespace, lease_name, identity, no_leader_election, resync_seconds } => {
+        Command::Run {
+            metrics_listen,
+            lease_namespace,
+            lease_name,
+            identity,
+            no_leader_election,
+            resync_seconds,
+        } => {
             tracing_subscriber::fmt()
-                .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,iggy=warn,server=warn".into()))
+                .with_env_filter(
+                    tracing_subscriber::EnvFilter::try_from_default_env()
+                        .unwrap_or_else(|_| "info,iggy=warn,server=warn".into()),
+                )
                 .json()
                 .init();
             let metrics = Arc::new(OperatorMetrics::new()?);
@@ -77,13 +88,22 @@ async fn main() -> anyhow::Result<()> {
             let client = Client::try_default().await?;
             client.apiserver_version().await?;
             metrics.ready.store(true, Ordering::Relaxed);
-            let ctx = Arc::new(Context::new(client.clone(), metrics.clone(), Duration::from_secs(resync_seconds)));
+            let ctx = Arc::new(Context::new(
+                client.clone(),
+                metrics.clone(),
+                Duration::from_secs(resync_seconds),
+            ));
             if no_leader_election {
                 metrics.leader.set(1);
                 reconcile::run(ctx).await;
                 return Ok(());
             }
-            let elector = LeaderElector::new(Api::<Lease>::namespaced(client, &lease_namespace), &lease_name, &identity, Duration::from_secs(15));
+            let elector = LeaderElector::new(
+                Api::<Lease>::namespaced(client, &lease_namespace),
+                &lease_name,
+                &identity,
+                Duration::from_secs(15),
+            );
             tracing::info!(%identity, lease = %lease_name, "waiting for leadership");
             elector.acquire().await;
             metrics.leader.set(1);

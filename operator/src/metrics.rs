@@ -8,7 +8,9 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::get;
 use axum::Router;
-use prometheus::{Encoder, Histogram, HistogramOpts, IntCounterVec, IntGauge, Opts, Registry, TextEncoder};
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
+};
 
 pub struct OperatorMetrics {
     registry: Registry,
@@ -23,15 +25,34 @@ pub struct OperatorMetrics {
 impl OperatorMetrics {
     pub fn new() -> anyhow::Result<Self> {
         let registry = Registry::new_custom(Some("kafka_iggy_operator".into()), None)?;
-        let reconciles = IntCounterVec::new(Opts::new("reconciles_total", "Reconciliations, by result"), &["result"])?;
-        let reconcile_errors = IntCounterVec::new(Opts::new("reconcile_errors_total", "Failed reconciliations, by reason"), &["reason"])?;
-        let reconcile_seconds = Histogram::with_opts(HistogramOpts::new("reconcile_duration_seconds", "Time per reconciliation"))?;
+        let reconciles = IntCounterVec::new(
+            Opts::new("reconciles_total", "Reconciliations, by result"),
+            &["result"],
+        )?;
+        let reconcile_errors = IntCounterVec::new(
+            Opts::new(
+                "reconcile_errors_total",
+                "Failed reconciliations, by reason",
+            ),
+            &["reason"],
+        )?;
+        let reconcile_seconds = Histogram::with_opts(HistogramOpts::new(
+            "reconcile_duration_seconds",
+            "Time per reconciliation",
+        ))?;
         let leader = IntGauge::new("leader", "1 while this replica holds the leader lease")?;
         registry.register(Box::new(reconciles.clone()))?;
         registry.register(Box::new(reconcile_errors.clone()))?;
         registry.register(Box::new(reconcile_seconds.clone()))?;
         registry.register(Box::new(leader.clone()))?;
-        Ok(Self { registry, reconciles, reconcile_errors, reconcile_seconds, leader, ready: AtomicBool::new(false) })
+        Ok(Self {
+            registry,
+            reconciles,
+            reconcile_errors,
+            reconcile_seconds,
+            leader,
+            ready: AtomicBool::new(false),
+        })
     }
 
     pub fn render(&self) -> String {
@@ -46,7 +67,10 @@ impl OperatorMetrics {
 /// Serves /metrics, /healthz (the process is alive) and /readyz (it reached the API server).
 pub async fn serve(addr: SocketAddr, metrics: Arc<OperatorMetrics>) -> anyhow::Result<()> {
     let app = Router::new()
-        .route("/metrics", get(|State(m): State<Arc<OperatorMetrics>>| async move { m.render() }))
+        .route(
+            "/metrics",
+            get(|State(m): State<Arc<OperatorMetrics>>| async move { m.render() }),
+        )
         .route("/healthz", get(|| async { "ok" }))
         .route(
             "/readyz",
@@ -54,7 +78,10 @@ pub async fn serve(addr: SocketAddr, metrics: Arc<OperatorMetrics>) -> anyhow::R
                 if m.ready.load(Ordering::Relaxed) {
                     (StatusCode::OK, "ready")
                 } else {
-                    (StatusCode::SERVICE_UNAVAILABLE, "not connected to the API server yet")
+                    (
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "not connected to the API server yet",
+                    )
                 }
             }),
         )

@@ -52,7 +52,10 @@ async fn connect(access: &IggyAccess) -> Result<IggyBackend, ProvisionError> {
     };
     match tokio::time::timeout(IGGY_TIMEOUT, IggyBackend::connect(config)).await {
         Ok(Ok(backend)) => Ok(backend),
-        Ok(Err(e)) => Err(ProvisionError::Unreachable(access.address.clone(), e.to_string())),
+        Ok(Err(e)) => Err(ProvisionError::Unreachable(
+            access.address.clone(),
+            e.to_string(),
+        )),
         Err(_) => Err(ProvisionError::Unreachable(
             access.address.clone(),
             format!("no answer within {IGGY_TIMEOUT:?}"),
@@ -68,7 +71,10 @@ fn refused(what: &str, e: BackendError) -> ProvisionError {
 }
 
 /// Creates the stream (on connect) and every topic, grows partitions, reports decreases.
-pub async fn provision(access: &IggyAccess, topics: &[TopicSpec]) -> Result<Report, ProvisionError> {
+pub async fn provision(
+    access: &IggyAccess,
+    topics: &[TopicSpec],
+) -> Result<Report, ProvisionError> {
     let backend = connect(access).await?;
     let mut report = Report::default();
     for topic in topics {
@@ -85,7 +91,9 @@ pub async fn provision(access: &IggyAccess, topics: &[TopicSpec]) -> Result<Repo
                     max_bytes: topic.max_size_bytes,
                 };
                 match backend.create_topic(name, &settings).await {
-                    Ok(()) | Err(BackendError::TopicAlreadyExists(_)) => report.created.push(name.clone()),
+                    Ok(()) | Err(BackendError::TopicAlreadyExists(_)) => {
+                        report.created.push(name.clone())
+                    }
                     Err(e) => return Err(refused(name, e)),
                 }
             }
@@ -94,7 +102,9 @@ pub async fn provision(access: &IggyAccess, topics: &[TopicSpec]) -> Result<Repo
                     .create_partitions(name, topic.partitions)
                     .await
                     .map_err(|e| refused(name, e))?;
-                report.grown.push((name.clone(), info.partitions, topic.partitions));
+                report
+                    .grown
+                    .push((name.clone(), info.partitions, topic.partitions));
             }
             Some(info) if info.partitions > topic.partitions => {
                 report
@@ -108,7 +118,10 @@ pub async fn provision(access: &IggyAccess, topics: &[TopicSpec]) -> Result<Repo
 }
 
 /// Deletes the given topics (deletion policy `Delete`); missing topics are fine.
-pub async fn delete_topics(access: &IggyAccess, topics: &[TopicSpec]) -> Result<(), ProvisionError> {
+pub async fn delete_topics(
+    access: &IggyAccess,
+    topics: &[TopicSpec],
+) -> Result<(), ProvisionError> {
     let backend = connect(access).await?;
     for topic in topics {
         match backend.delete_topic(&topic.name).await {

@@ -90,8 +90,14 @@ pub async fn run(ctx: Arc<Context>) {
     let client = ctx.client.clone();
     let bridges: Api<KafkaBridge> = Api::all(client.clone());
     Controller::new(bridges, watcher::Config::default())
-        .owns(Api::<Deployment>::all(client.clone()), watcher::Config::default())
-        .owns(Api::<ConfigMap>::all(client.clone()), watcher::Config::default())
+        .owns(
+            Api::<Deployment>::all(client.clone()),
+            watcher::Config::default(),
+        )
+        .owns(
+            Api::<ConfigMap>::all(client.clone()),
+            watcher::Config::default(),
+        )
         .owns(Api::<Service>::all(client), watcher::Config::default())
         .shutdown_on_signal()
         .run(reconcile, error_policy, ctx)
@@ -138,12 +144,18 @@ async fn apply<K>(api: &Api<K>, name: &str, object: &K) -> Result<K, kube::Error
 where
     K: Resource + Clone + DeserializeOwned + Serialize + std::fmt::Debug,
 {
-    api.patch(name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(object))
-        .await
+    api.patch(
+        name,
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(object),
+    )
+    .await
 }
 
 async fn reconcile_inner(kb: &KafkaBridge, ctx: &Context) -> Result<Action, Error> {
-    let ns = kb.namespace().ok_or_else(|| Error::Invalid("not namespaced".into()))?;
+    let ns = kb
+        .namespace()
+        .ok_or_else(|| Error::Invalid("not namespaced".into()))?;
     let name = kb.name_any();
     let bridges: Api<KafkaBridge> = Api::namespaced(ctx.client.clone(), &ns);
 
@@ -154,7 +166,12 @@ async fn reconcile_inner(kb: &KafkaBridge, ctx: &Context) -> Result<Action, Erro
 
     let mut conditions = Conditions::new(kb);
     if kb.spec.iggy.tls.enabled {
-        conditions.set("Degraded", true, "IggyTlsUnsupported", "the proxy does not speak TLS to Iggy yet; set iggy.tls.enabled=false");
+        conditions.set(
+            "Degraded",
+            true,
+            "IggyTlsUnsupported",
+            "the proxy does not speak TLS to Iggy yet; set iggy.tls.enabled=false",
+        );
         conditions.set("Ready", false, "IggyTlsUnsupported", "nothing deployed");
         write_status(kb, ctx, &bridges, conditions, None, None).await?;
         return Ok(Action::requeue(ctx.resync));
@@ -168,7 +185,16 @@ async fn reconcile_inner(kb: &KafkaBridge, ctx: &Context) -> Result<Action, Erro
         .get_opt(&name)
         .await?;
     let (ready, rollout) = rollout_state(kb, deployment.as_ref());
-    conditions.set("Progressing", !ready, if ready { "RolloutComplete" } else { "RollingOut" }, &rollout);
+    conditions.set(
+        "Progressing",
+        !ready,
+        if ready {
+            "RolloutComplete"
+        } else {
+            "RollingOut"
+        },
+        &rollout,
+    );
     let provisioned = conditions.is_true("IggyProvisioned");
     let ready_now = ready && provisioned;
     let why = if !provisioned {
@@ -176,37 +202,107 @@ async fn reconcile_inner(kb: &KafkaBridge, ctx: &Context) -> Result<Action, Erro
     } else {
         rollout.clone()
     };
-    conditions.set("Ready", ready_now, if ready_now { "Ready" } else { "NotReady" }, &why);
+    conditions.set(
+        "Ready",
+        ready_now,
+        if ready_now { "Ready" } else { "NotReady" },
+        &why,
+    );
     if !conditions.is_set("Degraded") {
         conditions.set("Degraded", false, "AsExpected", "no problems found");
     }
     write_status(kb, ctx, &bridges, conditions, deployment.as_ref(), Some(&d)).await?;
-    Ok(Action::requeue(if ready_now { ctx.resync } else { Duration::from_secs(10) }))
+    Ok(Action::requeue(if ready_now {
+        ctx.resync
+    } else {
+        Duration::from_secs(10)
+    }))
 }
 
-async fn apply_children(kb: &KafkaBridge, ctx: &Context, ns: &str, d: &Desired, conditions: &mut Conditions) -> Result<(), Error> {
+async fn apply_children(
+    kb: &KafkaBridge,
+    ctx: &Context,
+    ns: &str,
+    d: &Desired,
+    conditions: &mut Conditions,
+) -> Result<(), Error> {
     let c = &ctx.client;
     let previous_hash = Api::<Deployment>::namespaced(c.clone(), ns)
         .get_opt(&kb.name_any())
         .await?
-        .and_then(|dep| dep.spec?.template.metadata?.annotations?.get(crate::desired::CONFIG_HASH_ANNOTATION).cloned());
-    apply(&Api::<ConfigMap>::namespaced(c.clone(), ns), &d.config_map.name_any(), &d.config_map).await?;
-    apply(&Api::<Service>::namespaced(c.clone(), ns), &d.bootstrap_service.name_any(), &d.bootstrap_service).await?;
-    apply(&Api::<Service>::namespaced(c.clone(), ns), &d.headless_service.name_any(), &d.headless_service).await?;
-    apply(&Api::<PodDisruptionBudget>::namespaced(c.clone(), ns), &d.pod_disruption_budget.name_any(), &d.pod_disruption_budget).await?;
-    apply(&Api::<Deployment>::namespaced(c.clone(), ns), &d.deployment.name_any(), &d.deployment).await?;
+        .and_then(|dep| {
+            dep.spec?
+                .template
+                .metadata?
+                .annotations?
+                .get(crate::desired::CONFIG_HASH_ANNOTATION)
+                .cloned()
+        });
+    apply(
+        &Api::<ConfigMap>::namespaced(c.clone(), ns),
+        &d.config_map.name_any(),
+        &d.config_map,
+    )
+    .await?;
+    apply(
+        &Api::<Service>::namespaced(c.clone(), ns),
+        &d.bootstrap_service.name_any(),
+        &d.bootstrap_service,
+    )
+    .await?;
+    apply(
+        &Api::<Service>::namespaced(c.clone(), ns),
+        &d.headless_service.name_any(),
+        &d.headless_service,
+    )
+    .await?;
+    apply(
+        &Api::<PodDisruptionBudget>::namespaced(c.clone(), ns),
+        &d.pod_disruption_budget.name_any(),
+        &d.pod_disruption_budget,
+    )
+    .await?;
+    apply(
+        &Api::<Deployment>::namespaced(c.clone(), ns),
+        &d.deployment.name_any(),
+        &d.deployment,
+    )
+    .await?;
     if let Some(previous) = previous_hash.filter(|h| *h != d.config_hash) {
-        publish(ctx, kb, EventType::Normal, "ConfigChanged", &format!("proxy configuration changed ({} -> {}); pods roll", &previous[..12.min(previous.len())], &d.config_hash[..12])).await;
+        publish(
+            ctx,
+            kb,
+            EventType::Normal,
+            "ConfigChanged",
+            &format!(
+                "proxy configuration changed ({} -> {}); pods roll",
+                &previous[..12.min(previous.len())],
+                &d.config_hash[..12]
+            ),
+        )
+        .await;
     }
     if let Some(sm) = &d.service_monitor {
         let crds: Api<CustomResourceDefinition> = Api::all(c.clone());
         if crds.get_opt(SERVICE_MONITOR_CRD).await?.is_some() {
             let gvk = GroupVersionKind::gvk("monitoring.coreos.com", "v1", "ServiceMonitor");
-            let api: Api<DynamicObject> = Api::namespaced_with(c.clone(), ns, &ApiResource::from_gvk(&gvk));
-            let object: DynamicObject = serde_json::from_value(sm.clone()).map_err(|e| Error::Invalid(e.to_string()))?;
-            api.patch(&object.name_any(), &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&object)).await?;
+            let api: Api<DynamicObject> =
+                Api::namespaced_with(c.clone(), ns, &ApiResource::from_gvk(&gvk));
+            let object: DynamicObject =
+                serde_json::from_value(sm.clone()).map_err(|e| Error::Invalid(e.to_string()))?;
+            api.patch(
+                &object.name_any(),
+                &PatchParams::apply(FIELD_MANAGER).force(),
+                &Patch::Apply(&object),
+            )
+            .await?;
         } else {
-            conditions.set("Degraded", true, "ServiceMonitorCrdMissing", "metrics.serviceMonitor.enabled but the monitoring.coreos.com CRD is not installed");
+            conditions.set(
+                "Degraded",
+                true,
+                "ServiceMonitorCrdMissing",
+                "metrics.serviceMonitor.enabled but the monitoring.coreos.com CRD is not installed",
+            );
         }
     }
     if kb.spec.replicas > 1 {
@@ -220,8 +316,23 @@ async fn apply_children(kb: &KafkaBridge, ctx: &Context, ns: &str, d: &Desired, 
 /// applied while Iggy is down).
 async fn provision_iggy(kb: &KafkaBridge, ctx: &Context, ns: &str, conditions: &mut Conditions) {
     if let Some(other) = conflicting_bridge(kb, ctx).await {
-        conditions.set("IggyProvisioned", false, "TopicConflict", &format!("stream {} on {} is already provisioned by KafkaBridge {other}", kb.spec.iggy.stream, kb.spec.iggy.address));
-        publish(ctx, kb, EventType::Warning, "TopicConflict", &format!("topics owned by {other}")).await;
+        conditions.set(
+            "IggyProvisioned",
+            false,
+            "TopicConflict",
+            &format!(
+                "stream {} on {} is already provisioned by KafkaBridge {other}",
+                kb.spec.iggy.stream, kb.spec.iggy.address
+            ),
+        );
+        publish(
+            ctx,
+            kb,
+            EventType::Warning,
+            "TopicConflict",
+            &format!("topics owned by {other}"),
+        )
+        .await;
         return;
     }
     let access = match iggy_access(kb, ctx, ns).await {
@@ -234,18 +345,57 @@ async fn provision_iggy(kb: &KafkaBridge, ctx: &Context, ns: &str, conditions: &
     match provision::provision(&access, &kb.spec.topics).await {
         Ok(report) => {
             for topic in &report.created {
-                publish(ctx, kb, EventType::Normal, "TopicCreated", &format!("created Iggy topic {}/{topic}", access.stream)).await;
+                publish(
+                    ctx,
+                    kb,
+                    EventType::Normal,
+                    "TopicCreated",
+                    &format!("created Iggy topic {}/{topic}", access.stream),
+                )
+                .await;
             }
             for (topic, from, to) in &report.grown {
-                publish(ctx, kb, EventType::Normal, "PartitionsGrown", &format!("{topic}: {from} -> {to} partitions")).await;
+                publish(
+                    ctx,
+                    kb,
+                    EventType::Normal,
+                    "PartitionsGrown",
+                    &format!("{topic}: {from} -> {to} partitions"),
+                )
+                .await;
             }
             if report.decrease_refused.is_empty() {
-                conditions.set("IggyProvisioned", true, "Provisioned", &format!("stream {} with {} topic(s)", access.stream, kb.spec.topics.len()));
+                conditions.set(
+                    "IggyProvisioned",
+                    true,
+                    "Provisioned",
+                    &format!(
+                        "stream {} with {} topic(s)",
+                        access.stream,
+                        kb.spec.topics.len()
+                    ),
+                );
             } else {
-                let what: Vec<String> = report.decrease_refused.iter().map(|(t, have, want)| format!("{t} has {have}, spec asks {want}")).collect();
+                let what: Vec<String> = report
+                    .decrease_refused
+                    .iter()
+                    .map(|(t, have, want)| format!("{t} has {have}, spec asks {want}"))
+                    .collect();
                 let message = format!("partitions are never decreased: {}", what.join("; "));
-                publish(ctx, kb, EventType::Warning, "PartitionDecreaseRefused", &message).await;
-                conditions.set("IggyProvisioned", false, "PartitionDecreaseRefused", &message);
+                publish(
+                    ctx,
+                    kb,
+                    EventType::Warning,
+                    "PartitionDecreaseRefused",
+                    &message,
+                )
+                .await;
+                conditions.set(
+                    "IggyProvisioned",
+                    false,
+                    "PartitionDecreaseRefused",
+                    &message,
+                );
             }
         }
         Err(e) => {
@@ -267,7 +417,9 @@ async fn conflicting_bridge(kb: &KafkaBridge, ctx: &Context) -> Option<String> {
     list.items
         .into_iter()
         .filter(|o| o.uid() != kb.uid() && o.meta().deletion_timestamp.is_none())
-        .filter(|o| o.spec.iggy.address == kb.spec.iggy.address && o.spec.iggy.stream == kb.spec.iggy.stream)
+        .filter(|o| {
+            o.spec.iggy.address == kb.spec.iggy.address && o.spec.iggy.stream == kb.spec.iggy.stream
+        })
         .find(|o| (o.creation_timestamp(), o.uid()) < me)
         .map(|o| format!("{}/{}", o.namespace().unwrap_or_default(), o.name_any()))
 }
@@ -280,8 +432,13 @@ async fn iggy_access(kb: &KafkaBridge, ctx: &Context, ns: &str) -> Result<IggyAc
         .map_err(|e| format!("cannot read Secret {}: {e}", keys.name))?
         .ok_or_else(|| format!("Secret {} not found", keys.name))?;
     let field = |k: &str| -> Result<String, String> {
-        let data = secret.data.as_ref().and_then(|d| d.get(k)).ok_or_else(|| format!("Secret {} has no key {k}", keys.name))?;
-        String::from_utf8(data.0.clone()).map_err(|_| format!("Secret {} key {k} is not UTF-8", keys.name))
+        let data = secret
+            .data
+            .as_ref()
+            .and_then(|d| d.get(k))
+            .ok_or_else(|| format!("Secret {} has no key {k}", keys.name))?;
+        String::from_utf8(data.0.clone())
+            .map_err(|_| format!("Secret {} key {k} is not UTF-8", keys.name))
     };
     Ok(IggyAccess {
         address: kb.spec.iggy.address.clone(),
@@ -307,19 +464,33 @@ async fn ensure_finalizer(kb: &KafkaBridge, bridges: &Api<KafkaBridge>) -> Resul
     set_finalizers(bridges, &kb.name_any(), finalizers).await
 }
 
-async fn set_finalizers(bridges: &Api<KafkaBridge>, name: &str, finalizers: Vec<String>) -> Result<(), Error> {
+async fn set_finalizers(
+    bridges: &Api<KafkaBridge>,
+    name: &str,
+    finalizers: Vec<String>,
+) -> Result<(), Error> {
     let patch = json!({"metadata": {"finalizers": finalizers}});
-    bridges.patch(name, &PatchParams::default(), &Patch::Merge(&patch)).await?;
+    bridges
+        .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await?;
     Ok(())
 }
 
 /// Deletion: with policy Delete, remove the provisioned topics, then the finalizer. If Iggy
 /// cannot be reached, retry with backoff until the skip annotation is set.
-async fn finalize(kb: &KafkaBridge, ctx: &Context, bridges: &Api<KafkaBridge>) -> Result<Action, Error> {
+async fn finalize(
+    kb: &KafkaBridge,
+    ctx: &Context,
+    bridges: &Api<KafkaBridge>,
+) -> Result<Action, Error> {
     if !kb.finalizers().iter().any(|f| f == FINALIZER) {
         return Ok(Action::await_change());
     }
-    let skip = kb.annotations().get(SKIP_CLEANUP_ANNOTATION).map(String::as_str) == Some("true");
+    let skip = kb
+        .annotations()
+        .get(SKIP_CLEANUP_ANNOTATION)
+        .map(String::as_str)
+        == Some("true");
     if !skip {
         let ns = kb.namespace().unwrap_or_default();
         let access = iggy_access(kb, ctx, &ns).await.map_err(Error::Invalid)?;
@@ -327,11 +498,30 @@ async fn finalize(kb: &KafkaBridge, ctx: &Context, bridges: &Api<KafkaBridge>) -
             publish(ctx, kb, EventType::Warning, "CleanupFailed", &format!("{e}; annotate with {SKIP_CLEANUP_ANNOTATION}=true to delete without cleaning Iggy")).await;
             return Err(e.into());
         }
-        publish(ctx, kb, EventType::Normal, "TopicsDeleted", &format!("deleted {} Iggy topic(s)", kb.spec.topics.len())).await;
+        publish(
+            ctx,
+            kb,
+            EventType::Normal,
+            "TopicsDeleted",
+            &format!("deleted {} Iggy topic(s)", kb.spec.topics.len()),
+        )
+        .await;
     } else {
-        publish(ctx, kb, EventType::Warning, "CleanupSkipped", "Iggy topics left in place (skip annotation)").await;
+        publish(
+            ctx,
+            kb,
+            EventType::Warning,
+            "CleanupSkipped",
+            "Iggy topics left in place (skip annotation)",
+        )
+        .await;
     }
-    let rest: Vec<String> = kb.finalizers().iter().filter(|f| *f != FINALIZER).cloned().collect();
+    let rest: Vec<String> = kb
+        .finalizers()
+        .iter()
+        .filter(|f| *f != FINALIZER)
+        .cloned()
+        .collect();
     set_finalizers(bridges, &kb.name_any(), rest).await?;
     Ok(Action::await_change())
 }
@@ -346,19 +536,34 @@ pub fn rollout_state(kb: &KafkaBridge, deployment: Option<&Deployment>) -> (bool
     let generation = dep.metadata.generation.unwrap_or(0);
     let status = dep.status.clone().unwrap_or_default();
     if status.observed_generation.unwrap_or(0) < generation {
-        return (false, "Deployment controller has not seen the latest spec".into());
+        return (
+            false,
+            "Deployment controller has not seen the latest spec".into(),
+        );
     }
     let updated = status.updated_replicas.unwrap_or(0);
     let available = status.available_replicas.unwrap_or(0);
     let total = status.replicas.unwrap_or(0);
     if updated < want || available < want || total > want {
-        return (false, format!("{updated}/{want} updated, {available}/{want} available, {total} total"));
+        return (
+            false,
+            format!("{updated}/{want} updated, {available}/{want} available, {total} total"),
+        );
     }
     (true, format!("{available}/{want} replicas available"))
 }
 
-async fn write_status(kb: &KafkaBridge, ctx: &Context, bridges: &Api<KafkaBridge>, conditions: Conditions, deployment: Option<&Deployment>, d: Option<&Desired>) -> Result<(), Error> {
-    let dep_status = deployment.and_then(|dep| dep.status.clone()).unwrap_or_default();
+async fn write_status(
+    kb: &KafkaBridge,
+    ctx: &Context,
+    bridges: &Api<KafkaBridge>,
+    conditions: Conditions,
+    deployment: Option<&Deployment>,
+    d: Option<&Desired>,
+) -> Result<(), Error> {
+    let dep_status = deployment
+        .and_then(|dep| dep.status.clone())
+        .unwrap_or_default();
     let status = KafkaBridgeStatus {
         observed_generation: kb.meta().generation,
         replicas: dep_status.replicas.unwrap_or(0),
@@ -369,7 +574,11 @@ async fn write_status(kb: &KafkaBridge, ctx: &Context, bridges: &Api<KafkaBridge
     };
     let patch = json!({"status": status});
     bridges
-        .patch_status(&kb.name_any(), &PatchParams::default(), &Patch::Merge(&patch))
+        .patch_status(
+            &kb.name_any(),
+            &PatchParams::default(),
+            &Patch::Merge(&patch),
+        )
         .await?;
     let _ = ctx;
     Ok(())
@@ -398,7 +607,11 @@ struct Conditions {
 impl Conditions {
     fn new(kb: &KafkaBridge) -> Self {
         Self {
-            previous: kb.status.as_ref().map(|s| s.conditions.clone()).unwrap_or_default(),
+            previous: kb
+                .status
+                .as_ref()
+                .map(|s| s.conditions.clone())
+                .unwrap_or_default(),
             current: Vec::new(),
             generation: kb.meta().generation,
         }
@@ -428,12 +641,19 @@ impl Conditions {
     }
 
     fn is_true(&self, type_: &str) -> bool {
-        self.current.iter().any(|c| c.type_ == type_ && c.status == "True")
+        self.current
+            .iter()
+            .any(|c| c.type_ == type_ && c.status == "True")
     }
 
     fn into_vec(mut self) -> Vec<Condition> {
         let order = ["Ready", "IggyProvisioned", "Progressing", "Degraded"];
-        self.current.sort_by_key(|c| order.iter().position(|o| *o == c.type_).unwrap_or(order.len()));
+        self.current.sort_by_key(|c| {
+            order
+                .iter()
+                .position(|o| *o == c.type_)
+                .unwrap_or(order.len())
+        });
         self.current
     }
 }

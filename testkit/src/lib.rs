@@ -17,6 +17,7 @@
 
 mod client;
 mod files;
+pub mod kube;
 mod server;
 
 pub use client::{connect, ConnectError};

@@ -1,0 +1,491 @@
+//! The operator against a real Kubernetes API server (etcd + kube-apiserver started by
+//! `iggy_testkit::kube`, built by tools/k8s/build.sh) and, for provisioning, a real Iggy server.
+//! No pods run: where readiness matters the test writes the Deployment status as the
+//! Deployment controller would.
+#![allow(clippy::unwrap_used, reason = "test code: a panic is a failed test")]
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use iggy_testkit::kube::KubeTestCluster;
+use iggy_testkit::IggyServer;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret, Service};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kafka_iggy_operator::crd::KafkaBridge;
+use kafka_iggy_operator::desired::CONFIG_HASH_ANNOTATION;
+use kafka_iggy_operator::metrics::OperatorMetrics;
+use kafka_iggy_operator::provision::{self, IggyAccess};
+use kafka_iggy_operator::reconcile::{self, Context, FINALIZER, SKIP_CLEANUP_ANNOTATION};
+use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
+use kube::{Api, Client, CustomResourceExt, ResourceExt};
+use serde_json::json;
+
+const TIMEOUT: Duration = Duration::from_secs(60);
+
+async fn eventually<T, F, Fut>(what: &str, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + TIMEOUT;
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// CRD installed and established, namespace and Iggy credentials created, controller running.
+async fn setup(cluster: &KubeTestCluster, ns: &str) -> Client {
+    let client = cluster.client().await.unwrap();
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    let crd = KafkaBridge::crd();
+    match crds.create(&PostParams::default(), &crd).await {
+        Ok(_) => {}
+        Err(kube::Error::Api(e)) if e.code == 409 => {}
+        Err(e) => panic!("create CRD: {e}"),
+    }
+    eventually("the CRD to be established", || {
+        let crds = crds.clone();
+        async move {
+            let crd = crds.get("kafkabridges.bridge.kafka-iggy.dev").await.ok()?;
+            let established = crd
+                .status?
+                .conditions?
+                .iter()
+                .any(|c| c.type_ == "Established" && c.status == "True");
+            established.then_some(())
+        }
+    })
+    .await;
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    let namespace: Namespace = serde_json::from_value(json!({"metadata": {"name": ns}})).unwrap();
+    namespaces
+        .create(&PostParams::default(), &namespace)
+        .await
+        .unwrap();
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), ns);
+    let secret: Secret = serde_json::from_value(json!({
+        "metadata": {"name": "iggy-credentials"},
+        "stringData": {"username": "iggy", "password": "iggy"}
+    }))
+    .unwrap();
+    secrets
+        .create(&PostParams::default(), &secret)
+        .await
+        .unwrap();
+    let metrics = Arc::new(OperatorMetrics::new().unwrap());
+    let ctx = Arc::new(Context::new(
+        client.clone(),
+        metrics,
+        Duration::from_secs(30),
+    ));
+    tokio::spawn(reconcile::run(ctx));
+    client
+}
+
+fn bridge(name: &str, iggy: &str, policy: &str, partitions: u32) -> KafkaBridge {
+    serde_json::from_value(json!({
+        "apiVersion": "bridge.kafka-iggy.dev/v1alpha1",
+        "kind": "KafkaBridge",
+        "metadata": {"name": name},
+        "spec": {
+            "replicas": 1,
+            "iggy": {"address": iggy, "stream": format!("{name}-stream"), "credentialsSecret": {"name": "iggy-credentials"}},
+            "topics": [{"name": "orders", "partitions": partitions}],
+            "deletionPolicy": policy
+        }
+    }))
+    .unwrap()
+}
+
+fn condition(kb: &KafkaBridge, type_: &str) -> Option<(String, String)> {
+    kb.status
+        .as_ref()?
+        .conditions
+        .iter()
+        .find(|c| c.type_ == type_)
+        .map(|c| (c.status.clone(), c.reason.clone()))
+}
+
+/// Writes the Deployment status the way the Deployment controller would once pods are up.
+async fn fake_rollout(client: &Client, ns: &str, name: &str) {
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), ns);
+    let dep = deployments.get(name).await.unwrap();
+    let replicas = dep.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
+    let status = json!({"status": {
+        "observedGeneration": dep.metadata.generation,
+        "replicas": replicas, "updatedReplicas": replicas,
+        "readyReplicas": replicas, "availableReplicas": replicas
+    }});
+    deployments
+        .patch_status(name, &PatchParams::default(), &Patch::Merge(&status))
+        .await
+        .unwrap();
+}
+
+async fn config_hash(deployments: &Api<Deployment>, name: &str) -> String {
+    let dep = deployments.get(name).await.unwrap();
+    dep.spec
+        .unwrap()
+        .template
+        .metadata
+        .unwrap()
+        .annotations
+        .unwrap()[CONFIG_HASH_ANNOTATION]
+        .clone()
+}
+
+/// Children, owner references, status, scale, config rollout, CEL validation and the Keep
+/// policy, with an Iggy that cannot be reached.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operator_on_kube() {
+    let Some(cluster) = KubeTestCluster::start().await.unwrap() else {
+        return;
+    };
+    let ns = "bridges";
+    let client = setup(&cluster, ns).await;
+    let bridges: Api<KafkaBridge> = Api::namespaced(client.clone(), ns);
+    let created = bridges
+        .create(
+            &PostParams::default(),
+            &bridge("orders-bridge", "127.0.0.1:1", "Keep", 3),
+        )
+        .await
+        .unwrap();
+    let uid = created.uid().unwrap();
+
+    // Every child exists and is owned by the bridge.
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), ns);
+    let dep = eventually("the Deployment", || {
+        let d = deployments.clone();
+        async move { d.get_opt("orders-bridge").await.ok().flatten() }
+    })
+    .await;
+    let owned_by_bridge =
+        |refs: Option<Vec<k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference>>| {
+            refs.unwrap_or_default()
+                .iter()
+                .any(|r| r.uid == uid && r.controller == Some(true) && r.kind == "KafkaBridge")
+        };
+    assert!(owned_by_bridge(dep.metadata.owner_references.clone()));
+    let cm = Api::<ConfigMap>::namespaced(client.clone(), ns)
+        .get("orders-bridge-config")
+        .await
+        .unwrap();
+    assert!(owned_by_bridge(cm.metadata.owner_references.clone()));
+    let config = &cm.data.unwrap()["config.yaml"];
+    assert!(
+        config.contains("default_stream: orders-bridge-stream"),
+        "{config}"
+    );
+    for svc in ["orders-bridge", "orders-bridge-brokers"] {
+        let s = Api::<Service>::namespaced(client.clone(), ns)
+            .get(svc)
+            .await
+            .unwrap();
+        assert!(
+            owned_by_bridge(s.metadata.owner_references.clone()),
+            "{svc}"
+        );
+    }
+    let headless = Api::<Service>::namespaced(client.clone(), ns)
+        .get("orders-bridge-brokers")
+        .await
+        .unwrap();
+    assert_eq!(headless.spec.unwrap().cluster_ip.as_deref(), Some("None"));
+    let pdb = Api::<PodDisruptionBudget>::namespaced(client.clone(), ns)
+        .get("orders-bridge")
+        .await
+        .unwrap();
+    assert!(owned_by_bridge(pdb.metadata.owner_references.clone()));
+    // Server-side apply with one field manager.
+    let managers: Vec<String> = dep
+        .metadata
+        .managed_fields
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|m| m.manager.clone())
+        .collect();
+    assert!(
+        managers.contains(&"kafka-iggy-operator".to_string()),
+        "{managers:?}"
+    );
+
+    // Status: provisioning fails (Iggy unreachable), so not Ready; selector and bootstrap set.
+    let kb = eventually("IggyProvisioned=False", || {
+        let b = bridges.clone();
+        async move {
+            let kb = b.get("orders-bridge").await.ok()?;
+            (condition(&kb, "IggyProvisioned")?.0 == "False").then_some(kb)
+        }
+    })
+    .await;
+    assert_eq!(
+        condition(&kb, "IggyProvisioned").unwrap().1,
+        "IggyUnreachable"
+    );
+    assert_eq!(condition(&kb, "Ready").unwrap().0, "False");
+    let status = kb.status.clone().unwrap();
+    assert_eq!(status.observed_generation, kb.metadata.generation);
+    assert_eq!(
+        status.bootstrap_address.as_deref(),
+        Some("orders-bridge.bridges.svc:9092")
+    );
+    assert!(status
+        .selector
+        .unwrap()
+        .contains("app.kubernetes.io/instance=orders-bridge"));
+    assert!(
+        kb.finalizers().is_empty(),
+        "no finalizer with deletionPolicy Keep"
+    );
+
+    // The scale subresource drives the Deployment.
+    let scale = json!({"spec": {"replicas": 3}});
+    bridges
+        .patch_scale(
+            "orders-bridge",
+            &PatchParams::default(),
+            &Patch::Merge(&scale),
+        )
+        .await
+        .unwrap();
+    eventually("the Deployment to have 3 replicas", || {
+        let d = deployments.clone();
+        async move { (d.get("orders-bridge").await.ok()?.spec?.replicas == Some(3)).then_some(()) }
+    })
+    .await;
+    let scale = bridges.get_scale("orders-bridge").await.unwrap();
+    assert_eq!(scale.spec.unwrap().replicas, Some(3));
+
+    // A spec change that changes the proxy configuration rolls the pods (config hash).
+    let before = config_hash(&deployments, "orders-bridge").await;
+    let patch = json!({"spec": {"autoCreateTopics": false}});
+    bridges
+        .patch(
+            "orders-bridge",
+            &PatchParams::default(),
+            &Patch::Merge(&patch),
+        )
+        .await
+        .unwrap();
+    eventually("a new config hash", || {
+        let d = deployments.clone();
+        let before = before.clone();
+        async move { (config_hash(&d, "orders-bridge").await != before).then_some(()) }
+    })
+    .await;
+
+    // Partitions can never decrease: the API server refuses it (CEL transition rule).
+    let shrink = json!({"spec": {"topics": [{"name": "orders", "partitions": 1}]}});
+    let refused = bridges
+        .patch(
+            "orders-bridge",
+            &PatchParams::default(),
+            &Patch::Merge(&shrink),
+        )
+        .await;
+    let message = format!("{refused:?}");
+    assert!(
+        refused.is_err() && message.contains("partitions can only grow"),
+        "{message}"
+    );
+    // The stream is immutable.
+    let restream = json!({"spec": {"iggy": {"stream": "other"}}});
+    let refused = bridges
+        .patch(
+            "orders-bridge",
+            &PatchParams::default(),
+            &Patch::Merge(&restream),
+        )
+        .await;
+    assert!(format!("{refused:?}").contains("immutable"), "{refused:?}");
+
+    // Deletion with Keep: no finalizer, the resource goes at once (children by owner refs,
+    // through the garbage collector, which this API server does not run).
+    bridges
+        .delete("orders-bridge", &DeleteParams::default())
+        .await
+        .unwrap();
+    eventually("the bridge to be gone", || {
+        let b = bridges.clone();
+        async move {
+            b.get_opt("orders-bridge")
+                .await
+                .ok()?
+                .is_none()
+                .then_some(())
+        }
+    })
+    .await;
+
+    // Policy Delete with an unreachable Iggy: the finalizer holds the resource until the skip
+    // annotation lets it go.
+    bridges
+        .create(
+            &PostParams::default(),
+            &bridge("stuck", "127.0.0.1:1", "Delete", 1),
+        )
+        .await
+        .unwrap();
+    eventually("the finalizer", || {
+        let b = bridges.clone();
+        async move {
+            b.get("stuck")
+                .await
+                .ok()?
+                .finalizers()
+                .contains(&FINALIZER.to_string())
+                .then_some(())
+        }
+    })
+    .await;
+    bridges
+        .delete("stuck", &DeleteParams::default())
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(
+        bridges.get_opt("stuck").await.unwrap().is_some(),
+        "held by the finalizer while Iggy is unreachable"
+    );
+    let skip = json!({"metadata": {"annotations": {SKIP_CLEANUP_ANNOTATION: "true"}}});
+    bridges
+        .patch("stuck", &PatchParams::default(), &Patch::Merge(&skip))
+        .await
+        .unwrap();
+    eventually("the stuck bridge to be released", || {
+        let b = bridges.clone();
+        async move { b.get_opt("stuck").await.ok()?.is_none().then_some(()) }
+    })
+    .await;
+}
+
+/// Provisioning on real Iggy: topics created, partitions grown, a decrease refused without
+/// touching data, Ready once the Deployment caught up, topics deleted with policy Delete.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn provisioning_on_kube_on_iggy() {
+    let Some(server) = IggyServer::from_env().await else {
+        return;
+    };
+    let Some(cluster) = KubeTestCluster::start().await.unwrap() else {
+        return;
+    };
+    let ns = "iggy-bridges";
+    let client = setup(&cluster, ns).await;
+    let bridges: Api<KafkaBridge> = Api::namespaced(client.clone(), ns);
+    let access = IggyAccess {
+        address: server.address().to_string(),
+        username: server.username().to_string(),
+        password: server.password().to_string(),
+        stream: "shop-stream".into(),
+    };
+    bridges
+        .create(
+            &PostParams::default(),
+            &bridge("shop", server.address(), "Delete", 2),
+        )
+        .await
+        .unwrap();
+    eventually("IggyProvisioned=True", || {
+        let b = bridges.clone();
+        async move {
+            (condition(&b.get("shop").await.ok()?, "IggyProvisioned")?.0 == "True").then_some(())
+        }
+    })
+    .await;
+    assert_eq!(
+        provision::partitions(&access, "orders").await.unwrap(),
+        Some(2)
+    );
+    let kb = bridges.get("shop").await.unwrap();
+    assert_eq!(
+        condition(&kb, "Ready").unwrap().0,
+        "False",
+        "not Ready before the Deployment is"
+    );
+
+    fake_rollout(&client, ns, "shop").await;
+    eventually("Ready=True", || {
+        let b = bridges.clone();
+        async move { (condition(&b.get("shop").await.ok()?, "Ready")?.0 == "True").then_some(()) }
+    })
+    .await;
+    assert_eq!(
+        bridges
+            .get("shop")
+            .await
+            .unwrap()
+            .status
+            .unwrap()
+            .ready_replicas,
+        1
+    );
+
+    // Growing partitions.
+    let grow = json!({"spec": {"topics": [{"name": "orders", "partitions": 4}]}});
+    bridges
+        .patch("shop", &PatchParams::default(), &Patch::Merge(&grow))
+        .await
+        .unwrap();
+    eventually("4 partitions in Iggy", || {
+        let a = access.clone();
+        async move { (provision::partitions(&a, "orders").await.ok()? == Some(4)).then_some(()) }
+    })
+    .await;
+
+    // A bridge whose spec asks for fewer partitions than Iggy has is refused by the operator
+    // (here: a topic created with more partitions beforehand), and nothing is touched.
+    let wide = IggyAccess {
+        stream: "wide-stream".into(),
+        ..access.clone()
+    };
+    provision::provision(
+        &wide,
+        &[serde_json::from_value(json!({"name": "events", "partitions": 5})).unwrap()],
+    )
+    .await
+    .unwrap();
+    let mut narrow = bridge("wide", server.address(), "Keep", 1);
+    narrow.spec.topics =
+        vec![serde_json::from_value(json!({"name": "events", "partitions": 2})).unwrap()];
+    bridges
+        .create(&PostParams::default(), &narrow)
+        .await
+        .unwrap();
+    eventually("PartitionDecreaseRefused", || {
+        let b = bridges.clone();
+        async move {
+            (condition(&b.get("wide").await.ok()?, "IggyProvisioned")?.1
+                == "PartitionDecreaseRefused")
+                .then_some(())
+        }
+    })
+    .await;
+    assert_eq!(
+        provision::partitions(&wide, "events").await.unwrap(),
+        Some(5)
+    );
+
+    // Deletion with policy Delete removes the topics, then the finalizer.
+    bridges
+        .delete("shop", &DeleteParams::default())
+        .await
+        .unwrap();
+    eventually("the bridge to be gone", || {
+        let b = bridges.clone();
+        async move { b.get_opt("shop").await.ok()?.is_none().then_some(()) }
+    })
+    .await;
+    assert_eq!(
+        provision::partitions(&access, "orders").await.unwrap(),
+        None
+    );
+    drop(cluster);
+}
