@@ -71,7 +71,7 @@ async fn main() -> anyhow::Result<()> {
             tracing_subscriber::fmt()
                 .with_env_filter(
                     tracing_subscriber::EnvFilter::try_from_default_env()
-                        .unwrap_or_else(|_| "info,iggy=warn,server=warn".into()),
+                        .unwrap_or_else(|_| "info,iggy=off,server=off".into()),
                 )
                 .json()
                 .init();

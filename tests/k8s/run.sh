@@ -1,0 +1,133 @@
+#!/usr/bin/env bash
+# Chart and manifests against a real Kubernetes API server (etcd + kube-apiserver as processes,
+# see testkit/src/kube.rs): drift of crds/, the chart's CRD copy and deploy/; helm lint and
+# template; helm install; the operator's RBAC checked with `kubectl auth can-i`; kubectl apply of
+# deploy/ and the examples. Binaries: tools/k8s/build.sh. Without them the suite is SKIPPED
+# loudly, or FAILS when CLIENTS_STRICT=1 (as in CI, where .ci/run builds them).
+set -euo pipefail
+repo="$(cd "$(dirname "$0")/../.." && pwd)"
+cd "$repo"
+bin="${KAFKA_IGGY_K8S_BIN:-$HOME/.cache/kafka-iggy/k8s-bin}"
+export KAFKA_IGGY_K8S_BIN="$bin"
+helm="$bin/helm" kubectl="$bin/kubectl"
+for tool in helm kubectl kube-apiserver etcd; do
+  if [[ ! -x "$bin/$tool" ]]; then
+    if [[ "${CLIENTS_STRICT:-0}" == 1 ]]; then
+      echo "### FAILED: $bin/$tool missing (tools/k8s/build.sh should have built it)"; exit 1
+    fi
+    echo "### !!! SKIPPED: Kubernetes chart/manifest tests: $bin/$tool missing (run tools/k8s/build.sh)"
+    exit 0
+  fi
+done
+
+passed=0
+check() { # check DESCRIPTION COMMAND...: runs the command, counts and reports it
+  local what="$1"; shift
+  if "$@" >/tmp/k8s-check.out 2>&1; then
+    echo "PASS  $what"; passed=$((passed + 1))
+  else
+    echo "FAIL  $what"; sed 's/^/      /' /tmp/k8s-check.out | tail -30; exit 1
+  fi
+}
+refuse() { # refuse DESCRIPTION COMMAND...: the command must fail
+  local what="$1"; shift
+  if "$@" >/tmp/k8s-check.out 2>&1; then
+    echo "FAIL  $what (unexpectedly succeeded)"; cat /tmp/k8s-check.out; exit 1
+  else
+    echo "PASS  $what"; passed=$((passed + 1))
+  fi
+}
+
+work="$(mktemp -d)"
+cluster_pid=""
+cleanup() {
+  [[ -n "$cluster_pid" ]] && kill "$cluster_pid" 2>/dev/null || true
+  exec 9>&- 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+echo "=== generated files are up to date (tools/k8s/render-deploy.sh)"
+tools/k8s/render-deploy.sh "$work/rendered" >/dev/null
+check "crds/ matches the Rust types" diff -u crds/kafkabridges.bridge.kafka-iggy.dev.yaml "$work/rendered/crds/kafkabridges.bridge.kafka-iggy.dev.yaml"
+check "the chart's CRD copy matches crds/" diff -u crds/kafkabridges.bridge.kafka-iggy.dev.yaml charts/kafka-iggy-operator/crds/kafkabridges.bridge.kafka-iggy.dev.yaml
+check "deploy/ matches the chart" diff -u deploy/kafka-iggy-operator.yaml "$work/rendered/deploy/kafka-iggy-operator.yaml"
+
+echo "=== helm lint / template"
+check "helm lint --strict" "$helm" lint --strict charts/kafka-iggy-operator
+check "helm template (defaults)" "$helm" template t charts/kafka-iggy-operator --kube-version 1.34.4
+check "helm template (no leader election, 2 replicas)" "$helm" template t charts/kafka-iggy-operator --kube-version 1.34.4 --set leaderElection.enabled=false --set replicaCount=2
+refuse "values.schema.json rejects unknown values" "$helm" template t charts/kafka-iggy-operator --kube-version 1.34.4 --set replicas=3
+refuse "values.schema.json rejects a bad pull policy" "$helm" template t charts/kafka-iggy-operator --kube-version 1.34.4 --set image.pullPolicy=Sometimes
+
+echo "=== a real API server"
+mkfifo "$work/keepalive"
+cargo build -q --locked -p iggy-testkit --example kube-cluster
+"target/debug/examples/kube-cluster" "$work/kubeconfig" < "$work/keepalive" 2>"$work/cluster.log" &
+cluster_pid=$!
+exec 9>"$work/keepalive"   # the cluster runs until this descriptor closes
+for _ in $(seq 1 120); do [[ -f "$work/kubeconfig" ]] && break; sleep 1; done
+[[ -f "$work/kubeconfig" ]] || { echo "FAIL  test API server did not start"; cat "$work/cluster.log"; exit 1; }
+export KUBECONFIG="$work/kubeconfig"
+
+ns=kafka-iggy-system
+sa="system:serviceaccount:$ns:kafka-iggy-operator"
+check "helm install" "$helm" install kafka-iggy-operator charts/kafka-iggy-operator --namespace "$ns" --create-namespace
+check "CRD installed by the chart" "$kubectl" get crd kafkabridges.bridge.kafka-iggy.dev
+check "operator Deployment created" "$kubectl" -n "$ns" get deployment kafka-iggy-operator
+check "short name ikb and printer columns" "$kubectl" get ikb -A
+can() { "$kubectl" auth can-i --as="$sa" "$@" | grep -qx yes; }
+check "RBAC: operator may watch KafkaBridges" can watch kafkabridges.bridge.kafka-iggy.dev --all-namespaces
+check "RBAC: operator may patch KafkaBridge status" can patch kafkabridges.bridge.kafka-iggy.dev --subresource=status -n default
+check "RBAC: operator may patch Deployments" can patch deployments.apps -n default
+check "RBAC: operator may read Secrets" can get secrets -n default
+check "RBAC: operator may update its Lease" can update leases.coordination.k8s.io -n "$ns"
+refuse "RBAC: operator may not create Secrets" can create secrets -n default
+refuse "RBAC: operator may not delete pods" can delete pods -n default
+refuse "RBAC: operator may not list Secrets" can list secrets --all-namespaces
+refuse "RBAC: operator may not update Leases elsewhere" can update leases.coordination.k8s.io -n default
+refuse "RBAC: operator may not delete Deployments" can delete deployments.apps -n default
+check "helm uninstall" "$helm" uninstall kafka-iggy-operator --namespace "$ns"
+
+echo "=== plain manifests"
+check "kubectl apply --server-side -f deploy/" "$kubectl" apply --server-side --force-conflicts -f deploy/kafka-iggy-operator.yaml
+check "CRD established" "$kubectl" wait --for=condition=Established crd/kafkabridges.bridge.kafka-iggy.dev --timeout=60s
+check "kubectl apply -f deploy/examples/" "$kubectl" apply -n default -f deploy/examples/
+check "the example bridges exist" sh -c "\"$kubectl\" get ikb -n default -o name | grep -c kafkabridge | grep -qx 2"
+bad="$work/bad.yaml"
+sed 's/partitions: 6/partitions: 0/' deploy/examples/kafkabridge-full.yaml > "$bad"
+refuse "the schema refuses 0 partitions" "$kubectl" apply -n default --dry-run=server -f "$bad"
+sed 's/partitions: 6/partitions: 2/' deploy/examples/kafkabridge-full.yaml > "$bad"
+refuse "CEL refuses decreasing partitions" "$kubectl" apply -n default -f "$bad"
+echo "=== the operator, running with exactly the chart's RBAC (impersonating its ServiceAccount)"
+cargo build -q --locked -p kafka-iggy-operator
+sed "s|^    token: \(.*\)$|    token: \1\n    as: $sa|" "$KUBECONFIG" > "$work/kubeconfig-sa"
+grep -q "as: $sa" "$work/kubeconfig-sa" || { echo "FAIL  could not write the impersonating kubeconfig"; cat "$KUBECONFIG"; exit 1; }
+metrics_port="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
+KUBECONFIG="$work/kubeconfig-sa" POD_NAMESPACE="$ns" POD_NAME=operator-test RUST_LOG=info \
+  target/debug/kafka-iggy-operator run --metrics-listen "127.0.0.1:$metrics_port" > "$work/operator.log" 2>&1 &
+operator_pid=$!
+trap 'kill $operator_pid 2>/dev/null || true; cleanup' EXIT
+wait_for() { # wait_for DESCRIPTION COMMAND...: retries for up to 60 s
+  local what="$1"; shift
+  for _ in $(seq 1 120); do
+    if "$@" >/dev/null 2>&1; then echo "PASS  $what"; passed=$((passed + 1)); return; fi
+    sleep 0.5
+  done
+  echo "FAIL  $what"; tail -30 "$work/operator.log"; exit 1
+}
+wait_for "operator holds the leader Lease" sh -c "\"$kubectl\" -n $ns get lease kafka-iggy-operator -o jsonpath='{.spec.holderIdentity}' | grep -qx operator-test"
+wait_for "operator created the example's Deployment" "$kubectl" -n default get deployment kafka
+wait_for "operator created the example's Services" "$kubectl" -n default get service kafka kafka-brokers
+wait_for "status conditions written" sh -c "\"$kubectl\" -n default get ikb kafka -o jsonpath='{.status.conditions[*].type}' | grep -q IggyProvisioned"
+wait_for "ServiceMonitor asked for without its CRD is reported" sh -c "\"$kubectl\" -n default get ikb orders -o jsonpath='{.status.conditions[?(@.type==\"Degraded\")].reason}' | grep -q ServiceMonitorCrdMissing"
+wait_for "events recorded" sh -c "\"$kubectl\" -n default get events.events.k8s.io -o name | grep -q ."
+check "operator /metrics counts reconciles" sh -c "curl -sf http://127.0.0.1:$metrics_port/metrics | grep -q kafka_iggy_operator_reconciles_total"
+check "operator /readyz" curl -sf "http://127.0.0.1:$metrics_port/readyz"
+check "kubectl scale through the scale subresource" "$kubectl" -n default scale ikb kafka --replicas=2
+wait_for "the Deployment follows the scale" sh -c "\"$kubectl\" -n default get deployment kafka -o jsonpath='{.spec.replicas}' | grep -qx 2"
+if grep -qi forbidden "$work/operator.log"; then
+  echo "FAIL  the operator hit RBAC denials:"; grep -i forbidden "$work/operator.log" | head; exit 1
+fi
+echo "PASS  no RBAC denials in the operator log"; passed=$((passed + 1))
+echo "=== Kubernetes chart/manifest tests: $passed passed"
