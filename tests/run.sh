@@ -1,9 +1,13 @@
 #!/usr/bin/env bash
 # Runs every test of the workspace, assuming the prerequisites are installed (.ci/run installs
 # them, then calls this):
-#   1. Rust unit and integration tests (cargo test --workspace --locked)
-#   2. the release build of the proxy
-#   3. the real-client scenarios (pytest, tests/clients), whose summary is the last output.
+#   1. Rust unit and integration tests (cargo test --workspace --locked), including the
+#      operator against a real kube-apiserver + etcd (tests named *on_kube*)
+#   2. the Helm chart and plain manifests against a real API server (tests/k8s/run.sh)
+#   3. the release build of the proxy
+#   4. the real-client scenarios (pytest, tests/clients), whose summary is the last output.
+# Kubernetes binaries: tools/k8s/build.sh puts them in $KAFKA_IGGY_K8S_BIN (default
+# ~/.cache/kafka-iggy/k8s-bin); without them those tests are skipped loudly (failed in CI).
 # Real Iggy: IGGY_SERVER_BIN names an Iggy 0.8 server binary (default: /opt/iggy/bin/iggy-server
 # when it exists); without one, every Iggy scenario is skipped and the summary says so.
 # Extra arguments go to pytest (e.g. `bash tests/run.sh -k kcat`).
@@ -24,16 +28,28 @@ else
   echo "################################################################################"
 fi
 
-if [[ -n "${IGGY_SERVER_BIN:-}" ]]; then
-  echo "=== cargo test --workspace --locked"
-  cargo test --workspace --locked
-else
+# Kubernetes API server tests (names contain `on_kube`) need tools/k8s/build.sh's binaries.
+export KAFKA_IGGY_K8S_BIN="${KAFKA_IGGY_K8S_BIN:-$HOME/.cache/kafka-iggy/k8s-bin}"
+skips=()
+if [[ -z "${IGGY_SERVER_BIN:-}" ]]; then
   # Without a server the Rust tests that need one (every name contains `on_iggy`) are left out
   # rather than counted as passed.
-  echo "=== cargo test --workspace --locked -- --skip on_iggy"
-  cargo test --workspace --locked -- --skip on_iggy
-  echo "### !!! SKIPPED: every Rust test named *on_iggy* (IGGY_SERVER_BIN not set)"
+  skips+=(--skip on_iggy)
 fi
+if [[ -x "$KAFKA_IGGY_K8S_BIN/kube-apiserver" && -x "$KAFKA_IGGY_K8S_BIN/etcd" ]]; then
+  echo "### REAL KUBERNETES API SERVER: $KAFKA_IGGY_K8S_BIN"
+elif [[ "${CLIENTS_STRICT:-0}" == 1 ]]; then
+  echo "### FAILED: kube-apiserver/etcd missing in $KAFKA_IGGY_K8S_BIN"; exit 1
+else
+  skips+=(--skip on_kube)
+fi
+echo "=== cargo test --workspace --locked -- ${skips[*]}"
+cargo test --workspace --locked -- "${skips[@]}"
+[[ -z "${IGGY_SERVER_BIN:-}" ]] && echo "### !!! SKIPPED: every Rust test named *on_iggy* (IGGY_SERVER_BIN not set)"
+[[ " ${skips[*]} " == *" on_kube "* ]] && echo "### !!! SKIPPED: every Rust test named *on_kube* (no kube-apiserver/etcd in $KAFKA_IGGY_K8S_BIN; run tools/k8s/build.sh)"
+
+echo "=== Kubernetes chart and manifests (tests/k8s/run.sh)"
+bash tests/k8s/run.sh
 
 echo "=== cargo build --release -p kafka-iggy-proxy"
 cargo build --release -p kafka-iggy-proxy
