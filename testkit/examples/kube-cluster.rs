@@ -3,13 +3,18 @@
 //! argument, then runs until its standard input closes or it is killed.
 //!
 //!     cargo run -p iggy-testkit --example kube-cluster -- /tmp/kubeconfig < fifo
-#![allow(clippy::unwrap_used, reason = "a test helper: failing loudly is the point")]
+#![allow(
+    clippy::unwrap_used,
+    reason = "a test helper: failing loudly is the point"
+)]
 
 use std::io::Read;
 
 #[tokio::main]
 async fn main() {
-    let target = std::env::args().nth(1).expect("usage: kube-cluster KUBECONFIG_OUT");
+    let target = std::env::args()
+        .nth(1)
+        .expect("usage: kube-cluster KUBECONFIG_OUT");
     let cluster = match iggy_testkit::kube::KubeTestCluster::start().await {
         Ok(Some(c)) => c,
         Ok(None) => std::process::exit(3),
