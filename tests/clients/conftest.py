@@ -106,6 +106,14 @@ def proxy_factory(request, proxy_bin, backend, tmp_path):
             f"--- {name} ({tmp_path}) ---\n{excerpt}" for name, excerpt in panics), pytrace=False)
 
 
+@pytest.fixture(scope="session")
+def java_jar():
+    """The Java kafka-clients driver (tests/java), built once per session."""
+    harness.require_tool("java")
+    harness.require_tool("mvn")
+    return harness.java_driver_jar()
+
+
 @pytest.fixture
 def proxy(proxy_factory) -> str:
     """Bootstrap address (HOST:PORT) of a ready proxy against `backend`."""

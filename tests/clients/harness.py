@@ -658,3 +658,33 @@ def iggy_native(server: IggyServer, action, timeout: float = CLIENT_TIMEOUT_S):
         return await asyncio.wait_for(main(), timeout)
 
     return asyncio.run(bounded())
+
+
+# ----------------------------------------------------------------------------- Kafka CLI tools
+
+JAVA_TOOLS_PROJECT = REPO_ROOT / "tests" / "java-tools"
+
+
+def kafka_tools_classpath() -> str:
+    """Class path of org.apache.kafka:kafka-tools (tests/java-tools), resolved by Maven; the
+    real kafka-consumer-groups.sh runs org.apache.kafka.tools.consumer.group.ConsumerGroupCommand
+    from it."""
+    out = JAVA_TOOLS_PROJECT / "target" / "classpath.txt"
+    if not out.is_file():
+        mvn = require_tool("mvn")
+        run([mvn, "-q", "-B", "-f", str(JAVA_TOOLS_PROJECT / "pom.xml"), "dependency:build-classpath"],
+            timeout=900)
+    return out.read_text().strip()
+
+
+def kafka_consumer_groups(bootstrap: str, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    """Runs the real kafka-consumer-groups tool; returns the completed process (text output)."""
+    java = require_tool("java")
+    proc = subprocess.run(
+        [java, "-cp", kafka_tools_classpath(), "org.apache.kafka.tools.consumer.group.ConsumerGroupCommand",
+         "--bootstrap-server", bootstrap, *args],
+        capture_output=True, text=True, timeout=CLIENT_TIMEOUT_S)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"kafka-consumer-groups {' '.join(args)} failed ({proc.returncode}):\n"
+                             f"{proc.stdout}\n{proc.stderr}")
+    return proc

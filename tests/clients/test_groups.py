@@ -25,19 +25,34 @@ MEMBER_SCRIPT = Path(__file__).with_name("group_member.py")
 CLIENTS = [
     pytest.param("confluent", marks=pytest.mark.client("confluent-kafka groups"), id="confluent"),
     pytest.param("kafka-python", marks=pytest.mark.client("kafka-python groups"), id="kafka-python"),
+    # Java with its default-in-4.x cooperative-sticky assignor (incremental rebalances).
+    pytest.param("java", marks=pytest.mark.client("java-kafka-clients groups"), id="java"),
 ]
 
 
 class Member:
-    """A group_member.py process and what it printed."""
+    """A group member in its own process (group_member.py, or the Java driver's group-consume,
+    which print the same JSON events) and what it printed."""
 
     def __init__(self, client: str, bootstrap: str, topic: str, group: str, workdir: Path,
-                 name: str, *args: str):
-        harness.require_module("confluent_kafka" if client == "confluent" else "kafka")
+                 name: str, *, session_ms: int = 3000, delay_ms: float = 0, idle_s: float = 6,
+                 assignor: str | None = None, instance_id: str | None = None, java_jar=None):
         self.name = name
-        self.process = harness.ManagedProcess(
-            name, [sys.executable, str(MEMBER_SCRIPT), client, bootstrap, topic, group, *args],
-            workdir / f"{name}.log")
+        if client == "java":
+            cmd = ["java", "-jar", str(java_jar), "group-consume", f"bootstrap={bootstrap}",
+                   f"topic={topic}", f"group={group}", f"session_ms={session_ms}",
+                   f"delay_ms={int(delay_ms)}", f"idle_ms={int(idle_s * 1000)}",
+                   f"assignor={assignor or 'cooperative-sticky'}"]
+            if instance_id:
+                cmd.append(f"instance_id={instance_id}")
+        else:
+            harness.require_module("confluent_kafka" if client == "confluent" else "kafka")
+            cmd = [sys.executable, str(MEMBER_SCRIPT), client, bootstrap, topic, group,
+                   "--session-ms", str(session_ms), "--delay-ms", str(delay_ms),
+                   "--idle-exit-s", str(idle_s), "--assignor", assignor or "range"]
+            if instance_id:
+                cmd += ["--instance-id", instance_id]
+        self.process = harness.ManagedProcess(name, cmd, workdir / f"{name}.log")
 
     def events(self) -> list[dict]:
         out = []
@@ -60,8 +75,8 @@ class Member:
         return commits
 
     def assignment(self) -> set[int]:
-        """Partitions of the last assignment (eager assignors: each `assigned` is the whole
-        set; the revocation on close is not counted)."""
+        """Partitions of the last assignment (each `assigned` event carries the whole set; the
+        revocation on close is not counted)."""
         held: set[int] = set()
         for e in self.events():
             if e["e"] == "assigned":
@@ -95,7 +110,7 @@ def committed(bootstrap: str, topic: str, group: str, partitions: int) -> dict[i
 
 @pytest.mark.parametrize("client", CLIENTS)
 def test_three_members_share_partitions_and_take_over_from_a_killed_one(
-        backend, proxy_factory, tmp_path, client):
+        backend, proxy_factory, tmp_path, client, request):
     partitions, total = 6, 10_000
     proxy = proxy_factory(extra_args=GROUP_ARGS)
     topic, group = harness.unique_name("grp"), harness.unique_name(f"g-{client}")
@@ -103,8 +118,9 @@ def test_three_members_share_partitions_and_take_over_from_a_killed_one(
     produced = produce_keyed(proxy.bootstrap, topic, partitions, total)
     per_partition = Counter(r.partition for r in produced)
 
+    jar = request.getfixturevalue("java_jar") if client == "java" else None
     members = [Member(client, proxy.bootstrap, topic, group, tmp_path, f"member-{i}",
-                      "--session-ms", "3000", "--delay-ms", "0.5", "--idle-exit-s", "8")
+                      delay_ms=0.5, idle_s=8, java_jar=jar)
                for i in range(3)]
     victim, survivors = members[0], members[1:]
     try:
@@ -147,20 +163,22 @@ def test_three_members_share_partitions_and_take_over_from_a_killed_one(
 
 
 @pytest.mark.parametrize("client", CLIENTS)
-def test_a_restarted_consumer_resumes_from_its_commits(backend, proxy_factory, tmp_path, client):
+def test_a_restarted_consumer_resumes_from_its_commits(backend, proxy_factory, tmp_path, client,
+                                                        request):
+    jar = request.getfixturevalue("java_jar") if client == "java" else None
     proxy = proxy_factory(extra_args=GROUP_ARGS)
     topic, group = harness.unique_name("resume"), harness.unique_name("g-resume")
     harness.ck_create_topic(proxy.bootstrap, topic, 2)
     produce_keyed(proxy.bootstrap, topic, 2, 200)
-    first = Member(client, proxy.bootstrap, topic, group, tmp_path, "first",
-                   "--idle-exit-s", "3")
+    first = Member(client, proxy.bootstrap, topic, group, tmp_path, "first", idle_s=3,
+                   java_jar=jar)
     first.wait_exit(90)
     assert len(first.records()) == 200
     assert committed(proxy.bootstrap, topic, group, 2) == {0: 100, 1: 100}
 
     produce_keyed(proxy.bootstrap, topic, 2, 50)
-    second = Member(client, proxy.bootstrap, topic, group, tmp_path, "second",
-                    "--idle-exit-s", "3")
+    second = Member(client, proxy.bootstrap, topic, group, tmp_path, "second", idle_s=3,
+                    java_jar=jar)
     second.wait_exit(90)
     got = sorted((p, o) for p, o, _ in second.records())
     assert got == sorted([(0, o) for o in range(100, 125)] + [(1, o) for o in range(100, 125)])
@@ -172,8 +190,7 @@ def test_committed_offsets_survive_a_proxy_restart(backend, proxy_factory, tmp_p
     topic, group = harness.unique_name("restart"), harness.unique_name("g-restart")
     harness.ck_create_topic(before.bootstrap, topic, 3)
     produce_keyed(before.bootstrap, topic, 3, 300)
-    first = Member("confluent", before.bootstrap, topic, group, tmp_path, "first",
-                   "--idle-exit-s", "3")
+    first = Member("confluent", before.bootstrap, topic, group, tmp_path, "first", idle_s=3)
     first.wait_exit(90)
     assert len(first.records()) == 300
     # Commit metadata survives too: set it with a simple commit on partition 2.
@@ -193,8 +210,7 @@ def test_committed_offsets_survive_a_proxy_restart(backend, proxy_factory, tmp_p
         assert tp.metadata == "checkpoint-7"
     finally:
         c.close()
-    second = Member("confluent", after.bootstrap, topic, group, tmp_path, "second",
-                    "--idle-exit-s", "3")
+    second = Member("confluent", after.bootstrap, topic, group, tmp_path, "second", idle_s=3)
     second.wait_exit(90)
     assert sorted((p, o) for p, o, _ in second.records()) == [(2, o) for o in range(90, 100)]
 
@@ -234,8 +250,7 @@ def test_group_metrics_show_state_commits_and_lag(backend, proxy_factory, tmp_pa
     commits = metric_values(proxy.metrics_url, "kafka_iggy_offset_commits_total")
     assert commits[f'{{group="{group}"}}'] == 2
 
-    member = Member("confluent", proxy.bootstrap, topic, group, tmp_path, "member",
-                    "--idle-exit-s", "30")
+    member = Member("confluent", proxy.bootstrap, topic, group, tmp_path, "member", idle_s=30)
     try:
         harness.wait_until(lambda: len(member.records()) == 40, 60, "the uncommitted 40 records")
 
@@ -284,3 +299,155 @@ def test_auto_and_async_commits_are_where_the_next_consumer_starts(backend, prox
     finally:
         consumer.close()  # flushes outstanding async commits and leaves the group
     assert committed(proxy.bootstrap, topic, group, 2) == {0: 60, 1: 60}
+
+
+ASSIGNOR_CASES = [
+    pytest.param("confluent", "roundrobin", marks=pytest.mark.client("confluent-kafka groups"), id="confluent-roundrobin"),
+    pytest.param("kafka-python", "roundrobin", marks=pytest.mark.client("kafka-python groups"), id="kafka-python-roundrobin"),
+    pytest.param("java", "range", marks=pytest.mark.client("java-kafka-clients groups"), id="java-range"),
+    pytest.param("java", "roundrobin", marks=pytest.mark.client("java-kafka-clients groups"), id="java-roundrobin"),
+]
+
+
+@pytest.mark.parametrize("client,assignor", ASSIGNOR_CASES)
+def test_every_assignor_gives_each_partition_to_exactly_one_member(
+        backend, proxy_factory, tmp_path, client, assignor, request):
+    jar = request.getfixturevalue("java_jar") if client == "java" else None
+    proxy = proxy_factory(extra_args=GROUP_ARGS)
+    topic, group = harness.unique_name("assign"), harness.unique_name(f"g-{assignor}")
+    harness.ck_create_topic(proxy.bootstrap, topic, 6)
+    produce_keyed(proxy.bootstrap, topic, 6, 1200)
+    members = [Member(client, proxy.bootstrap, topic, group, tmp_path, f"m{i}", assignor=assignor,
+                      delay_ms=2, idle_s=5, java_jar=jar) for i in range(2)]
+    try:
+        # Both members hold partitions at the same time: the group settled with two members.
+        def settled():
+            held = [m.assignment() for m in members]
+            return held if all(held) and held[0] | held[1] == set(range(6)) else None
+
+        held = harness.wait_until(settled, 60, "two members sharing all 6 partitions")
+        assert held[0].isdisjoint(held[1]), held
+        harness.wait_until(lambda: len({k for m in members for _, _, k in m.records()}) == 1200,
+                           90, "every record consumed")
+    finally:
+        for m in members:
+            m.stop()
+    reads = Counter((p, o) for m in members for p, o, _ in m.records())
+    assert max(reads.values()) == 1, "a record was read twice without any member failing"
+
+
+@pytest.mark.parametrize("client", [
+    pytest.param("confluent", marks=pytest.mark.client("confluent-kafka groups"), id="confluent"),
+    pytest.param("java", marks=pytest.mark.client("java-kafka-clients groups"), id="java"),
+])
+def test_a_static_member_restarted_within_its_session_keeps_its_partitions(
+        backend, proxy_factory, tmp_path, client, request):
+    jar = request.getfixturevalue("java_jar") if client == "java" else None
+    proxy = proxy_factory(extra_args=GROUP_ARGS)
+    topic, group = harness.unique_name("static"), harness.unique_name("g-static")
+    harness.ck_create_topic(proxy.bootstrap, topic, 4)
+    produce_keyed(proxy.bootstrap, topic, 4, 400)
+    opts = dict(assignor="range", session_ms=20_000, idle_s=60, java_jar=jar)
+    a = Member(client, proxy.bootstrap, topic, group, tmp_path, "static-a", instance_id="host-a", **opts)
+    b = Member(client, proxy.bootstrap, topic, group, tmp_path, "static-b", instance_id="host-b", **opts)
+    restarted = None
+    try:
+        harness.wait_until(lambda: a.assignment() and b.assignment()
+                           and a.assignment() | b.assignment() == set(range(4)), 60,
+                           "both static members assigned")
+        harness.wait_until(lambda: len({k for m in (a, b) for _, _, k in m.records()}) == 400, 60,
+                           "every record consumed")
+        held_by_a = a.assignment()
+        b_events = len([e for e in b.events() if e["e"] in ("assigned", "revoked")])
+        a.process.stop(graceful=False)  # a crash: a static member sends no LeaveGroup anyway
+        restarted = Member(client, proxy.bootstrap, topic, group, tmp_path, "static-a-again",
+                           instance_id="host-a", **opts)
+        harness.wait_until(lambda: restarted.assignment(), 30, "the restarted member's assignment")
+        assert restarted.assignment() == held_by_a
+        time.sleep(2)
+        assert len([e for e in b.events() if e["e"] in ("assigned", "revoked")]) == b_events, (
+            "the other member was rebalanced although a static member came back in time")
+        produce_keyed(proxy.bootstrap, topic, 4, 40)
+        # The restarted member resumes from its predecessor's commits: only new records.
+        harness.wait_until(lambda: len(restarted.records()) == 10 * len(held_by_a), 30,
+                           "the new records of its partitions")
+        assert all(o >= 100 for _, o, _ in restarted.records())
+    finally:
+        for m in (a, b, restarted):
+            if m is not None:
+                m.stop()
+
+
+@pytest.mark.client("kafka-consumer-groups (kafka-tools)")
+def test_kafka_consumer_groups_tool(backend, proxy_factory, tmp_path, java_jar):
+    proxy = proxy_factory(extra_args=GROUP_ARGS)
+    bs = proxy.bootstrap
+    topic, group = harness.unique_name("tool"), harness.unique_name("g-tool")
+    harness.ck_create_topic(bs, topic, 3)
+    produce_keyed(bs, topic, 3, 300)
+    from confluent_kafka import Consumer, TopicPartition
+    c = Consumer(harness.ck_config(bs, **{"group.id": group}))
+    try:
+        c.commit(offsets=[TopicPartition(topic, 0, 60), TopicPartition(topic, 1, 100)], asynchronous=False)
+    finally:
+        c.close()
+
+    assert group in harness.kafka_consumer_groups(bs, "--list").stdout.split()
+
+    def describe() -> dict[int, list[str]]:
+        out = harness.kafka_consumer_groups(bs, "--describe", "--group", group).stdout
+        rows = {}
+        for line in out.splitlines():
+            cols = line.split()
+            if len(cols) >= 6 and cols[0] == group and cols[1] == topic:
+                rows[int(cols[2])] = cols[3:6]  # CURRENT-OFFSET LOG-END-OFFSET LAG
+        return rows
+
+    rows = describe()
+    assert rows[0] == ["60", "100", "40"], rows
+    assert rows[1] == ["100", "100", "0"], rows
+
+    # With a running member: members, assignment and the member's host are shown.
+    member = Member("confluent", bs, topic, group, tmp_path, "member", idle_s=60)
+    try:
+        harness.wait_until(lambda: len(member.assignment()) == 3, 30, "the member's assignment")
+        harness.wait_until(lambda: len(member.records()) == 140, 30, "the uncommitted records")
+        members = harness.kafka_consumer_groups(bs, "--describe", "--group", group, "--members",
+                                                "--verbose").stdout
+        assert "/127.0.0.1" in members and "rdkafka" in members, members
+        refused = harness.kafka_consumer_groups(bs, "--delete", "--group", group, check=False)
+        assert "not empty" in (refused.stdout + refused.stderr).lower() or refused.returncode != 0, refused
+    finally:
+        member.stop()
+    harness.wait_until(lambda: all(r[2] == "0" for r in describe().values()) and len(describe()) == 3,
+                       30, "lag 0 on every partition after the member committed everything")
+
+    # Reset to the beginning: the next member reads everything again.
+    out = harness.kafka_consumer_groups(bs, "--reset-offsets", "--group", group, "--topic", topic,
+                                        "--to-earliest", "--execute").stdout
+    assert out.count(" 0") >= 3, out
+    assert all(r[0] == "0" and r[2] == "100" for r in describe().values()), describe()
+
+    # Delete the offsets of one partition, then the whole group.
+    harness.kafka_consumer_groups(bs, "--delete-offsets", "--group", group, "--topic", f"{topic}:0")
+    assert sorted(describe()) == [1, 2]
+    harness.kafka_consumer_groups(bs, "--delete", "--group", group)
+    assert group not in harness.kafka_consumer_groups(bs, "--list").stdout.split()
+
+
+@pytest.mark.client("java-kafka-clients groups")
+def test_admin_client_group_operations(backend, proxy_factory, tmp_path, java_jar):
+    proxy = proxy_factory(extra_args=GROUP_ARGS)
+    topic, group = harness.unique_name("admin"), harness.unique_name("g-admin")
+    harness.ck_create_topic(proxy.bootstrap, topic, 2)
+    produce_keyed(proxy.bootstrap, topic, 2, 20)
+    first = Member("java", proxy.bootstrap, topic, group, tmp_path, "java-member", idle_s=2,
+                   java_jar=java_jar)
+    first.wait_exit(90)
+    [result] = harness.java_driver(java_jar, "group-admin", bootstrap=proxy.bootstrap, group=group,
+                                   topic=topic)
+    assert group in result["groups"]
+    assert result["state"] == "EMPTY" or result["state"].lower() == "empty", result
+    assert result["members"] == 0
+    assert result["offsets"] == {"0": 10, "1": 10}, result
+    assert result["after_delete"] == 1, result

@@ -12,13 +12,6 @@ pytestmark = pytest.mark.client("java-kafka-clients")
 PARTITIONS = 3
 
 
-@pytest.fixture(scope="session")
-def java_jar():
-    harness.require_tool("java")
-    harness.require_tool("mvn")
-    return harness.java_driver_jar()
-
-
 def as_record(line: dict) -> Record:
     def utf8(value):
         return None if value is None else value.encode()

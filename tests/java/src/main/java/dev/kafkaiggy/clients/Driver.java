@@ -46,6 +46,14 @@ import org.apache.kafka.common.serialization.ByteArraySerializer;
  *       to partition i % P, then prints one line per record with the offset the broker gave it.
  *   <li>{@code consume topic=T partitions=P expect=N}: assigns partitions 0..P-1, seeks to the
  *       beginning, polls until N records have arrived and prints them in arrival order.
+ *   <li>{@code group-consume topic=T group=G assignor=cooperative-sticky|range|roundrobin
+ *       [instance_id=I] [session_ms=N] [delay_ms=N] [idle_ms=N]}: a group member (subscribe), one
+ *       JSON event per line as tests/clients/group_member.py prints them: {@code rec} per record,
+ *       {@code commit} after each successful commitSync, {@code assigned} (the whole assignment)
+ *       and {@code revoked} from the rebalance listener. Exits after idle_ms without records.
+ *   <li>{@code group-admin group=G topic=T}: AdminClient listConsumerGroups,
+ *       describeConsumerGroups, listConsumerGroupOffsets, then deleteConsumerGroupOffsets of
+ *       partition 0 and listConsumerGroupOffsets again; one JSON line with what each returned.
  *   <li>{@code create-topic topic=T partitions=P}, {@code delete-topic topic=T},
  *       {@code list-topics}, {@code describe-topic topic=T}, {@code describe-cluster}.
  * </ul>
@@ -77,6 +85,8 @@ public final class Driver {
             case "describe-topic" -> describeTopic(args);
             case "describe-cluster" -> describeCluster(args);
             case "init-transactions" -> initTransactions(args);
+            case "group-consume" -> groupConsume(args);
+            case "group-admin" -> groupAdmin(args);
             default -> {
                 System.err.println("unknown command " + argv[0]);
                 System.exit(2);
@@ -174,6 +184,113 @@ public final class Driver {
             System.err.println("consume: timed out with " + received + " of " + expect + " records");
             System.out.flush();
             System.exit(3);
+        }
+    }
+
+    // ---------------------------------------------------------------- consumer groups
+
+    private static String partitionsJson(Collection<TopicPartition> partitions) {
+        Set<Integer> sorted = new TreeSet<>();
+        for (TopicPartition tp : partitions) {
+            sorted.add(tp.partition());
+        }
+        return sorted.toString().replace(" ", "");
+    }
+
+    private static void emit(String json) {
+        System.out.println(json);
+        System.out.flush();
+    }
+
+    private static void groupConsume(Map<String, String> args) throws Exception {
+        String topic = required(args, "topic");
+        String assignor = args.getOrDefault("assignor", "cooperative-sticky");
+        long idleMs = Long.parseLong(args.getOrDefault("idle_ms", "8000"));
+        long delayMs = Long.parseLong(args.getOrDefault("delay_ms", "0"));
+        Properties props = new Properties();
+        props.put(ConsumerConfig.BOOTSTRAP_SERVERS_CONFIG, required(args, "bootstrap"));
+        props.put(ConsumerConfig.GROUP_ID_CONFIG, required(args, "group"));
+        props.put(ConsumerConfig.KEY_DESERIALIZER_CLASS_CONFIG, ByteArrayDeserializer.class.getName());
+        props.put(ConsumerConfig.VALUE_DESERIALIZER_CLASS_CONFIG, ByteArrayDeserializer.class.getName());
+        props.put(ConsumerConfig.ENABLE_AUTO_COMMIT_CONFIG, "false");
+        props.put(ConsumerConfig.AUTO_OFFSET_RESET_CONFIG, "earliest");
+        props.put(ConsumerConfig.SESSION_TIMEOUT_MS_CONFIG, args.getOrDefault("session_ms", "6000"));
+        props.put(ConsumerConfig.HEARTBEAT_INTERVAL_MS_CONFIG, "500");
+        props.put(ConsumerConfig.FETCH_MAX_WAIT_MS_CONFIG, 200);
+        props.put(ConsumerConfig.DEFAULT_API_TIMEOUT_MS_CONFIG, CALL_TIMEOUT_MS);
+        props.put(ConsumerConfig.PARTITION_ASSIGNMENT_STRATEGY_CONFIG, switch (assignor) {
+            case "range" -> "org.apache.kafka.clients.consumer.RangeAssignor";
+            case "roundrobin" -> "org.apache.kafka.clients.consumer.RoundRobinAssignor";
+            default -> "org.apache.kafka.clients.consumer.CooperativeStickyAssignor";
+        });
+        if (args.containsKey("instance_id")) {
+            props.put(ConsumerConfig.GROUP_INSTANCE_ID_CONFIG, args.get("instance_id"));
+        }
+        try (KafkaConsumer<byte[], byte[]> consumer = new KafkaConsumer<>(props)) {
+            consumer.subscribe(List.of(topic), new org.apache.kafka.clients.consumer.ConsumerRebalanceListener() {
+                @Override
+                public void onPartitionsRevoked(Collection<TopicPartition> partitions) {
+                    emit("{\"e\":\"revoked\",\"ps\":" + partitionsJson(partitions) + "}");
+                }
+
+                @Override
+                public void onPartitionsAssigned(Collection<TopicPartition> partitions) {
+                    emit("{\"e\":\"assigned\",\"ps\":" + partitionsJson(consumer.assignment()) + "}");
+                }
+            });
+            long last = System.currentTimeMillis();
+            boolean received = false;
+            while (!received || System.currentTimeMillis() - last < idleMs) {
+                ConsumerRecords<byte[], byte[]> batch = consumer.poll(Duration.ofMillis(200));
+                for (ConsumerRecord<byte[], byte[]> r : batch) {
+                    received = true;
+                    last = System.currentTimeMillis();
+                    String key = r.key() == null ? "" : new String(r.key(), StandardCharsets.UTF_8);
+                    emit("{\"e\":\"rec\",\"p\":" + r.partition() + ",\"o\":" + r.offset() + ",\"k\":" + str(key) + "}");
+                    if (delayMs > 0) {
+                        Thread.sleep(delayMs);
+                    }
+                    TopicPartition tp = new TopicPartition(topic, r.partition());
+                    try {
+                        consumer.commitSync(Map.of(tp, new org.apache.kafka.clients.consumer.OffsetAndMetadata(r.offset() + 1)));
+                        emit("{\"e\":\"commit\",\"p\":" + r.partition() + ",\"o\":" + (r.offset() + 1) + "}");
+                    } catch (org.apache.kafka.common.KafkaException e) {
+                        emit("{\"e\":\"commit-failed\",\"p\":" + r.partition() + ",\"msg\":" + str(e.toString()) + "}");
+                    }
+                }
+            }
+        }
+        emit("{\"e\":\"closed\"}");
+    }
+
+    private static void groupAdmin(Map<String, String> args) throws Exception {
+        String group = required(args, "group");
+        String topic = required(args, "topic");
+        try (Admin admin = admin(args)) {
+            List<String> listed = new ArrayList<>();
+            for (var g : admin.listConsumerGroups().all().get(CALL_TIMEOUT_MS, TimeUnit.MILLISECONDS)) {
+                listed.add(str(g.groupId()));
+            }
+            var described = admin.describeConsumerGroups(List.of(group)).all()
+                    .get(CALL_TIMEOUT_MS, TimeUnit.MILLISECONDS).get(group);
+            var before = admin.listConsumerGroupOffsets(group).partitionsToOffsetAndMetadata()
+                    .get(CALL_TIMEOUT_MS, TimeUnit.MILLISECONDS);
+            admin.deleteConsumerGroupOffsets(group, Set.of(new TopicPartition(topic, 0))).all()
+                    .get(CALL_TIMEOUT_MS, TimeUnit.MILLISECONDS);
+            var after = admin.listConsumerGroupOffsets(group).partitionsToOffsetAndMetadata()
+                    .get(CALL_TIMEOUT_MS, TimeUnit.MILLISECONDS);
+            StringBuilder offsets = new StringBuilder("{");
+            for (var e : new java.util.TreeMap<Integer, Long>(before.entrySet().stream().collect(
+                    java.util.stream.Collectors.toMap(x -> x.getKey().partition(), x -> x.getValue().offset()))).entrySet()) {
+                if (offsets.length() > 1) {
+                    offsets.append(',');
+                }
+                offsets.append('"').append(e.getKey()).append("\":").append(e.getValue());
+            }
+            offsets.append('}');
+            emit("{\"groups\":" + listed + ",\"state\":" + str(described.groupState().toString())
+                    + ",\"members\":" + described.members().size()
+                    + ",\"offsets\":" + offsets + ",\"after_delete\":" + after.size() + "}");
         }
     }
 
