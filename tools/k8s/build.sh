@@ -16,7 +16,7 @@ HELM_VERSION=v3.22.0
 build_wrapper() {
   local name="$1" dir="$here/$1" ldflags="${2:-}"
   local stamp
-  stamp="$( (sha256sum "$dir/go.mod" "$dir/go.sum" "$dir/main.go"; echo "$ldflags") | sha256sum | cut -c1-16)"
+  stamp="$( (cat "$dir/go.mod" "$dir/go.sum" "$dir/main.go"; echo "$ldflags") | sha256sum | cut -c1-16)"
   if [[ -x "$out/$name" && "$(cat "$out/$name.stamp" 2>/dev/null)" == "$stamp" ]]; then
     echo "=== $name: up to date"
     return
