@@ -5,7 +5,8 @@
 
 CLIENT is `confluent` (librdkafka) or `kafka-python`. The member subscribes, and for every
 record prints `{"e":"rec","p":P,"o":O,"k":KEY}` (processing), then commits synchronously and
-prints `{"e":"commit","p":P,"o":NEXT}` once the commit succeeded; assignment changes print
+prints `{"e":"commit","p":P,"o":NEXT}` once the commit succeeded (a commit refused during a
+rebalance is retried, for the positions of all assigned partitions, after the next poll); assignment changes print
 `{"e":"assigned","ps":[...]}` / `{"e":"revoked","ps":[...]}`. Lines are flushed at once. It exits
 after `--idle-exit-s` seconds without records (once it received some), closing cleanly.
 """
@@ -54,11 +55,27 @@ def run_confluent(a) -> None:
             c.unassign()
 
     consumer.subscribe([a.topic], on_assign=on_assign, on_revoke=on_revoke)
+
+    def commit_positions() -> bool:
+        """Commits the position of every assigned partition (retry of refused commits)."""
+        try:
+            positions = [tp for tp in consumer.position(consumer.assignment()) if tp.offset >= 0]
+            if positions:
+                consumer.commit(offsets=positions, asynchronous=False)
+        except Exception:  # still rebalancing: try again after the next poll
+            return False
+        for tp in positions:
+            emit(e="commit", p=tp.partition, o=tp.offset)
+        return True
+
     last = time.monotonic()
     received = False
+    uncommitted = False
     try:
         while True:
             msg = consumer.poll(0.2)
+            if uncommitted:
+                uncommitted = not commit_positions()
             if msg is None:
                 if received and time.monotonic() - last > a.idle_exit_s:
                     break
@@ -74,8 +91,13 @@ def run_confluent(a) -> None:
             try:
                 consumer.commit(offsets=[tp], asynchronous=False)
                 emit(e="commit", p=msg.partition(), o=msg.offset() + 1)
-            except Exception as exc:  # a commit refused during a rebalance: the record may come again
+            except Exception as exc:  # a commit refused during a rebalance: retried after the next poll
+                uncommitted = True
                 emit(e="commit-failed", p=msg.partition(), o=msg.offset() + 1, msg=str(exc))
+        deadline = time.monotonic() + 30
+        while uncommitted and time.monotonic() < deadline:
+            consumer.poll(0.2)
+            uncommitted = not commit_positions()
     finally:
         consumer.close()
 
@@ -106,11 +128,28 @@ def run_kafka_python(a) -> None:
             emit(e="assigned", ps=sorted(p.partition for p in assigned))
 
     consumer.subscribe([a.topic], listener=Listener())
+
+    def commit_positions() -> bool:
+        """Commits the position of every assigned partition (retry of refused commits)."""
+        try:
+            positions = {tp: OffsetAndMetadata(consumer.position(tp), "", -1)
+                         for tp in consumer.assignment()}
+            if positions:
+                consumer.commit(positions)
+        except Exception:
+            return False
+        for tp, om in positions.items():
+            emit(e="commit", p=tp.partition, o=om.offset)
+        return True
+
     last = time.monotonic()
     received = False
+    uncommitted = False
     try:
         while True:
             batches = consumer.poll(timeout_ms=200)
+            if uncommitted:
+                uncommitted = not commit_positions()
             if not batches:
                 if received and time.monotonic() - last > a.idle_exit_s:
                     break
@@ -126,7 +165,12 @@ def run_kafka_python(a) -> None:
                                          OffsetAndMetadata(msg.offset + 1, "", -1)})
                         emit(e="commit", p=msg.partition, o=msg.offset + 1)
                     except Exception as exc:
+                        uncommitted = True
                         emit(e="commit-failed", p=msg.partition, o=msg.offset + 1, msg=str(exc))
+        deadline = time.monotonic() + 30
+        while uncommitted and time.monotonic() < deadline:
+            consumer.poll(timeout_ms=200)
+            uncommitted = not commit_positions()
     finally:
         consumer.close()
 

@@ -510,6 +510,7 @@ impl Group {
         if self.state == GroupState::PreparingRebalance {
             return;
         }
+        tracing::info!(group = %self.id, generation = self.generation, from = self.state.name(), "preparing rebalance");
         self.cancel_sync_waiters();
         self.state = GroupState::PreparingRebalance;
         self.initial_delay_limit = None;
@@ -577,6 +578,14 @@ impl Group {
                 .map(|m| m.id.clone());
         }
         self.state = GroupState::CompletingRebalance;
+        tracing::info!(
+            group = %self.id,
+            generation = self.generation,
+            members = self.members.len(),
+            leader = self.leader.as_deref().unwrap_or(""),
+            protocol = self.protocol.as_deref().unwrap_or(""),
+            "rebalance completed"
+        );
         let rebalance_timeout = self.max_rebalance_timeout();
         self.phase_deadline = Some(now + rebalance_timeout);
         let ids: Vec<String> = self.members.keys().cloned().collect();
@@ -839,6 +848,7 @@ impl Group {
 
     /// Removes a member and rebalances the rest (leave, session expiry).
     fn remove_member(&mut self, id: &str, waiter_error: ResponseError, now: Instant) {
+        tracing::info!(group = %self.id, member = %id, state = self.state.name(), "member leaves");
         if let Some(mut m) = self.members.remove(id) {
             if let Some(w) = m.join_waiter.take() {
                 let _ = w.send(JoinOutcome::error(waiter_error, id));
@@ -877,6 +887,7 @@ impl Group {
     }
 
     fn remove_member_entry(&mut self, id: &str) {
+        tracing::info!(group = %self.id, member = %id, "member did not rejoin in time; removed");
         if let Some(m) = self.members.remove(id) {
             if let Some(instance) = &m.instance_id {
                 if self.static_members.get(instance).map(String::as_str) == Some(id) {

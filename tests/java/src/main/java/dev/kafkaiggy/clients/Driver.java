@@ -240,8 +240,14 @@ public final class Driver {
             });
             long last = System.currentTimeMillis();
             boolean received = false;
+            // Commits refused during a rebalance (RebalanceInProgress) are retried after the next
+            // poll, which completes the rebalance, and once more before leaving: at-least-once.
+            boolean uncommitted = false;
             while (!received || System.currentTimeMillis() - last < idleMs) {
                 ConsumerRecords<byte[], byte[]> batch = consumer.poll(Duration.ofMillis(200));
+                if (uncommitted) {
+                    uncommitted = !commitPositions(consumer);
+                }
                 for (ConsumerRecord<byte[], byte[]> r : batch) {
                     received = true;
                     last = System.currentTimeMillis();
@@ -255,12 +261,34 @@ public final class Driver {
                         consumer.commitSync(Map.of(tp, new org.apache.kafka.clients.consumer.OffsetAndMetadata(r.offset() + 1)));
                         emit("{\"e\":\"commit\",\"p\":" + r.partition() + ",\"o\":" + (r.offset() + 1) + "}");
                     } catch (org.apache.kafka.common.KafkaException e) {
+                        uncommitted = true;
                         emit("{\"e\":\"commit-failed\",\"p\":" + r.partition() + ",\"msg\":" + str(e.toString()) + "}");
                     }
                 }
             }
+            while (uncommitted && System.currentTimeMillis() - last < idleMs + 30_000) {
+                consumer.poll(Duration.ofMillis(200));
+                uncommitted = !commitPositions(consumer);
+            }
         }
         emit("{\"e\":\"closed\"}");
+    }
+
+    /** Commits the position of every assigned partition; false when the commit was refused. */
+    private static boolean commitPositions(KafkaConsumer<byte[], byte[]> consumer) {
+        Map<TopicPartition, org.apache.kafka.clients.consumer.OffsetAndMetadata> positions = new HashMap<>();
+        for (TopicPartition tp : consumer.assignment()) {
+            positions.put(tp, new org.apache.kafka.clients.consumer.OffsetAndMetadata(consumer.position(tp)));
+        }
+        try {
+            consumer.commitSync(positions);
+        } catch (org.apache.kafka.common.KafkaException e) {
+            return false;
+        }
+        for (var e : positions.entrySet()) {
+            emit("{\"e\":\"commit\",\"p\":" + e.getKey().partition() + ",\"o\":" + e.getValue().offset() + "}");
+        }
+        return true;
     }
 
     private static void groupAdmin(Map<String, String> args) throws Exception {
