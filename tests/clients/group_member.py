@@ -15,8 +15,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
+import threading
 import time
+
+# SIGTERM ends the member like an application shutting down: leave the loop, close (LeaveGroup).
+STOP = threading.Event()
+signal.signal(signal.SIGTERM, lambda *_: STOP.set())
 
 
 def emit(**fields) -> None:
@@ -72,7 +78,7 @@ def run_confluent(a) -> None:
     received = False
     uncommitted = False
     try:
-        while True:
+        while not STOP.is_set():
             msg = consumer.poll(0.2)
             if uncommitted:
                 uncommitted = not commit_positions()
@@ -146,7 +152,7 @@ def run_kafka_python(a) -> None:
     received = False
     uncommitted = False
     try:
-        while True:
+        while not STOP.is_set():
             batches = consumer.poll(timeout_ms=200)
             if uncommitted:
                 uncommitted = not commit_positions()

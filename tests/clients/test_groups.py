@@ -96,6 +96,21 @@ def produce_keyed(bootstrap: str, topic: str, partitions: int, count: int) -> li
     return harness.ck_produce(bootstrap, topic, records, **{"linger.ms": 20})
 
 
+def simple_commit(bootstrap: str, group: str, offsets: list[tuple[str, int, int]], metadata=None) -> None:
+    """Commits offsets for `group` without joining it (generation -1), failing on any error."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    consumer = Consumer(harness.ck_config(bootstrap, **{"group.id": group}))
+    try:
+        tps = [TopicPartition(t, p, o) if metadata is None else TopicPartition(t, p, o, metadata=metadata)
+               for t, p, o in offsets]
+        result = consumer.commit(offsets=tps, asynchronous=False)
+        errors = [(tp.partition, tp.error) for tp in result if tp.error is not None]
+        assert not errors, f"commit for {group} failed: {errors}"
+    finally:
+        consumer.close()
+
+
 def committed(bootstrap: str, topic: str, group: str, partitions: int) -> dict[int, int]:
     """The group's committed offsets as OffsetFetch reports them (-1001 = none)."""
     from confluent_kafka import Consumer, TopicPartition
@@ -202,16 +217,12 @@ def test_committed_offsets_survive_a_proxy_restart(backend, proxy_factory, tmp_p
     first.wait_exit(90)
     assert len(first.records()) == 300
     # Commit metadata survives too: set it with a simple commit on partition 2.
-    from confluent_kafka import Consumer, TopicPartition
-    c = Consumer(harness.ck_config(before.bootstrap, **{"group.id": group}))
-    try:
-        c.commit(offsets=[TopicPartition(topic, 2, 90, metadata="checkpoint-7")], asynchronous=False)
-    finally:
-        c.close()
+    simple_commit(before.bootstrap, group, [(topic, 2, 90)], metadata="checkpoint-7")
     before.stop(graceful=False)
 
     after = proxy_factory(name="proxy-after", extra_args=GROUP_ARGS)
     assert committed(after.bootstrap, topic, group, 3) == {0: 100, 1: 100, 2: 90}
+    from confluent_kafka import Consumer, TopicPartition
     c = Consumer(harness.ck_config(after.bootstrap, **{"group.id": group}))
     try:
         [tp] = c.committed([TopicPartition(topic, 2)], timeout=30)
@@ -241,12 +252,7 @@ def test_group_metrics_show_state_commits_and_lag(backend, proxy_factory, tmp_pa
     topic, group = harness.unique_name("lag"), harness.unique_name("g-lag")
     harness.ck_create_topic(proxy.bootstrap, topic, 2)
     produce_keyed(proxy.bootstrap, topic, 2, 200)
-    c = Consumer(harness.ck_config(proxy.bootstrap, **{"group.id": group}))
-    try:
-        c.commit(offsets=[TopicPartition(topic, 0, 60), TopicPartition(topic, 1, 100)],
-                 asynchronous=False)
-    finally:
-        c.close()
+    simple_commit(proxy.bootstrap, group, [(topic, 0, 60), (topic, 1, 100)])
     labels0 = f'{{group="{group}",partition="0",topic="{topic}"}}'
     labels1 = f'{{group="{group}",partition="1",topic="{topic}"}}'
 
@@ -393,12 +399,7 @@ def test_kafka_consumer_groups_tool(backend, proxy_factory, tmp_path, java_jar):
     topic, group = harness.unique_name("tool"), harness.unique_name("g-tool")
     harness.ck_create_topic(bs, topic, 3)
     produce_keyed(bs, topic, 3, 300)
-    from confluent_kafka import Consumer, TopicPartition
-    c = Consumer(harness.ck_config(bs, **{"group.id": group}))
-    try:
-        c.commit(offsets=[TopicPartition(topic, 0, 60), TopicPartition(topic, 1, 100)], asynchronous=False)
-    finally:
-        c.close()
+    simple_commit(bs, group, [(topic, 0, 60), (topic, 1, 100)])
 
     assert group in harness.kafka_consumer_groups(bs, "--list").stdout.split()
 
@@ -426,7 +427,12 @@ def test_kafka_consumer_groups_tool(backend, proxy_factory, tmp_path, java_jar):
         refused = harness.kafka_consumer_groups(bs, "--delete", "--group", group, check=False)
         assert "not empty" in (refused.stdout + refused.stderr).lower() or refused.returncode != 0, refused
     finally:
-        member.stop()
+        member.stop()  # SIGTERM: the member closes and leaves the group
+    def no_active_members() -> bool:
+        out = harness.kafka_consumer_groups(bs, "--describe", "--group", group)
+        return "has no active members" in out.stdout + out.stderr
+
+    harness.wait_until(no_active_members, 30, "the group to be empty")
     harness.wait_until(lambda: all(r[2] == "0" for r in describe().values()) and len(describe()) == 3,
                        30, "lag 0 on every partition after the member committed everything")
 
