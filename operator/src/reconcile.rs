@@ -410,17 +410,25 @@ async fn provision_iggy(kb: &KafkaBridge, ctx: &Context, ns: &str, conditions: &
 }
 
 /// Another KafkaBridge (created earlier) provisioning the same stream on the same Iggy.
+/// Creation times have one-second resolution; ties go to the smaller namespace/name, so every
+/// reconcile of either bridge reaches the same verdict.
 async fn conflicting_bridge(kb: &KafkaBridge, ctx: &Context) -> Option<String> {
     let all: Api<KafkaBridge> = Api::all(ctx.client.clone());
-    let list = all.list(&Default::default()).await.ok()?;
-    let me = (kb.creation_timestamp(), kb.uid());
+    let list = match all.list(&Default::default()).await {
+        Ok(list) => list,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot list KafkaBridges to check for conflicts");
+            return None;
+        }
+    };
+    let me = (kb.creation_timestamp(), kb.namespace(), kb.name_any());
     list.items
         .into_iter()
         .filter(|o| o.uid() != kb.uid() && o.meta().deletion_timestamp.is_none())
         .filter(|o| {
             o.spec.iggy.address == kb.spec.iggy.address && o.spec.iggy.stream == kb.spec.iggy.stream
         })
-        .find(|o| (o.creation_timestamp(), o.uid()) < me)
+        .find(|o| (o.creation_timestamp(), o.namespace(), o.name_any()) < me)
         .map(|o| format!("{}/{}", o.namespace().unwrap_or_default(), o.name_any()))
 }
 

@@ -307,6 +307,74 @@ async fn operator_on_kube() {
         .await;
     assert!(format!("{refused:?}").contains("immutable"), "{refused:?}");
 
+    // A second bridge on the same Iggy stream is a conflict (the older one owns the topics).
+    let mut twin = bridge("orders-twin", "127.0.0.1:1", "Keep", 3);
+    twin.spec.iggy.stream = "orders-bridge-stream".into();
+    bridges.create(&PostParams::default(), &twin).await.unwrap();
+    let mut seen = None;
+    for _ in 0..100 {
+        seen = bridges
+            .get("orders-twin")
+            .await
+            .ok()
+            .and_then(|b| condition(&b, "IggyProvisioned"));
+        if seen
+            .as_ref()
+            .is_some_and(|(s, r)| s == "False" && r == "TopicConflict")
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(
+        seen,
+        Some(("False".to_string(), "TopicConflict".to_string())),
+        "{:?}",
+        bridges.get("orders-twin").await.unwrap().status
+    );
+    bridges
+        .delete("orders-twin", &DeleteParams::default())
+        .await
+        .unwrap();
+
+    // A ServiceMonitor is applied once its CRD exists (here a minimal one: only the API matters).
+    let sm_crd: CustomResourceDefinition = serde_json::from_value(json!({
+        "metadata": {"name": "servicemonitors.monitoring.coreos.com"},
+        "spec": {
+            "group": "monitoring.coreos.com",
+            "names": {"kind": "ServiceMonitor", "plural": "servicemonitors", "singular": "servicemonitor"},
+            "scope": "Namespaced",
+            "versions": [{"name": "v1", "served": true, "storage": true,
+                "schema": {"openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": true}}}]
+        }
+    }))
+    .unwrap();
+    Api::<CustomResourceDefinition>::all(client.clone())
+        .create(&PostParams::default(), &sm_crd)
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let monitor =
+        json!({"spec": {"metrics": {"serviceMonitor": {"enabled": true, "interval": "15s"}}}});
+    bridges
+        .patch(
+            "orders-bridge",
+            &PatchParams::default(),
+            &Patch::Merge(&monitor),
+        )
+        .await
+        .unwrap();
+    let gvk = kube::api::GroupVersionKind::gvk("monitoring.coreos.com", "v1", "ServiceMonitor");
+    let monitors: Api<kube::api::DynamicObject> =
+        Api::namespaced_with(client.clone(), ns, &kube::api::ApiResource::from_gvk(&gvk));
+    let sm = eventually("the ServiceMonitor", || {
+        let m = monitors.clone();
+        async move { m.get_opt("orders-bridge").await.ok().flatten() }
+    })
+    .await;
+    assert!(owned_by_bridge(sm.metadata.owner_references.clone()));
+    assert_eq!(sm.data["spec"]["endpoints"][0]["port"], "metrics");
+
     // Deletion with Keep: no finalizer, the resource goes at once (children by owner refs,
     // through the garbage collector, which this API server does not run).
     bridges
@@ -488,4 +556,43 @@ async fn provisioning_on_kube_on_iggy() {
         None
     );
     drop(cluster);
+}
+
+/// Two operator replicas: only one holds the Lease; the other takes over once it lapses.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leader_election_on_kube() {
+    use k8s_openapi::api::coordination::v1::Lease;
+    use kafka_iggy_operator::leader::LeaderElector;
+
+    let Some(cluster) = KubeTestCluster::start().await.unwrap() else {
+        return;
+    };
+    let client = cluster.client().await.unwrap();
+    let leases: Api<Lease> = Api::namespaced(client, "default");
+    let duration = Duration::from_secs(2);
+    let a = LeaderElector::new(leases.clone(), "operator", "replica-a", duration);
+    let b = LeaderElector::new(leases.clone(), "operator", "replica-b", duration);
+    assert!(
+        a.try_acquire().await.unwrap(),
+        "the first replica becomes leader"
+    );
+    assert!(
+        !b.try_acquire().await.unwrap(),
+        "the second must not act while the lease is held"
+    );
+    assert!(a.try_acquire().await.unwrap(), "the leader renews");
+    assert!(!b.try_acquire().await.unwrap());
+    // The leader stops renewing (crash): after the lease duration the other one takes over.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert!(
+        b.try_acquire().await.unwrap(),
+        "takeover after the lease lapsed"
+    );
+    assert!(
+        !a.try_acquire().await.unwrap(),
+        "the old leader learns it lost the lease"
+    );
+    let lease = leases.get("operator").await.unwrap().spec.unwrap();
+    assert_eq!(lease.holder_identity.as_deref(), Some("replica-b"));
+    assert_eq!(lease.lease_transitions, Some(1));
 }
