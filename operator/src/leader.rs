@@ -1,8 +1,17 @@
 //! Leader election on a `coordination.k8s.io` Lease, so two operator replicas never both act.
-//! The holder renews every `renew`; others take over once `duration` passed without renewal.
-//! Updates carry the Lease's resourceVersion, so two candidates cannot both win a takeover.
+//!
+//! The same protocol as client-go's `leaderelection`:
+//! - the holder renews every `retry_period`; updates carry the Lease's resourceVersion, so two
+//!   candidates cannot both win a takeover (the loser gets a 409);
+//! - a candidate takes over only after the Lease record (holder, renewTime) has stayed
+//!   unchanged for the lease duration *as measured on the candidate's own clock* since it first
+//!   saw that record. Remote timestamps are never compared with the local clock, so clock skew
+//!   between nodes cannot shorten a lease;
+//! - the holder steps down when it could not renew for `renew_deadline` (two thirds of the
+//!   lease duration), i.e. before any candidate may consider the lease expired.
 
-use std::time::Duration;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
@@ -14,6 +23,8 @@ pub struct LeaderElector {
     name: String,
     identity: String,
     pub duration: Duration,
+    /// The last Lease record seen (holder, renewTime) and when this replica first saw it.
+    observed: Mutex<Option<(Option<String>, Option<Timestamp>, Instant)>>,
 }
 
 impl LeaderElector {
@@ -23,6 +34,32 @@ impl LeaderElector {
             name: name.into(),
             identity: identity.into(),
             duration,
+            observed: Mutex::new(None),
+        }
+    }
+
+    /// How often the holder renews and candidates retry.
+    pub fn retry_period(&self) -> Duration {
+        self.duration / 6
+    }
+
+    /// The holder gives up leadership when it could not renew for this long; shorter than the
+    /// lease duration so it stops acting before anyone else may start.
+    pub fn renew_deadline(&self) -> Duration {
+        self.duration * 2 / 3
+    }
+
+    /// Records the Lease record as seen now; returns for how long it has been unchanged.
+    fn unchanged_for(&self, spec: &LeaseSpec) -> Duration {
+        let holder = spec.holder_identity.clone().filter(|h| !h.is_empty());
+        let renewed = spec.renew_time.as_ref().map(|t| t.0);
+        let mut observed = self.observed.lock().unwrap_or_else(|p| p.into_inner());
+        match observed.as_ref() {
+            Some((h, r, since)) if *h == holder && *r == renewed => since.elapsed(),
+            _ => {
+                *observed = Some((holder, renewed, Instant::now()));
+                Duration::ZERO
+            }
         }
     }
 
@@ -31,7 +68,7 @@ impl LeaderElector {
         let now = Timestamp::now();
         let spec = |transitions: i32, acquired: Option<MicroTime>| LeaseSpec {
             holder_identity: Some(self.identity.clone()),
-            lease_duration_seconds: Some(self.duration.as_secs() as i32),
+            lease_duration_seconds: Some(i32::try_from(self.duration.as_secs()).unwrap_or(15)),
             acquire_time: acquired.or(Some(MicroTime(now))),
             renew_time: Some(MicroTime(now)),
             lease_transitions: Some(transitions),
@@ -52,15 +89,18 @@ impl LeaderElector {
             };
         };
         let current = lease.spec.clone().unwrap_or_default();
-        let mine = current.holder_identity.as_deref() == Some(self.identity.as_str());
-        let expired = match (&current.renew_time, current.lease_duration_seconds) {
-            (Some(MicroTime(renewed)), Some(secs)) => {
-                now.as_millisecond() - renewed.as_millisecond() > i64::from(secs) * 1000
+        let holder = current.holder_identity.as_deref().unwrap_or_default();
+        let mine = holder == self.identity;
+        if !mine && !holder.is_empty() {
+            // The holder's own lease duration counts, not ours: replicas may be configured
+            // differently during an upgrade.
+            let lease_duration = current
+                .lease_duration_seconds
+                .and_then(|s| u64::try_from(s).ok())
+                .map_or(self.duration, Duration::from_secs);
+            if self.unchanged_for(&current) <= lease_duration {
+                return Ok(false);
             }
-            _ => true,
-        };
-        if !mine && !expired {
-            return Ok(false);
         }
         let transitions = current.lease_transitions.unwrap_or(0) + i32::from(!mine);
         lease.spec = Some(spec(
@@ -73,7 +113,12 @@ impl LeaderElector {
             .replace(&self.name, &PostParams::default(), &lease)
             .await
         {
-            Ok(_) => Ok(true),
+            Ok(written) => {
+                if let Some(spec) = &written.spec {
+                    self.unchanged_for(spec);
+                }
+                Ok(true)
+            }
             Err(kube::Error::Api(e)) if e.code == 409 => Ok(false),
             Err(e) => Err(e),
         }
@@ -82,26 +127,39 @@ impl LeaderElector {
     /// Waits until this replica is the leader.
     pub async fn acquire(&self) {
         loop {
-            match self.try_acquire().await {
-                Ok(true) => return,
-                Ok(false) => {}
-                Err(e) => tracing::warn!(error = %e, "leader election"),
+            match tokio::time::timeout(self.retry_period(), self.try_acquire()).await {
+                Ok(Ok(true)) => return,
+                Ok(Ok(false)) => {}
+                Ok(Err(e)) => tracing::warn!(error = %e, "leader election"),
+                Err(_) => tracing::warn!("leader election: the API server did not answer"),
             }
-            tokio::time::sleep(self.duration / 3).await;
+            tokio::time::sleep(self.retry_period()).await;
         }
     }
 
-    /// Renews until a renewal fails to keep the lease; returns then (the caller must stop).
+    /// Renews until the lease is lost (another replica holds it) or could not be renewed for
+    /// [`Self::renew_deadline`]; returns then, and the caller must stop acting at once.
     pub async fn hold(&self) {
+        let mut renewed = Instant::now();
         loop {
-            tokio::time::sleep(self.duration / 3).await;
-            match self.try_acquire().await {
-                Ok(true) => {}
-                Ok(false) => return,
-                Err(e) => {
-                    tracing::warn!(error = %e, "lease renewal failed");
+            tokio::time::sleep(self.retry_period()).await;
+            let left = self.renew_deadline().saturating_sub(renewed.elapsed());
+            match tokio::time::timeout(left, self.try_acquire()).await {
+                Ok(Ok(true)) => renewed = Instant::now(),
+                Ok(Ok(false)) => {
+                    tracing::warn!("another replica holds the leader lease");
+                    return;
                 }
+                Ok(Err(e)) => tracing::warn!(error = %e, "lease renewal failed"),
+                Err(_) => tracing::warn!("lease renewal: the API server did not answer"),
+            }
+            if renewed.elapsed() >= self.renew_deadline() {
+                tracing::warn!(deadline = ?self.renew_deadline(), "could not renew the leader lease in time");
+                return;
             }
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -558,7 +558,8 @@ async fn provisioning_on_kube_on_iggy() {
     drop(cluster);
 }
 
-/// Two operator replicas: only one holds the Lease; the other takes over once it lapses.
+/// Two operator replicas: only one holds the Lease while it is renewed; the other takes over
+/// once renewals stop for the lease duration, and the old leader steps down.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn leader_election_on_kube() {
     use k8s_openapi::api::coordination::v1::Lease;
@@ -570,7 +571,12 @@ async fn leader_election_on_kube() {
     let client = cluster.client().await.unwrap();
     let leases: Api<Lease> = Api::namespaced(client, "default");
     let duration = Duration::from_secs(2);
-    let a = LeaderElector::new(leases.clone(), "operator", "replica-a", duration);
+    let a = Arc::new(LeaderElector::new(
+        leases.clone(),
+        "operator",
+        "replica-a",
+        duration,
+    ));
     let b = LeaderElector::new(leases.clone(), "operator", "replica-b", duration);
     assert!(
         a.try_acquire().await.unwrap(),
@@ -580,19 +586,45 @@ async fn leader_election_on_kube() {
         !b.try_acquire().await.unwrap(),
         "the second must not act while the lease is held"
     );
-    assert!(a.try_acquire().await.unwrap(), "the leader renews");
-    assert!(!b.try_acquire().await.unwrap());
-    // The leader stops renewing (crash): after the lease duration the other one takes over.
-    tokio::time::sleep(Duration::from_millis(2500)).await;
+
+    // While the leader renews, the other never takes over, however long it tries.
+    let renewing = tokio::spawn({
+        let a = a.clone();
+        async move { a.hold().await }
+    });
+    let until = Instant::now() + duration * 3;
+    while Instant::now() < until {
+        assert!(
+            !b.try_acquire().await.unwrap(),
+            "took over a lease that is being renewed"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(!renewing.is_finished(), "the leader keeps its lease");
+
+    // The leader stops renewing (crash): the other takes over, but not before the lease
+    // duration has passed on its own clock.
+    renewing.abort();
+    let crashed = Instant::now();
+    while !b.try_acquire().await.unwrap() {
+        assert!(
+            crashed.elapsed() < duration * 2,
+            "no takeover after the lease lapsed"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     assert!(
-        b.try_acquire().await.unwrap(),
-        "takeover after the lease lapsed"
-    );
-    assert!(
-        !a.try_acquire().await.unwrap(),
-        "the old leader learns it lost the lease"
+        crashed.elapsed() >= duration - Duration::from_millis(400),
+        "took over after {:?}, before the lease could have expired",
+        crashed.elapsed()
     );
     let lease = leases.get("operator").await.unwrap().spec.unwrap();
     assert_eq!(lease.holder_identity.as_deref(), Some("replica-b"));
     assert_eq!(lease.lease_transitions, Some(1));
+
+    // The old leader, back, learns it lost the lease and stops at its next renewal.
+    assert!(!a.try_acquire().await.unwrap());
+    tokio::time::timeout(duration, a.hold())
+        .await
+        .expect("the old leader steps down once another holds the lease");
 }
