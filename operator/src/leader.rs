@@ -18,13 +18,19 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, PostParams};
 
+/// A Lease record as last seen (holder, renewTime) and when this replica first saw it.
+struct Observed {
+    holder: Option<String>,
+    renewed: Option<Timestamp>,
+    since: Instant,
+}
+
 pub struct LeaderElector {
     api: Api<Lease>,
     name: String,
     identity: String,
     pub duration: Duration,
-    /// The last Lease record seen (holder, renewTime) and when this replica first saw it.
-    observed: Mutex<Option<(Option<String>, Option<Timestamp>, Instant)>>,
+    observed: Mutex<Option<Observed>>,
 }
 
 impl LeaderElector {
@@ -55,9 +61,13 @@ impl LeaderElector {
         let renewed = spec.renew_time.as_ref().map(|t| t.0);
         let mut observed = self.observed.lock().unwrap_or_else(|p| p.into_inner());
         match observed.as_ref() {
-            Some((h, r, since)) if *h == holder && *r == renewed => since.elapsed(),
+            Some(o) if o.holder == holder && o.renewed == renewed => o.since.elapsed(),
             _ => {
-                *observed = Some((holder, renewed, Instant::now()));
+                *observed = Some(Observed {
+                    holder,
+                    renewed,
+                    since: Instant::now(),
+                });
                 Duration::ZERO
             }
         }

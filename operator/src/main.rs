@@ -44,6 +44,10 @@ enum Command {
         /// Seconds between periodic resyncs of every KafkaBridge
         #[arg(long, default_value_t = 300)]
         resync_seconds: u64,
+        /// Seconds a KafkaBridge with deletionPolicy Delete waits for its Iggy cleanup before
+        /// it is released anyway (topics left in place), so namespace deletion never hangs
+        #[arg(long, default_value_t = 600)]
+        iggy_cleanup_timeout_seconds: u64,
     },
 }
 
@@ -67,6 +71,7 @@ async fn main() -> anyhow::Result<()> {
             identity,
             no_leader_election,
             resync_seconds,
+            iggy_cleanup_timeout_seconds,
         } => {
             tracing_subscriber::fmt()
                 .with_env_filter(
@@ -88,11 +93,14 @@ async fn main() -> anyhow::Result<()> {
             let client = Client::try_default().await?;
             client.apiserver_version().await?;
             metrics.ready.store(true, Ordering::Relaxed);
-            let ctx = Arc::new(Context::new(
-                client.clone(),
-                metrics.clone(),
-                Duration::from_secs(resync_seconds),
-            ));
+            let ctx = Arc::new(
+                Context::new(
+                    client.clone(),
+                    metrics.clone(),
+                    Duration::from_secs(resync_seconds),
+                )
+                .with_cleanup_timeout(Duration::from_secs(iggy_cleanup_timeout_seconds)),
+            );
             if no_leader_election {
                 metrics.leader.set(1);
                 reconcile::run(ctx).await;

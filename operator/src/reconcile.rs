@@ -32,14 +32,23 @@ pub const FINALIZER: &str = "bridge.kafka-iggy.dev/iggy-cleanup";
 /// (e.g. Iggy is gone for good), so the namespace never hangs on the finalizer.
 pub const SKIP_CLEANUP_ANNOTATION: &str = "bridge.kafka-iggy.dev/skip-iggy-cleanup";
 const SERVICE_MONITOR_CRD: &str = "servicemonitors.monitoring.coreos.com";
+/// How long a KafkaBridge with policy Delete may wait for its Iggy cleanup before the operator
+/// gives up and releases it, so a namespace deletion never hangs (e.g. its Secret went first).
+pub const DEFAULT_CLEANUP_TIMEOUT: Duration = Duration::from_secs(600);
 
 pub struct Context {
     pub client: Client,
     pub metrics: Arc<OperatorMetrics>,
     pub recorder: Recorder,
     pub resync: Duration,
+    /// Deletion with policy Delete: give up cleaning Iggy this long after deletionTimestamp.
+    pub cleanup_timeout: Duration,
     /// Consecutive failures per object (namespace/name), for exponential backoff.
     failures: Mutex<HashMap<String, u32>>,
+    /// The conditions last written per object (uid). The informer's copy of the status can lag
+    /// behind our own write, and events are published on condition transitions only: without
+    /// this, a reconcile racing its own status update would repeat them.
+    reported: Mutex<HashMap<String, Vec<Condition>>>,
 }
 
 impl Context {
@@ -53,8 +62,24 @@ impl Context {
             client,
             metrics,
             resync,
+            cleanup_timeout: DEFAULT_CLEANUP_TIMEOUT,
             failures: Mutex::new(HashMap::new()),
+            reported: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// See [`Context::cleanup_timeout`].
+    pub fn with_cleanup_timeout(mut self, timeout: Duration) -> Self {
+        self.cleanup_timeout = timeout;
+        self
+    }
+
+    fn previous_conditions(&self, kb: &KafkaBridge) -> Vec<Condition> {
+        let reported = self.reported.lock().unwrap_or_else(|p| p.into_inner());
+        kb.uid()
+            .and_then(|uid| reported.get(&uid).cloned())
+            .or_else(|| kb.status.as_ref().map(|s| s.conditions.clone()))
+            .unwrap_or_default()
     }
 }
 
@@ -66,6 +91,8 @@ pub enum Error {
     Desired(#[from] crate::desired::DesiredError),
     #[error("{0}")]
     Provision(#[from] ProvisionError),
+    #[error("Iggy credentials: {0}")]
+    Credentials(String),
     #[error("{0}")]
     Invalid(String),
 }
@@ -76,6 +103,7 @@ impl Error {
             Error::Kube(_) => "KubernetesApi",
             Error::Desired(_) => "InvalidSpec",
             Error::Provision(_) => "IggyUnavailable",
+            Error::Credentials(_) => "CredentialsUnavailable",
             Error::Invalid(_) => "InvalidSpec",
         }
     }
@@ -160,11 +188,17 @@ async fn reconcile_inner(kb: &KafkaBridge, ctx: &Context) -> Result<Action, Erro
     let bridges: Api<KafkaBridge> = Api::namespaced(ctx.client.clone(), &ns);
 
     if kb.meta().deletion_timestamp.is_some() {
+        if let Some(uid) = kb.uid() {
+            ctx.reported
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(&uid);
+        }
         return finalize(kb, ctx, &bridges).await;
     }
     ensure_finalizer(kb, &bridges).await?;
 
-    let mut conditions = Conditions::new(kb);
+    let mut conditions = Conditions::new(kb, ctx.previous_conditions(kb));
     if kb.spec.iggy.tls.enabled {
         conditions.set(
             "Degraded",
@@ -325,14 +359,6 @@ async fn provision_iggy(kb: &KafkaBridge, ctx: &Context, ns: &str, conditions: &
                 kb.spec.iggy.stream, kb.spec.iggy.address
             ),
         );
-        publish(
-            ctx,
-            kb,
-            EventType::Warning,
-            "TopicConflict",
-            &format!("topics owned by {other}"),
-        )
-        .await;
         return;
     }
     let access = match iggy_access(kb, ctx, ns).await {
@@ -382,14 +408,6 @@ async fn provision_iggy(kb: &KafkaBridge, ctx: &Context, ns: &str, conditions: &
                     .map(|(t, have, want)| format!("{t} has {have}, spec asks {want}"))
                     .collect();
                 let message = format!("partitions are never decreased: {}", what.join("; "));
-                publish(
-                    ctx,
-                    kb,
-                    EventType::Warning,
-                    "PartitionDecreaseRefused",
-                    &message,
-                )
-                .await;
                 conditions.set(
                     "IggyProvisioned",
                     false,
@@ -403,7 +421,6 @@ async fn provision_iggy(kb: &KafkaBridge, ctx: &Context, ns: &str, conditions: &
                 ProvisionError::Unreachable(..) => "IggyUnreachable",
                 ProvisionError::Refused(..) => "IggyRefused",
             };
-            publish(ctx, kb, EventType::Warning, reason, &e.to_string()).await;
             conditions.set("IggyProvisioned", false, reason, &e.to_string());
         }
     }
@@ -484,8 +501,10 @@ async fn set_finalizers(
     Ok(())
 }
 
-/// Deletion: with policy Delete, remove the provisioned topics, then the finalizer. If Iggy
-/// cannot be reached, retry with backoff until the skip annotation is set.
+/// Deletion: with policy Delete, remove the provisioned topics, then the finalizer. When the
+/// cleanup fails (Iggy unreachable, credentials gone), retry with backoff until the skip
+/// annotation is set or `cleanup_timeout` has passed since the deletion was requested; then
+/// release the resource and leave the topics in Iggy, with a Warning event saying so.
 async fn finalize(
     kb: &KafkaBridge,
     ctx: &Context,
@@ -499,30 +518,58 @@ async fn finalize(
         .get(SKIP_CLEANUP_ANNOTATION)
         .map(String::as_str)
         == Some("true");
-    if !skip {
-        let ns = kb.namespace().unwrap_or_default();
-        let access = iggy_access(kb, ctx, &ns).await.map_err(Error::Invalid)?;
-        if let Err(e) = provision::delete_topics(&access, &kb.spec.topics).await {
-            publish(ctx, kb, EventType::Warning, "CleanupFailed", &format!("{e}; annotate with {SKIP_CLEANUP_ANNOTATION}=true to delete without cleaning Iggy")).await;
-            return Err(e.into());
-        }
-        publish(
-            ctx,
-            kb,
-            EventType::Normal,
-            "TopicsDeleted",
-            &format!("deleted {} Iggy topic(s)", kb.spec.topics.len()),
-        )
-        .await;
-    } else {
+    if skip {
         publish(
             ctx,
             kb,
             EventType::Warning,
             "CleanupSkipped",
-            "Iggy topics left in place (skip annotation)",
+            &format!("Iggy topics left in place ({SKIP_CLEANUP_ANNOTATION}=true)"),
         )
         .await;
+    } else {
+        match delete_iggy_topics(kb, ctx).await {
+            Ok(()) => {
+                publish(
+                    ctx,
+                    kb,
+                    EventType::Normal,
+                    "TopicsDeleted",
+                    &format!("deleted {} Iggy topic(s)", kb.spec.topics.len()),
+                )
+                .await;
+            }
+            Err(e) => {
+                let waited = since_deletion(kb);
+                if waited < ctx.cleanup_timeout {
+                    let left = ctx.cleanup_timeout - waited;
+                    publish(
+                        ctx,
+                        kb,
+                        EventType::Warning,
+                        "CleanupFailed",
+                        &format!(
+                            "{e}; retrying for up to {}s more, or annotate with \
+                             {SKIP_CLEANUP_ANNOTATION}=true to delete without cleaning Iggy",
+                            left.as_secs()
+                        ),
+                    )
+                    .await;
+                    return Err(e);
+                }
+                publish(
+                    ctx,
+                    kb,
+                    EventType::Warning,
+                    "CleanupAbandoned",
+                    &format!(
+                        "gave up cleaning Iggy after {}s: {e}; the topics are left in place",
+                        waited.as_secs()
+                    ),
+                )
+                .await;
+            }
+        }
     }
     let rest: Vec<String> = kb
         .finalizers()
@@ -532,6 +579,24 @@ async fn finalize(
         .collect();
     set_finalizers(bridges, &kb.name_any(), rest).await?;
     Ok(Action::await_change())
+}
+
+async fn delete_iggy_topics(kb: &KafkaBridge, ctx: &Context) -> Result<(), Error> {
+    let ns = kb.namespace().unwrap_or_default();
+    let access = iggy_access(kb, ctx, &ns)
+        .await
+        .map_err(Error::Credentials)?;
+    provision::delete_topics(&access, &kb.spec.topics).await?;
+    Ok(())
+}
+
+/// Time since the API server set deletionTimestamp (zero if unset or in the future).
+fn since_deletion(kb: &KafkaBridge) -> Duration {
+    let Some(deleted) = &kb.meta().deletion_timestamp else {
+        return Duration::ZERO;
+    };
+    let ms = k8s_openapi::jiff::Timestamp::now().as_millisecond() - deleted.0.as_millisecond();
+    Duration::from_millis(u64::try_from(ms).unwrap_or(0))
 }
 
 /// Ready when the Deployment has caught up with the spec: observed generation, updated and
@@ -569,16 +634,21 @@ async fn write_status(
     deployment: Option<&Deployment>,
     d: Option<&Desired>,
 ) -> Result<(), Error> {
+    for (type_, reason, message) in conditions.transitions() {
+        publish(ctx, kb, type_, &reason, &message).await;
+    }
     let dep_status = deployment
         .and_then(|dep| dep.status.clone())
         .unwrap_or_default();
+    let conditions = conditions.into_vec();
+    let written = conditions.clone();
     let status = KafkaBridgeStatus {
         observed_generation: kb.meta().generation,
         replicas: dep_status.replicas.unwrap_or(0),
         ready_replicas: dep_status.ready_replicas.unwrap_or(0),
         selector: d.map(|d| d.selector.clone()),
         bootstrap_address: d.map(|d| d.bootstrap_address.clone()),
-        conditions: conditions.into_vec(),
+        conditions,
     };
     let patch = json!({"status": status});
     bridges
@@ -588,7 +658,12 @@ async fn write_status(
             &Patch::Merge(&patch),
         )
         .await?;
-    let _ = ctx;
+    if let Some(uid) = kb.uid() {
+        ctx.reported
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(uid, written);
+    }
     Ok(())
 }
 
@@ -606,26 +681,66 @@ async fn publish(ctx: &Context, kb: &KafkaBridge, type_: EventType, reason: &str
 }
 
 /// Status conditions, keeping lastTransitionTime when a condition's status did not change.
-struct Conditions {
+pub(crate) struct Conditions {
     previous: Vec<Condition>,
     current: Vec<Condition>,
     generation: Option<i64>,
 }
 
 impl Conditions {
-    fn new(kb: &KafkaBridge) -> Self {
+    pub(crate) fn new(kb: &KafkaBridge, previous: Vec<Condition>) -> Self {
         Self {
-            previous: kb
-                .status
-                .as_ref()
-                .map(|s| s.conditions.clone())
-                .unwrap_or_default(),
+            previous,
             current: Vec::new(),
             generation: kb.meta().generation,
         }
     }
 
-    fn set(&mut self, type_: &str, status: bool, reason: &str, message: &str) {
+    /// Conditions that changed status or reason since the last status, as events: a problem
+    /// (IggyProvisioned or Ready turning False with a new reason, Degraded turning True) is a
+    /// Warning, a recovery Normal. Unchanged conditions produce nothing, so a bridge stuck in
+    /// one state does not repeat the same event every resync.
+    pub(crate) fn transitions(&self) -> Vec<(EventType, String, String)> {
+        self.current
+            .iter()
+            .filter(|c| {
+                !self
+                    .previous
+                    .iter()
+                    .any(|p| p.type_ == c.type_ && p.status == c.status && p.reason == c.reason)
+            })
+            .filter_map(|c| {
+                let healthy = c.status
+                    == if c.type_ == "Degraded" {
+                        "False"
+                    } else {
+                        "True"
+                    };
+                match (c.type_.as_str(), healthy) {
+                    // Progressing flips with every rollout; Ready reports its outcome.
+                    ("Progressing", _) => None,
+                    // A first Degraded=False is no news.
+                    ("Degraded", true) if !self.previous.iter().any(|p| p.type_ == "Degraded") => {
+                        None
+                    }
+                    // Not Ready yet (creation, rollout) is no news; losing Ready is.
+                    ("Ready", false) if !self.was_true("Ready") => None,
+                    (_, true) => Some((
+                        EventType::Normal,
+                        c.reason.clone(),
+                        format!("{}: {}", c.type_, c.message),
+                    )),
+                    (_, false) => Some((
+                        EventType::Warning,
+                        c.reason.clone(),
+                        format!("{}: {}", c.type_, c.message),
+                    )),
+                }
+            })
+            .collect()
+    }
+
+    pub(crate) fn set(&mut self, type_: &str, status: bool, reason: &str, message: &str) {
         let status = if status { "True" } else { "False" }.to_string();
         let since = self
             .previous
@@ -644,6 +759,12 @@ impl Conditions {
         });
     }
 
+    fn was_true(&self, type_: &str) -> bool {
+        self.previous
+            .iter()
+            .any(|c| c.type_ == type_ && c.status == "True")
+    }
+
     fn is_set(&self, type_: &str) -> bool {
         self.current.iter().any(|c| c.type_ == type_)
     }
@@ -654,7 +775,7 @@ impl Conditions {
             .any(|c| c.type_ == type_ && c.status == "True")
     }
 
-    fn into_vec(mut self) -> Vec<Condition> {
+    pub(crate) fn into_vec(mut self) -> Vec<Condition> {
         let order = ["Ready", "IggyProvisioned", "Progressing", "Degraded"];
         self.current.sort_by_key(|c| {
             order
@@ -665,3 +786,6 @@ impl Conditions {
         self.current
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -40,8 +40,9 @@ where
     }
 }
 
-/// CRD installed and established, namespace and Iggy credentials created, controller running.
-async fn setup(cluster: &KubeTestCluster, ns: &str) -> Client {
+/// CRD installed and established, namespace and Iggy credentials created, controller running
+/// (giving up an Iggy cleanup after `cleanup_timeout`).
+async fn setup(cluster: &KubeTestCluster, ns: &str, cleanup_timeout: Duration) -> Client {
     let client = cluster.client().await.unwrap();
     let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
     let crd = KafkaBridge::crd();
@@ -80,11 +81,10 @@ async fn setup(cluster: &KubeTestCluster, ns: &str) -> Client {
         .await
         .unwrap();
     let metrics = Arc::new(OperatorMetrics::new().unwrap());
-    let ctx = Arc::new(Context::new(
-        client.clone(),
-        metrics,
-        Duration::from_secs(30),
-    ));
+    let ctx = Arc::new(
+        Context::new(client.clone(), metrics, Duration::from_secs(30))
+            .with_cleanup_timeout(cleanup_timeout),
+    );
     tokio::spawn(reconcile::run(ctx));
     client
 }
@@ -149,7 +149,7 @@ async fn operator_on_kube() {
         return;
     };
     let ns = "bridges";
-    let client = setup(&cluster, ns).await;
+    let client = setup(&cluster, ns, Duration::from_secs(8)).await;
     let bridges: Api<KafkaBridge> = Api::namespaced(client.clone(), ns);
     let created = bridges
         .create(
@@ -375,6 +375,29 @@ async fn operator_on_kube() {
     assert!(owned_by_bridge(sm.metadata.owner_references.clone()));
     assert_eq!(sm.data["spec"]["endpoints"][0]["port"], "metrics");
 
+    // Events: the failure was reported once, although the bridge was reconciled many times
+    // since (scale, spec changes, resyncs).
+    let events = warning_events(&client, ns, "orders-bridge").await;
+    let unreachable: Vec<_> = events
+        .iter()
+        .filter(|e| e.reason.as_deref() == Some("IggyUnreachable"))
+        .collect();
+    assert_eq!(unreachable.len(), 1, "{events:#?}");
+    assert!(
+        unreachable[0].series.is_none(),
+        "published again: {:?}",
+        unreachable[0].series
+    );
+    assert!(
+        unreachable[0]
+            .note
+            .as_deref()
+            .unwrap_or_default()
+            .contains("127.0.0.1:1"),
+        "{:?}",
+        unreachable[0].note
+    );
+
     // Deletion with Keep: no finalizer, the resource goes at once (children by owner refs,
     // through the garbage collector, which this API server does not run).
     bridges
@@ -433,6 +456,72 @@ async fn operator_on_kube() {
         async move { b.get_opt("stuck").await.ok()?.is_none().then_some(()) }
     })
     .await;
+
+    // Without the annotation, the operator gives up after its cleanup timeout (8 s here), so a
+    // namespace deletion never hangs; a Warning event says the topics were left in Iggy.
+    bridges
+        .create(
+            &PostParams::default(),
+            &bridge("abandoned", "127.0.0.1:1", "Delete", 1),
+        )
+        .await
+        .unwrap();
+    eventually("the finalizer", || {
+        let b = bridges.clone();
+        async move {
+            b.get("abandoned")
+                .await
+                .ok()?
+                .finalizers()
+                .contains(&FINALIZER.to_string())
+                .then_some(())
+        }
+    })
+    .await;
+    let deleted = Instant::now();
+    bridges
+        .delete("abandoned", &DeleteParams::default())
+        .await
+        .unwrap();
+    eventually("the abandoned bridge to be released", || {
+        let b = bridges.clone();
+        async move { b.get_opt("abandoned").await.ok()?.is_none().then_some(()) }
+    })
+    .await;
+    assert!(
+        deleted.elapsed() >= Duration::from_secs(7),
+        "released after {:?}, before the cleanup timeout",
+        deleted.elapsed()
+    );
+    let reasons: Vec<String> = warning_events(&client, ns, "abandoned")
+        .await
+        .into_iter()
+        .filter_map(|e| e.reason)
+        .collect();
+    assert!(
+        reasons.contains(&"CleanupFailed".to_string())
+            && reasons.contains(&"CleanupAbandoned".to_string()),
+        "{reasons:?}"
+    );
+}
+
+/// Warning events about one object (events.k8s.io, as kube's Recorder writes them).
+async fn warning_events(
+    client: &Client,
+    ns: &str,
+    name: &str,
+) -> Vec<k8s_openapi::api::events::v1::Event> {
+    Api::<k8s_openapi::api::events::v1::Event>::namespaced(client.clone(), ns)
+        .list(&Default::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter(|e| {
+            e.type_.as_deref() == Some("Warning")
+                && e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name)
+        })
+        .collect()
 }
 
 /// Provisioning on real Iggy: topics created, partitions grown, a decrease refused without
@@ -446,7 +535,7 @@ async fn provisioning_on_kube_on_iggy() {
         return;
     };
     let ns = "iggy-bridges";
-    let client = setup(&cluster, ns).await;
+    let client = setup(&cluster, ns, Duration::from_secs(600)).await;
     let bridges: Api<KafkaBridge> = Api::namespaced(client.clone(), ns);
     let access = IggyAccess {
         address: server.address().to_string(),

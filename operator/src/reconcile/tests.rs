@@ -1,0 +1,153 @@
+#![allow(clippy::unwrap_used, reason = "test code: a panic is a failed test")]
+
+use k8s_openapi::api::apps::v1::DeploymentStatus;
+
+use super::*;
+
+fn bridge(replicas: i32) -> KafkaBridge {
+    let mut kb: KafkaBridge =
+        serde_yaml::from_str(include_str!("../../tests/golden/minimal.input.yaml")).unwrap();
+    kb.spec.replicas = replicas;
+    kb.metadata.generation = Some(4);
+    kb
+}
+
+/// One reconcile's verdict: Iggy provisioned or not (with the reason), rollout done or not.
+fn verdict(
+    kb: &KafkaBridge,
+    previous: Vec<Condition>,
+    iggy: Option<&str>,
+    ready: bool,
+) -> Conditions {
+    let mut c = Conditions::new(kb, previous);
+    match iggy {
+        None => c.set("IggyProvisioned", true, "Provisioned", "ok"),
+        Some(reason) => c.set("IggyProvisioned", false, reason, "details"),
+    }
+    c.set(
+        "Progressing",
+        !ready,
+        if ready {
+            "RolloutComplete"
+        } else {
+            "RollingOut"
+        },
+        "",
+    );
+    let ready = ready && iggy.is_none();
+    c.set("Ready", ready, if ready { "Ready" } else { "NotReady" }, "");
+    c.set("Degraded", false, "AsExpected", "");
+    c
+}
+
+fn reasons(c: &Conditions) -> Vec<(String, String)> {
+    c.transitions()
+        .into_iter()
+        .map(|(t, reason, _)| (format!("{t:?}"), reason))
+        .collect()
+}
+
+#[test]
+fn events_only_on_transitions() {
+    let kb = bridge(1);
+    let first = verdict(&kb, vec![], Some("IggyUnreachable"), false);
+    assert_eq!(
+        reasons(&first),
+        [("Warning".to_string(), "IggyUnreachable".to_string())],
+        "a new bridge: only the problem is news"
+    );
+    let same = verdict(&kb, first.into_vec(), Some("IggyUnreachable"), false);
+    assert!(
+        reasons(&same).is_empty(),
+        "nothing changed, nothing published"
+    );
+    let other = verdict(&kb, same.into_vec(), Some("TopicConflict"), false);
+    assert_eq!(
+        reasons(&other),
+        [("Warning".to_string(), "TopicConflict".to_string())]
+    );
+    let healed = verdict(&kb, other.into_vec(), None, true);
+    assert_eq!(
+        reasons(&healed),
+        [
+            ("Normal".to_string(), "Provisioned".to_string()),
+            ("Normal".to_string(), "Ready".to_string())
+        ]
+    );
+    let lost = verdict(&kb, healed.into_vec(), None, false);
+    assert_eq!(
+        reasons(&lost),
+        [("Warning".to_string(), "NotReady".to_string())],
+        "losing Ready is news"
+    );
+}
+
+#[test]
+fn last_transition_time_moves_only_when_the_status_flips() {
+    let kb = bridge(1);
+    let mut old = verdict(&kb, vec![], Some("IggyUnreachable"), false).into_vec();
+    let long_ago = Time(k8s_openapi::jiff::Timestamp::from_second(1_000_000).unwrap());
+    for c in &mut old {
+        c.last_transition_time = long_ago.clone();
+    }
+    let next = verdict(&kb, old, Some("TopicConflict"), true).into_vec();
+    let get = |t: &str| next.iter().find(|c| c.type_ == t).unwrap();
+    assert_eq!(
+        get("IggyProvisioned").last_transition_time,
+        long_ago,
+        "still False (another reason): same transition"
+    );
+    assert_ne!(get("Progressing").last_transition_time, long_ago, "flipped");
+    assert_eq!(get("Ready").observed_generation, Some(4));
+    let order: Vec<&str> = next.iter().map(|c| c.type_.as_str()).collect();
+    assert_eq!(
+        order,
+        ["Ready", "IggyProvisioned", "Progressing", "Degraded"]
+    );
+}
+
+fn deployment(generation: i64, status: DeploymentStatus) -> Deployment {
+    let mut d = Deployment::default();
+    d.metadata.generation = Some(generation);
+    d.status = Some(status);
+    d
+}
+
+fn status(observed: i64, total: i32, updated: i32, available: i32) -> DeploymentStatus {
+    DeploymentStatus {
+        observed_generation: Some(observed),
+        replicas: Some(total),
+        updated_replicas: Some(updated),
+        available_replicas: Some(available),
+        ready_replicas: Some(available),
+        ..DeploymentStatus::default()
+    }
+}
+
+#[test]
+fn ready_only_when_the_deployment_caught_up_with_the_spec() {
+    let kb = bridge(3);
+    assert!(!rollout_state(&kb, None).0, "no Deployment yet");
+    assert!(
+        !rollout_state(&kb, Some(&deployment(2, status(1, 3, 3, 3)))).0,
+        "the Deployment controller has not seen generation 2"
+    );
+    assert!(
+        !rollout_state(&kb, Some(&deployment(2, status(2, 3, 2, 3)))).0,
+        "one pod still runs the old template"
+    );
+    assert!(
+        !rollout_state(&kb, Some(&deployment(2, status(2, 4, 3, 3)))).0,
+        "an old pod is still terminating (4 total)"
+    );
+    assert!(
+        !rollout_state(&kb, Some(&deployment(2, status(2, 3, 3, 2)))).0,
+        "one pod not available"
+    );
+    let (ready, why) = rollout_state(&kb, Some(&deployment(2, status(2, 3, 3, 3))));
+    assert!(ready, "{why}");
+    assert!(
+        !rollout_state(&bridge(5), Some(&deployment(2, status(2, 3, 3, 3)))).0,
+        "scaled up: 3 of 5"
+    );
+}
