@@ -316,12 +316,31 @@ async fn apply_children(
         )
         .await;
     }
-    if let Some(sm) = &d.service_monitor {
-        let crds: Api<CustomResourceDefinition> = Api::all(c.clone());
-        if crds.get_opt(SERVICE_MONITOR_CRD).await?.is_some() {
-            let gvk = GroupVersionKind::gvk("monitoring.coreos.com", "v1", "ServiceMonitor");
-            let api: Api<DynamicObject> =
-                Api::namespaced_with(c.clone(), ns, &ApiResource::from_gvk(&gvk));
+    apply_service_monitor(kb, ctx, ns, d, conditions).await?;
+    if kb.spec.replicas > 1 {
+        conditions.set("Degraded", true, "ReplicasIndependent", "each proxy replica currently acts as a separate single-broker cluster: keep producers of one partition on one replica (replica coordination is a later release)");
+    }
+    Ok(())
+}
+
+/// Applies the ServiceMonitor when asked for and its CRD exists; removes ours when it is no
+/// longer asked for (server-side apply alone never deletes an object).
+async fn apply_service_monitor(
+    kb: &KafkaBridge,
+    ctx: &Context,
+    ns: &str,
+    d: &Desired,
+    conditions: &mut Conditions,
+) -> Result<(), Error> {
+    let c = &ctx.client;
+    let crd_installed = Api::<CustomResourceDefinition>::all(c.clone())
+        .get_opt(SERVICE_MONITOR_CRD)
+        .await?
+        .is_some();
+    let gvk = GroupVersionKind::gvk("monitoring.coreos.com", "v1", "ServiceMonitor");
+    let api: Api<DynamicObject> = Api::namespaced_with(c.clone(), ns, &ApiResource::from_gvk(&gvk));
+    match (&d.service_monitor, crd_installed) {
+        (Some(sm), true) => {
             let object: DynamicObject =
                 serde_json::from_value(sm.clone()).map_err(|e| Error::Invalid(e.to_string()))?;
             api.patch(
@@ -330,17 +349,40 @@ async fn apply_children(
                 &Patch::Apply(&object),
             )
             .await?;
-        } else {
-            conditions.set(
-                "Degraded",
-                true,
-                "ServiceMonitorCrdMissing",
-                "metrics.serviceMonitor.enabled but the monitoring.coreos.com CRD is not installed",
-            );
         }
-    }
-    if kb.spec.replicas > 1 {
-        conditions.set("Degraded", true, "ReplicasIndependent", "each proxy replica currently acts as a separate single-broker cluster: keep producers of one partition on one replica (replica coordination is a later release)");
+        (Some(_), false) => conditions.set(
+            "Degraded",
+            true,
+            "ServiceMonitorCrdMissing",
+            "metrics.serviceMonitor.enabled but the monitoring.coreos.com CRD is not installed",
+        ),
+        (None, true) => {
+            let name = crate::desired::Names::of(&kb.name_any()).bootstrap_service;
+            let ours = api.get_opt(&name).await?.is_some_and(|sm| {
+                sm.owner_references()
+                    .iter()
+                    .any(|r| Some(&r.uid) == kb.uid().as_ref())
+            });
+            if ours {
+                match api.delete(&name, &Default::default()).await {
+                    Ok(_) => {
+                        publish(
+                            ctx,
+                            kb,
+                            EventType::Normal,
+                            "ServiceMonitorDeleted",
+                            "metrics.serviceMonitor disabled",
+                        )
+                        .await
+                    }
+                    // Not fatal: the rest of the bridge is fine; the operator's RBAC lacks delete.
+                    Err(e) => {
+                        tracing::warn!(error = %e, sm = %name, "cannot delete ServiceMonitor")
+                    }
+                }
+            }
+        }
+        (None, false) => {}
     }
     Ok(())
 }

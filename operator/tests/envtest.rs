@@ -374,6 +374,28 @@ async fn operator_on_kube() {
     .await;
     assert!(owned_by_bridge(sm.metadata.owner_references.clone()));
     assert_eq!(sm.data["spec"]["endpoints"][0]["port"], "metrics");
+    assert_eq!(sm.data["spec"]["endpoints"][0]["interval"], "15s");
+    // Turned off again: the operator removes it (apply alone never deletes).
+    let off = json!({"spec": {"metrics": {"serviceMonitor": {"enabled": false}}}});
+    bridges
+        .patch(
+            "orders-bridge",
+            &PatchParams::default(),
+            &Patch::Merge(&off),
+        )
+        .await
+        .unwrap();
+    eventually("the ServiceMonitor to be removed", || {
+        let m = monitors.clone();
+        async move {
+            m.get_opt("orders-bridge")
+                .await
+                .ok()?
+                .is_none()
+                .then_some(())
+        }
+    })
+    .await;
 
     // Events: the failure was reported once, although the bridge was reconciled many times
     // since (scale, spec changes, resyncs).
