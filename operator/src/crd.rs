@@ -95,12 +95,23 @@ impl PullPolicy {
 /// The Kafka listener and the address each pod announces in Metadata.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [
+    {"rule": "self.advertise != 'Explicit' || has(self.advertisedAddress)",
+     "message": "kafka.advertisedAddress is required when kafka.advertise is Explicit"},
+    {"rule": "self.advertise == 'Explicit' || !has(self.advertisedAddress)",
+     "message": "kafka.advertisedAddress is only used when kafka.advertise is Explicit"}
+]))]
 pub struct KafkaListener {
     #[serde(default = "default_kafka_port")]
     #[schemars(range(min = 1, max = 65535))]
     pub port: i32,
     #[serde(default)]
     pub advertise: AdvertiseMode,
+    /// `HOST:PORT` every pod announces with `advertise: Explicit`, e.g. a load balancer's name
+    /// that reaches the bootstrap Service from outside the cluster.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 3, max = 259), regex(pattern = r"^[^\s:]+:[0-9]{1,5}$"))]
+    pub advertised_address: Option<String>,
 }
 
 impl Default for KafkaListener {
@@ -108,6 +119,7 @@ impl Default for KafkaListener {
         Self {
             port: default_kafka_port(),
             advertise: AdvertiseMode::default(),
+            advertised_address: None,
         }
     }
 }
@@ -124,6 +136,9 @@ pub enum AdvertiseMode {
     PodIP,
     /// The bootstrap Service's DNS name (one replica, or clients that only reach the Service).
     Service,
+    /// `kafka.advertisedAddress`, the same for every pod (clients outside the cluster, through
+    /// a load balancer or ingress that forwards to the bootstrap Service).
+    Explicit,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]

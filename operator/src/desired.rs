@@ -48,6 +48,8 @@ pub struct Desired {
 pub enum DesiredError {
     #[error("the resource has no {0} yet")]
     Missing(&'static str),
+    #[error("invalid spec: {0}")]
+    Invalid(&'static str),
     #[error("cannot render the proxy configuration: {0}")]
     Config(String),
 }
@@ -109,10 +111,18 @@ pub fn desired(kb: &KafkaBridge) -> Result<Desired, DesiredError> {
         ..ObjectMeta::default()
     };
 
-    let bootstrap_address = format!(
-        "{}.{namespace}.svc:{}",
-        names.bootstrap_service, spec.kafka.port
-    );
+    let bootstrap_address = match (&spec.kafka.advertise, &spec.kafka.advertised_address) {
+        (AdvertiseMode::Explicit, Some(address)) => address.clone(),
+        (AdvertiseMode::Explicit, None) => {
+            return Err(DesiredError::Invalid(
+                "kafka.advertise is Explicit but kafka.advertisedAddress is not set",
+            ))
+        }
+        _ => format!(
+            "{}.{namespace}.svc:{}",
+            names.bootstrap_service, spec.kafka.port
+        ),
+    };
     let config_yaml = proxy_config_yaml(kb, &bootstrap_address)?;
     let config_hash = hex_sha256(config_yaml.as_bytes());
 
@@ -237,7 +247,8 @@ fn proxy_config_yaml(kb: &KafkaBridge, bootstrap_address: &str) -> Result<String
         advertised_address: match spec.kafka.advertise {
             // Set per pod from its IP (KAFKA_IGGY_ADVERTISED_ADDRESS).
             AdvertiseMode::PodIP => None,
-            AdvertiseMode::Service => Some(bootstrap_address.to_string()),
+            // The Service's name, or the explicit address (both already in bootstrap_address).
+            AdvertiseMode::Service | AdvertiseMode::Explicit => Some(bootstrap_address.to_string()),
         },
         cluster_id: format!("{}.{}", kb.name_any(), kb.namespace().unwrap_or_default()),
         backend: BackendKind::Iggy,

@@ -306,6 +306,18 @@ async fn operator_on_kube() {
         )
         .await;
     assert!(format!("{refused:?}").contains("immutable"), "{refused:?}");
+    // An explicit advertised address must be given with advertise: Explicit.
+    let mut explicit = bridge("edge", "127.0.0.1:1", "Keep", 1);
+    explicit.spec.kafka.advertise = kafka_iggy_operator::crd::AdvertiseMode::Explicit;
+    let refused = bridges.create(&PostParams::default(), &explicit).await;
+    assert!(
+        format!("{refused:?}").contains("advertisedAddress is required"),
+        "{refused:?}"
+    );
+    // A name too long for the derived object names is refused.
+    let long = bridge(&"x".repeat(41), "127.0.0.1:1", "Keep", 1);
+    let refused = bridges.create(&PostParams::default(), &long).await;
+    assert!(refused.is_err(), "{refused:?}");
 
     // A second bridge on the same Iggy stream is a conflict (the older one owns the topics).
     let mut twin = bridge("orders-twin", "127.0.0.1:1", "Keep", 3);

@@ -116,7 +116,7 @@ fn the_proxy_accepts_every_rendered_configuration() {
     use clap::Parser;
     use kafka_iggy_proxy::config::{Cli, ProxyConfig};
 
-    for case in ["minimal", "full", "servicemonitor"] {
+    for case in ["minimal", "full", "servicemonitor", "explicit"] {
         let kb: KafkaBridge = serde_yaml::from_str(
             &std::fs::read_to_string(dir().join(format!("{case}.input.yaml"))).unwrap(),
         )
@@ -151,6 +151,16 @@ fn the_proxy_accepts_every_rendered_configuration() {
             .unwrap_or_else(|e| panic!("{case}: {e}"));
         assert_eq!(config.default_stream, kb.spec.iggy.stream);
         assert_eq!(i32::from(config.listen.port()), kb.spec.kafka.port);
+        if kb.spec.kafka.advertise == kafka_iggy_operator::crd::AdvertiseMode::Explicit {
+            assert_eq!(
+                config.advertised_address, kb.spec.kafka.advertised_address,
+                "{case}: every pod announces the explicit address"
+            );
+            assert_eq!(
+                Some(d.bootstrap_address.clone()),
+                kb.spec.kafka.advertised_address
+            );
+        }
         let _ = std::fs::remove_file(&file);
     }
 }
