@@ -87,6 +87,9 @@ pub fn selector_labels(name: &str) -> BTreeMap<String, String> {
     ])
 }
 
+/// Selects every object this operator manages (the controller watches only these).
+pub const MANAGED_BY_SELECTOR: &str = "app.kubernetes.io/managed-by=kafka-iggy-operator";
+
 fn common_labels(name: &str) -> BTreeMap<String, String> {
     let mut labels = selector_labels(name);
     labels.insert(

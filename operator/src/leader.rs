@@ -134,6 +134,31 @@ impl LeaderElector {
         }
     }
 
+    /// Gives the lease up (on shutdown, after the controller stopped), so a standby replica
+    /// takes over at once instead of after the lease duration. Only if still ours.
+    pub async fn release(&self) -> Result<(), kube::Error> {
+        let Some(mut lease) = self.api.get_opt(&self.name).await? else {
+            return Ok(());
+        };
+        let Some(spec) = lease.spec.as_mut() else {
+            return Ok(());
+        };
+        if spec.holder_identity.as_deref() != Some(self.identity.as_str()) {
+            return Ok(());
+        }
+        spec.holder_identity = None;
+        spec.renew_time = Some(MicroTime(Timestamp::now()));
+        match self
+            .api
+            .replace(&self.name, &PostParams::default(), &lease)
+            .await
+        {
+            // Someone else wrote it meanwhile: it is not ours to release any more.
+            Err(kube::Error::Api(e)) if e.code == 409 => Ok(()),
+            other => other.map(|_| ()),
+        }
+    }
+
     /// Waits until this replica is the leader.
     pub async fn acquire(&self) {
         loop {

@@ -113,11 +113,20 @@ async fn main() -> anyhow::Result<()> {
                 Duration::from_secs(15),
             );
             tracing::info!(%identity, lease = %lease_name, "waiting for leadership");
-            elector.acquire().await;
+            tokio::select! {
+                () = elector.acquire() => {}
+                () = shutdown_signal() => return Ok(()),
+            }
             metrics.leader.set(1);
             tracing::info!(%identity, "leading");
             tokio::select! {
-                () = reconcile::run(ctx) => Ok(()),
+                // Ends on SIGTERM/Ctrl-C once in-flight reconciles are done.
+                () = reconcile::run(ctx) => {
+                    if let Err(e) = elector.release().await {
+                        tracing::warn!(error = %e, "could not release the leader lease");
+                    }
+                    Ok(())
+                }
                 () = elector.hold() => {
                     // Another replica may act now: stop at once rather than act twice.
                     tracing::error!("lost the leader lease; exiting");
@@ -126,4 +135,20 @@ async fn main() -> anyhow::Result<()> {
             }
         }
     }
+}
+
+/// SIGTERM (Kubernetes stopping the pod) or Ctrl-C.
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
 }

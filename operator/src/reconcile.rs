@@ -117,16 +117,12 @@ fn key(kb: &KafkaBridge) -> String {
 pub async fn run(ctx: Arc<Context>) {
     let client = ctx.client.clone();
     let bridges: Api<KafkaBridge> = Api::all(client.clone());
+    // Children only: never cache every Deployment, ConfigMap and Service of the cluster.
+    let children = || watcher::Config::default().labels(crate::desired::MANAGED_BY_SELECTOR);
     Controller::new(bridges, watcher::Config::default())
-        .owns(
-            Api::<Deployment>::all(client.clone()),
-            watcher::Config::default(),
-        )
-        .owns(
-            Api::<ConfigMap>::all(client.clone()),
-            watcher::Config::default(),
-        )
-        .owns(Api::<Service>::all(client), watcher::Config::default())
+        .owns(Api::<Deployment>::all(client.clone()), children())
+        .owns(Api::<ConfigMap>::all(client.clone()), children())
+        .owns(Api::<Service>::all(client), children())
         .shutdown_on_signal()
         .run(reconcile, error_policy, ctx)
         .for_each(|result| async move {

@@ -750,4 +750,13 @@ async fn leader_election_on_kube() {
     tokio::time::timeout(duration, a.hold())
         .await
         .expect("the old leader steps down once another holds the lease");
+    // Releasing is a no-op for a replica that does not hold the lease...
+    a.release().await.unwrap();
+    assert!(!a.try_acquire().await.unwrap());
+    // ...and on a clean shutdown of the leader, the standby takes over without waiting.
+    b.release().await.unwrap();
+    assert!(
+        a.try_acquire().await.unwrap(),
+        "a released lease is free at once"
+    );
 }
