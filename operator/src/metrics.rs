@@ -66,7 +66,14 @@ impl OperatorMetrics {
 
 /// Serves /metrics, /healthz (the process is alive) and /readyz (it reached the API server).
 pub async fn serve(addr: SocketAddr, metrics: Arc<OperatorMetrics>) -> anyhow::Result<()> {
-    let app = Router::new()
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    tracing::info!(addr = %listener.local_addr()?, "serving /metrics, /healthz, /readyz");
+    axum::serve(listener, router(metrics)).await?;
+    Ok(())
+}
+
+pub fn router(metrics: Arc<OperatorMetrics>) -> Router {
+    Router::new()
         .route(
             "/metrics",
             get(|State(m): State<Arc<OperatorMetrics>>| async move { m.render() }),
@@ -85,8 +92,8 @@ pub async fn serve(addr: SocketAddr, metrics: Arc<OperatorMetrics>) -> anyhow::R
                 }
             }),
         )
-        .with_state(metrics);
-    let listener = tokio::net::TcpListener::bind(addr).await?;
-    axum::serve(listener, app).await?;
-    Ok(())
+        .with_state(metrics)
 }
+
+#[cfg(test)]
+mod tests;
