@@ -35,9 +35,10 @@ enum Command {
         /// Name of the leader-election Lease
         #[arg(long, default_value = "kafka-iggy-operator")]
         lease_name: String,
-        /// This replica's identity in the Lease (default: the pod name)
-        #[arg(long, env = "POD_NAME", default_value = "kafka-iggy-operator")]
-        identity: String,
+        /// This replica's identity in the Lease (default: $HOSTNAME, the pod name, else one
+        /// unique to this process: two replicas must never share one)
+        #[arg(long, env = "POD_NAME")]
+        identity: Option<String>,
         /// Run without leader election (a single replica only)
         #[arg(long)]
         no_leader_election: bool,
@@ -106,6 +107,7 @@ async fn main() -> anyhow::Result<()> {
                 reconcile::run(ctx).await;
                 return Ok(());
             }
+            let identity = identity.unwrap_or_else(default_identity);
             let elector = LeaderElector::new(
                 Api::<Lease>::namespaced(client, &lease_namespace),
                 &lease_name,
@@ -151,4 +153,17 @@ async fn shutdown_signal() {
         }
     }
     let _ = tokio::signal::ctrl_c().await;
+}
+
+fn default_identity() -> String {
+    std::env::var("HOSTNAME")
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| {
+            let nanos = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.subsec_nanos())
+                .unwrap_or(0);
+            format!("kafka-iggy-operator-{}-{nanos}", std::process::id())
+        })
 }
