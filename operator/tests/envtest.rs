@@ -40,10 +40,8 @@ where
     }
 }
 
-/// CRD installed and established, namespace and Iggy credentials created, controller running
-/// (giving up an Iggy cleanup after `cleanup_timeout`).
-async fn setup(cluster: &KubeTestCluster, ns: &str, cleanup_timeout: Duration) -> Client {
-    let client = cluster.client().await.unwrap();
+/// The CRD installed and established.
+async fn install_crd(client: &Client) {
     let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
     let crd = KafkaBridge::crd();
     match crds.create(&PostParams::default(), &crd).await {
@@ -64,6 +62,10 @@ async fn setup(cluster: &KubeTestCluster, ns: &str, cleanup_timeout: Duration) -
         }
     })
     .await;
+}
+
+/// A namespace with the Iggy credentials Secret the test bridges name.
+async fn namespace_with_secret(client: &Client, ns: &str) {
     let namespaces: Api<Namespace> = Api::all(client.clone());
     let namespace: Namespace = serde_json::from_value(json!({"metadata": {"name": ns}})).unwrap();
     namespaces
@@ -80,6 +82,14 @@ async fn setup(cluster: &KubeTestCluster, ns: &str, cleanup_timeout: Duration) -
         .create(&PostParams::default(), &secret)
         .await
         .unwrap();
+}
+
+/// CRD installed and established, namespace and Iggy credentials created, controller running
+/// (giving up an Iggy cleanup after `cleanup_timeout`).
+async fn setup(cluster: &KubeTestCluster, ns: &str, cleanup_timeout: Duration) -> Client {
+    let client = cluster.client().await.unwrap();
+    install_crd(&client).await;
+    namespace_with_secret(&client, ns).await;
     let metrics = Arc::new(OperatorMetrics::new().unwrap());
     let ctx = Arc::new(
         Context::new(client.clone(), metrics, Duration::from_secs(30))
@@ -759,4 +769,178 @@ async fn leader_election_on_kube() {
         a.try_acquire().await.unwrap(),
         "a released lease is free at once"
     );
+}
+
+/// One operator process (the real binary), killed if the test ends early.
+struct OperatorProcess {
+    child: std::process::Child,
+    metrics: std::net::SocketAddr,
+}
+
+impl OperatorProcess {
+    fn start(cluster: &KubeTestCluster, identity: &str) -> Self {
+        let metrics = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_kafka-iggy-operator"))
+            .args([
+                "run",
+                "--lease-namespace",
+                "default",
+                "--identity",
+                identity,
+            ])
+            .args(["--metrics-listen", &metrics.to_string()])
+            .env("KUBECONFIG", cluster.kubeconfig_path())
+            .env("RUST_LOG", "warn")
+            .stdin(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        Self { child, metrics }
+    }
+
+    /// GET /metrics: the text exposition.
+    async fn metrics(&self) -> String {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let Ok(mut stream) = tokio::net::TcpStream::connect(self.metrics).await else {
+            return String::new();
+        };
+        let request = "GET /metrics HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n";
+        let mut response = String::new();
+        if stream.write_all(request.as_bytes()).await.is_err()
+            || stream.read_to_string(&mut response).await.is_err()
+        {
+            return String::new();
+        }
+        response
+    }
+
+    /// SIGTERM, as Kubernetes stops a pod; the exit status.
+    async fn terminate(&mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().to_string();
+        let sent = std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap();
+        assert!(sent.success());
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "no exit within 20 s of SIGTERM");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+impl Drop for OperatorProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn lease_holder(leases: &Api<k8s_openapi::api::coordination::v1::Lease>) -> Option<String> {
+    leases
+        .get_opt("kafka-iggy-operator")
+        .await
+        .ok()??
+        .spec?
+        .holder_identity
+}
+
+/// The operator binary: two replicas, one acts (the other only waits), /metrics counts the
+/// leader's reconciles; on SIGTERM the leader exits cleanly and hands over the Lease at once
+/// (well within the 15 s lease duration).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operator_process_on_kube() {
+    let Some(cluster) = KubeTestCluster::start().await.unwrap() else {
+        return;
+    };
+    let client = cluster.client().await.unwrap();
+    install_crd(&client).await;
+    let ns = "proc";
+    namespace_with_secret(&client, ns).await;
+    let leases =
+        Api::<k8s_openapi::api::coordination::v1::Lease>::namespaced(client.clone(), "default");
+
+    let mut first = OperatorProcess::start(&cluster, "op-1");
+    eventually("op-1 to lead", || {
+        let l = leases.clone();
+        async move { (lease_holder(&l).await.as_deref() == Some("op-1")).then_some(()) }
+    })
+    .await;
+    let second = OperatorProcess::start(&cluster, "op-2");
+    eventually("op-2 to serve /metrics", || {
+        let m = second.metrics();
+        async move {
+            m.await
+                .contains("kafka_iggy_operator_leader 0")
+                .then_some(())
+        }
+    })
+    .await;
+
+    let bridges: Api<KafkaBridge> = Api::namespaced(client.clone(), ns);
+    bridges
+        .create(
+            &PostParams::default(),
+            &bridge("proc-bridge", "127.0.0.1:1", "Keep", 1),
+        )
+        .await
+        .unwrap();
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), ns);
+    eventually("the leader to create the Deployment", || {
+        let d = deployments.clone();
+        async move { d.get_opt("proc-bridge").await.ok().flatten() }
+    })
+    .await;
+    eventually("the leader's /metrics to count a reconcile", || {
+        let m = first.metrics();
+        async move {
+            let text = m.await;
+            (text.contains("kafka_iggy_operator_leader 1")
+                && text.contains("kafka_iggy_operator_reconciles_total{result=\"ok\"}"))
+            .then_some(())
+        }
+    })
+    .await;
+    let standby_metrics = second.metrics().await;
+    assert!(
+        standby_metrics.contains("kafka_iggy_operator_leader 0")
+            && !standby_metrics.contains("kafka_iggy_operator_reconciles_total{"),
+        "the standby must not reconcile:\n{standby_metrics}"
+    );
+
+    let status = first.terminate().await;
+    assert!(status.success(), "op-1 exited with {status}");
+    let stopped = Instant::now();
+    eventually("op-2 to take over", || {
+        let l = leases.clone();
+        async move { (lease_holder(&l).await.as_deref() == Some("op-2")).then_some(()) }
+    })
+    .await;
+    assert!(
+        stopped.elapsed() < Duration::from_secs(10),
+        "took over after {:?}: the lease was not released",
+        stopped.elapsed()
+    );
+    // The new leader acts: a spec change reaches the Deployment.
+    let scale = json!({"spec": {"replicas": 2}});
+    bridges
+        .patch_scale(
+            "proc-bridge",
+            &PatchParams::default(),
+            &Patch::Merge(&scale),
+        )
+        .await
+        .unwrap();
+    eventually("op-2 to scale the Deployment", || {
+        let d = deployments.clone();
+        async move { (d.get("proc-bridge").await.ok()?.spec?.replicas == Some(2)).then_some(()) }
+    })
+    .await;
+    drop(second);
 }
