@@ -3,8 +3,10 @@
 //!
 //! [`crd`] the resource types → [`desired`] the pure desired-state function → [`reconcile`]
 //! applies it (server-side apply) and provisions Iggy ([`provision`]); [`leader`] keeps a
-//! single active replica; [`metrics`] serves /metrics, /healthz, /readyz.
+//! single active replica; [`metrics`] serves /metrics, /healthz, /readyz. `conditions` computes
+//! the status conditions and which of them changed (those become Events).
 
+mod conditions;
 pub mod crd;
 pub mod desired;
 pub mod leader;

@@ -3,6 +3,7 @@
 use k8s_openapi::api::apps::v1::DeploymentStatus;
 
 use super::*;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 fn bridge(replicas: i32) -> KafkaBridge {
     let mut kb: KafkaBridge =
