@@ -525,17 +525,27 @@ async fn ensure_finalizer(kb: &KafkaBridge, bridges: &Api<KafkaBridge>) -> Resul
         .cloned()
         .chain(wants.then(|| FINALIZER.to_string()))
         .collect();
-    set_finalizers(bridges, &kb.name_any(), finalizers).await
+    set_finalizers(bridges, kb, finalizers).await
 }
 
+/// Replaces the finalizer list, guarded by the resourceVersion it was computed from: a merge
+/// patch replaces lists whole, so without the guard a finalizer another controller added
+/// meanwhile would be dropped. On a conflict the reconcile fails and runs again on fresh data.
 async fn set_finalizers(
     bridges: &Api<KafkaBridge>,
-    name: &str,
+    kb: &KafkaBridge,
     finalizers: Vec<String>,
 ) -> Result<(), Error> {
-    let patch = json!({"metadata": {"finalizers": finalizers}});
+    let patch = json!({"metadata": {
+        "finalizers": finalizers,
+        "resourceVersion": kb.resource_version(),
+    }});
     bridges
-        .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+        .patch(
+            &kb.name_any(),
+            &PatchParams::default(),
+            &Patch::Merge(&patch),
+        )
         .await?;
     Ok(())
 }
@@ -616,7 +626,7 @@ async fn finalize(
         .filter(|f| *f != FINALIZER)
         .cloned()
         .collect();
-    set_finalizers(bridges, &kb.name_any(), rest).await?;
+    set_finalizers(bridges, kb, rest).await?;
     Ok(Action::await_change())
 }
 

@@ -793,7 +793,8 @@ impl OperatorProcess {
             ])
             .args(["--metrics-listen", &metrics.to_string()])
             .env("KUBECONFIG", cluster.kubeconfig_path())
-            .env("RUST_LOG", "warn")
+            // The test kubeconfig skips TLS verification; kube warns about it on every connection.
+            .env("RUST_LOG", "warn,kube_client::client::tls=error")
             .stdin(std::process::Stdio::null())
             .spawn()
             .unwrap();
