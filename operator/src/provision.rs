@@ -1,13 +1,22 @@
 //! Iggy provisioning through the proxy's own Iggy back end (the iggy SDK underneath), so the
 //! operator creates topics exactly as the proxy names and configures them.
 //!
-//! Idempotent: existing topics are left alone, partitions only ever grow; a requested decrease
-//! is reported (and nothing is touched).
+//! Idempotent: existing topics keep their data, partitions only ever grow, and message expiry
+//! and maximum size follow the spec where it sets them; a requested partition decrease is
+//! reported and that topic is not touched at all.
+//!
+//! Settings of an existing topic are changed with the iggy SDK directly: the proxy's back end
+//! has no "alter topic" (Kafka clients cannot change those settings through the proxy).
 
+use std::sync::Arc;
 use std::time::Duration;
 
+use iggy::prelude::{
+    AutoLogin, Client, Identifier, IggyDuration, IggyExpiry, MaxTopicSize, TcpClient,
+    TcpClientConfig, TcpClientReconnectionConfig, TopicClient, UserClient,
+};
 use kafka_iggy_proxy::backend::iggy::{IggyBackend, IggyConfig};
-use kafka_iggy_proxy::backend::{Backend, BackendError, TopicSettings};
+use kafka_iggy_proxy::backend::{Backend, BackendError, TopicInfo, TopicSettings};
 
 use crate::crd::TopicSpec;
 
@@ -30,6 +39,8 @@ pub struct Report {
     pub grown: Vec<(String, u32, u32)>,
     /// (topic, partitions in Iggy, partitions asked for): never shrunk.
     pub decrease_refused: Vec<(String, u32, u32)>,
+    /// (topic, what changed): message expiry or maximum size brought in line with the spec.
+    pub settings_updated: Vec<(String, String)>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -97,24 +108,123 @@ pub async fn provision(
                     Err(e) => return Err(refused(name, e)),
                 }
             }
-            Some(info) if info.partitions < topic.partitions => {
-                backend
-                    .create_partitions(name, topic.partitions)
-                    .await
-                    .map_err(|e| refused(name, e))?;
-                report
-                    .grown
-                    .push((name.clone(), info.partitions, topic.partitions));
-            }
             Some(info) if info.partitions > topic.partitions => {
                 report
                     .decrease_refused
                     .push((name.clone(), info.partitions, topic.partitions));
             }
-            Some(_) => {}
+            Some(info) => {
+                if info.partitions < topic.partitions {
+                    backend
+                        .create_partitions(name, topic.partitions)
+                        .await
+                        .map_err(|e| refused(name, e))?;
+                    report
+                        .grown
+                        .push((name.clone(), info.partitions, topic.partitions));
+                }
+                if let Some(change) = settings_change(&info, topic) {
+                    update_settings(access, topic).await?;
+                    report.settings_updated.push((name.clone(), change));
+                }
+            }
         }
     }
     Ok(report)
+}
+
+/// What differs between a topic in Iggy and its spec, among the settings the spec sets (an
+/// unset field leaves Iggy's value alone).
+fn settings_change(info: &TopicInfo, topic: &TopicSpec) -> Option<String> {
+    let mut changes = Vec::new();
+    if let Some(want) = topic
+        .message_expiry_ms
+        .filter(|w| Some(*w) != info.retention_ms)
+    {
+        changes.push(format!(
+            "message expiry {} -> {want} ms",
+            info.retention_ms
+                .map_or("never".to_string(), |ms| ms.to_string())
+        ));
+    }
+    if let Some(want) = topic.max_size_bytes.filter(|w| Some(*w) != info.max_bytes) {
+        changes.push(format!(
+            "max size {} -> {want} bytes",
+            info.max_bytes
+                .map_or("unlimited".to_string(), |b| b.to_string())
+        ));
+    }
+    (!changes.is_empty()).then(|| changes.join(", "))
+}
+
+/// A logged-in SDK client, for what the proxy's back end does not offer.
+async fn sdk_client(access: &IggyAccess) -> Result<TcpClient, ProvisionError> {
+    let unreachable = |e: String| ProvisionError::Unreachable(access.address.clone(), e);
+    let config = TcpClientConfig {
+        server_address: access.address.clone(),
+        auto_login: AutoLogin::Disabled,
+        reconnection: TcpClientReconnectionConfig {
+            enabled: false,
+            ..TcpClientReconnectionConfig::default()
+        },
+        ..TcpClientConfig::default()
+    };
+    let client = TcpClient::create(Arc::new(config)).map_err(|e| unreachable(e.to_string()))?;
+    let login = async {
+        Client::connect(&client).await?;
+        client.login_user(&access.username, &access.password).await
+    };
+    match tokio::time::timeout(IGGY_TIMEOUT, login).await {
+        Ok(Ok(_)) => Ok(client),
+        Ok(Err(e)) => Err(unreachable(e.to_string())),
+        Err(_) => Err(unreachable(format!("no answer within {IGGY_TIMEOUT:?}"))),
+    }
+}
+
+/// Sets the topic's message expiry and maximum size to what the spec asks for, keeping its
+/// name, compression and replication factor.
+async fn update_settings(access: &IggyAccess, topic: &TopicSpec) -> Result<(), ProvisionError> {
+    let name = &topic.name;
+    let rejected =
+        |e: iggy::prelude::IggyError| ProvisionError::Refused(name.clone(), e.to_string());
+    let client = sdk_client(access).await?;
+    let stream_id = Identifier::named(&access.stream).map_err(rejected)?;
+    let topic_id = Identifier::named(name).map_err(rejected)?;
+    let update = async {
+        let Some(details) = client.get_topic(&stream_id, &topic_id).await? else {
+            return Ok(());
+        };
+        let expiry = topic
+            .message_expiry_ms
+            .map_or(details.message_expiry, |ms| {
+                IggyExpiry::ExpireDuration(IggyDuration::new(Duration::from_millis(
+                    u64::try_from(ms).unwrap_or(1),
+                )))
+            });
+        let max_size = topic
+            .max_size_bytes
+            .map_or(details.max_topic_size, MaxTopicSize::from);
+        client
+            .update_topic(
+                &stream_id,
+                &topic_id,
+                &details.name,
+                details.compression_algorithm,
+                (details.replication_factor > 0).then_some(details.replication_factor),
+                expiry,
+                max_size,
+            )
+            .await
+    };
+    let result = tokio::time::timeout(IGGY_TIMEOUT, update).await;
+    let _ = client.disconnect().await;
+    match result {
+        Ok(result) => result.map_err(rejected),
+        Err(_) => Err(ProvisionError::Unreachable(
+            access.address.clone(),
+            format!("no answer within {IGGY_TIMEOUT:?}"),
+        )),
+    }
 }
 
 /// Deletes the given topics (deletion policy `Delete`); missing topics are fine.
@@ -132,12 +242,19 @@ pub async fn delete_topics(
     Ok(())
 }
 
-/// Partition counts of the given topics as Iggy has them (for tests and status).
-pub async fn partitions(access: &IggyAccess, topic: &str) -> Result<Option<u32>, ProvisionError> {
+/// A topic as Iggy has it (partitions, expiry, max size), for tests and diagnostics.
+pub async fn describe(
+    access: &IggyAccess,
+    topic: &str,
+) -> Result<Option<TopicInfo>, ProvisionError> {
     let backend = connect(access).await?;
     backend
         .describe_topic(topic)
         .await
-        .map(|t| t.map(|t| t.partitions))
         .map_err(|e| refused(topic, e))
+}
+
+/// The partition count of a topic as Iggy has it.
+pub async fn partitions(access: &IggyAccess, topic: &str) -> Result<Option<u32>, ProvisionError> {
+    Ok(describe(access, topic).await?.map(|t| t.partitions))
 }

@@ -9,7 +9,6 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
-use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::api::{ApiResource, DynamicObject, GroupVersionKind, Patch, PatchParams};
@@ -165,16 +164,23 @@ pub fn error_policy(kb: Arc<KafkaBridge>, error: &Error, ctx: Arc<Context>) -> A
     Action::requeue(delay)
 }
 
-async fn apply<K>(api: &Api<K>, name: &str, object: &K) -> Result<K, kube::Error>
+/// Server-side apply of one namespaced child under the operator's field manager.
+async fn apply<K>(client: &Client, ns: &str, object: &K) -> Result<K, kube::Error>
 where
-    K: Resource + Clone + DeserializeOwned + Serialize + std::fmt::Debug,
+    K: Resource<Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + DeserializeOwned
+        + Serialize
+        + std::fmt::Debug,
+    K::DynamicType: Default,
 {
-    api.patch(
-        name,
-        &PatchParams::apply(FIELD_MANAGER).force(),
-        &Patch::Apply(object),
-    )
-    .await
+    Api::<K>::namespaced(client.clone(), ns)
+        .patch(
+            &object.name_any(),
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(object),
+        )
+        .await
 }
 
 async fn reconcile_inner(kb: &KafkaBridge, ctx: &Context) -> Result<Action, Error> {
@@ -269,36 +275,11 @@ async fn apply_children(
                 .get(crate::desired::CONFIG_HASH_ANNOTATION)
                 .cloned()
         });
-    apply(
-        &Api::<ConfigMap>::namespaced(c.clone(), ns),
-        &d.config_map.name_any(),
-        &d.config_map,
-    )
-    .await?;
-    apply(
-        &Api::<Service>::namespaced(c.clone(), ns),
-        &d.bootstrap_service.name_any(),
-        &d.bootstrap_service,
-    )
-    .await?;
-    apply(
-        &Api::<Service>::namespaced(c.clone(), ns),
-        &d.headless_service.name_any(),
-        &d.headless_service,
-    )
-    .await?;
-    apply(
-        &Api::<PodDisruptionBudget>::namespaced(c.clone(), ns),
-        &d.pod_disruption_budget.name_any(),
-        &d.pod_disruption_budget,
-    )
-    .await?;
-    apply(
-        &Api::<Deployment>::namespaced(c.clone(), ns),
-        &d.deployment.name_any(),
-        &d.deployment,
-    )
-    .await?;
+    apply(c, ns, &d.config_map).await?;
+    apply(c, ns, &d.bootstrap_service).await?;
+    apply(c, ns, &d.headless_service).await?;
+    apply(c, ns, &d.pod_disruption_budget).await?;
+    apply(c, ns, &d.deployment).await?;
     if let Some(previous) = previous_hash.filter(|h| *h != d.config_hash) {
         publish(
             ctx,
@@ -416,6 +397,16 @@ async fn provision_iggy(kb: &KafkaBridge, ctx: &Context, ns: &str, conditions: &
                     EventType::Normal,
                     "TopicCreated",
                     &format!("created Iggy topic {}/{topic}", access.stream),
+                )
+                .await;
+            }
+            for (topic, change) in &report.settings_updated {
+                publish(
+                    ctx,
+                    kb,
+                    EventType::Normal,
+                    "TopicSettingsUpdated",
+                    &format!("{topic}: {change}"),
                 )
                 .await;
             }

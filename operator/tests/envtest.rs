@@ -641,6 +641,24 @@ async fn provisioning_on_kube_on_iggy() {
     })
     .await;
 
+    // Message expiry and max size follow the spec on an existing topic.
+    let settings = json!({"spec": {"topics": [{"name": "orders", "partitions": 4,
+        "messageExpiryMs": 3_600_000, "maxSizeBytes": 1_073_741_824u64}]}});
+    bridges
+        .patch("shop", &PatchParams::default(), &Patch::Merge(&settings))
+        .await
+        .unwrap();
+    let info = eventually("the new settings in Iggy", || {
+        let a = access.clone();
+        async move {
+            let info = provision::describe(&a, "orders").await.ok()??;
+            (info.retention_ms == Some(3_600_000)).then_some(info)
+        }
+    })
+    .await;
+    assert_eq!(info.max_bytes, Some(1_073_741_824));
+    assert_eq!(info.partitions, 4, "partitions untouched");
+
     // A bridge whose spec asks for fewer partitions than Iggy has is refused by the operator
     // (here: a topic created with more partitions beforehand), and nothing is touched.
     let wide = IggyAccess {
