@@ -176,13 +176,37 @@ fn default_password_key() -> String {
     "password".into()
 }
 
+/// TLS on the connections to Iggy's TCP transport (proxy and operator alike). The server's
+/// certificate is always verified.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, JsonSchema)]
 #[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [{"rule": "self.enabled || (!has(self.caSecret) && !has(self.serverName))", "message": "iggy.tls.caSecret and iggy.tls.serverName need iggy.tls.enabled: true"}]))]
 pub struct IggyTls {
-    /// TLS to Iggy. The proxy does not speak TLS to Iggy yet: enabling it is reported as a
-    /// failed condition and nothing is deployed.
     #[serde(default)]
     pub enabled: bool,
+    /// Secret in the same namespace holding the PEM CA bundle that signs the Iggy server's
+    /// certificate; unset = the Mozilla roots bundled with the proxy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_secret: Option<CaSecret>,
+    /// Name the certificate must be valid for; unset = the host of `iggy.address`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 253))]
+    pub server_name: Option<String>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CaSecret {
+    #[schemars(length(min = 1, max = 253))]
+    pub name: String,
+    /// Key of the PEM bundle in the Secret.
+    #[serde(default = "default_ca_key")]
+    #[schemars(length(min = 1, max = 253))]
+    pub key: String,
+}
+
+fn default_ca_key() -> String {
+    "ca.crt".into()
 }
 
 /// One Iggy topic (= Kafka topic) to provision.

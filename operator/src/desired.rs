@@ -9,14 +9,14 @@ use k8s_openapi::api::apps::v1::{
 };
 use k8s_openapi::api::core::v1::{
     Capabilities, ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, EnvVar, EnvVarSource,
-    HTTPGetAction, ObjectFieldSelector, PodSecurityContext, PodSpec, PodTemplateSpec, Probe,
-    SeccompProfile, SecretKeySelector, SecurityContext, Service, ServicePort, ServiceSpec, Volume,
-    VolumeMount,
+    HTTPGetAction, KeyToPath, ObjectFieldSelector, PodSecurityContext, PodSpec, PodTemplateSpec,
+    Probe, SeccompProfile, SecretKeySelector, SecretVolumeSource, SecurityContext, Service,
+    ServicePort, ServiceSpec, Volume, VolumeMount,
 };
 use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
-use kafka_iggy_proxy::config::{BackendKind, LogFormat, ProxyConfig};
+use kafka_iggy_proxy::config::{BackendKind, IggyTls as IggyTlsConfig, LogFormat, ProxyConfig};
 use kube::{Resource, ResourceExt};
 use sha2::{Digest, Sha256};
 
@@ -25,6 +25,9 @@ use crate::crd::{AdvertiseMode, KafkaBridge, DEFAULT_IMAGE};
 pub const CONFIG_HASH_ANNOTATION: &str = "bridge.kafka-iggy.dev/config-hash";
 const CONFIG_DIR: &str = "/etc/kafka-iggy";
 const CONFIG_FILE: &str = "config.yaml";
+/// Where the Iggy CA bundle from `iggy.tls.caSecret` is mounted in the proxy container.
+const IGGY_CA_DIR: &str = "/etc/kafka-iggy/iggy-ca";
+const IGGY_CA_FILE: &str = "ca.crt";
 /// The distroless "nonroot" user.
 const RUN_AS_USER: i64 = 65532;
 
@@ -264,6 +267,16 @@ fn proxy_config_yaml(kb: &KafkaBridge, bootstrap_address: &str) -> Result<String
     config.iggy.address = spec.iggy.address.clone();
     config.iggy.username = String::new();
     config.iggy.password = String::new();
+    config.iggy.tls = IggyTlsConfig {
+        enabled: spec.iggy.tls.enabled,
+        ca_file: spec
+            .iggy
+            .tls
+            .ca_secret
+            .as_ref()
+            .map(|_| format!("{IGGY_CA_DIR}/{IGGY_CA_FILE}").into()),
+        server_name: spec.iggy.tls.server_name.clone(),
+    };
     serde_yaml::to_string(&config).map_err(|e| DesiredError::Config(e.to_string()))
 }
 
@@ -346,6 +359,47 @@ fn pod_spec(kb: &KafkaBridge, names: &Names) -> PodSpec {
         failure_threshold: Some(3),
         ..Probe::default()
     };
+    let mut mounts = vec![VolumeMount {
+        name: "config".into(),
+        mount_path: CONFIG_DIR.into(),
+        read_only: Some(true),
+        ..VolumeMount::default()
+    }];
+    let mut volumes = vec![Volume {
+        name: "config".into(),
+        config_map: Some(ConfigMapVolumeSource {
+            name: names.config_map.clone(),
+            ..ConfigMapVolumeSource::default()
+        }),
+        ..Volume::default()
+    }];
+    if let Some(ca) = spec
+        .iggy
+        .tls
+        .ca_secret
+        .as_ref()
+        .filter(|_| spec.iggy.tls.enabled)
+    {
+        mounts.push(VolumeMount {
+            name: "iggy-ca".into(),
+            mount_path: IGGY_CA_DIR.into(),
+            read_only: Some(true),
+            ..VolumeMount::default()
+        });
+        volumes.push(Volume {
+            name: "iggy-ca".into(),
+            secret: Some(SecretVolumeSource {
+                secret_name: Some(ca.name.clone()),
+                items: Some(vec![KeyToPath {
+                    key: ca.key.clone(),
+                    path: IGGY_CA_FILE.into(),
+                    ..KeyToPath::default()
+                }]),
+                ..SecretVolumeSource::default()
+            }),
+            ..Volume::default()
+        });
+    }
     let container = Container {
         name: "proxy".into(),
         image: Some(spec.image.clone().unwrap_or_else(|| DEFAULT_IMAGE.into())),
@@ -382,25 +436,13 @@ fn pod_spec(kb: &KafkaBridge, names: &Names) -> PodSpec {
             }),
             ..SecurityContext::default()
         }),
-        volume_mounts: Some(vec![VolumeMount {
-            name: "config".into(),
-            mount_path: CONFIG_DIR.into(),
-            read_only: Some(true),
-            ..VolumeMount::default()
-        }]),
+        volume_mounts: Some(mounts),
         ..Container::default()
     };
     let overrides = &spec.pod_template;
     PodSpec {
         containers: vec![container],
-        volumes: Some(vec![Volume {
-            name: "config".into(),
-            config_map: Some(ConfigMapVolumeSource {
-                name: names.config_map.clone(),
-                ..ConfigMapVolumeSource::default()
-            }),
-            ..Volume::default()
-        }]),
+        volumes: Some(volumes),
         security_context: Some(
             overrides
                 .security_context

@@ -8,27 +8,52 @@
 //! Settings of an existing topic are changed with the iggy SDK directly: the proxy's back end
 //! has no "alter topic" (Kafka clients cannot change those settings through the proxy).
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use iggy::prelude::{
-    AutoLogin, Client, Identifier, IggyDuration, IggyExpiry, MaxTopicSize, TcpClient,
-    TcpClientConfig, TcpClientReconnectionConfig, TopicClient, UserClient,
+    Client, Identifier, IggyDuration, IggyExpiry, MaxTopicSize, TcpClient, TopicClient,
 };
-use kafka_iggy_proxy::backend::iggy::{IggyBackend, IggyConfig};
+use kafka_iggy_proxy::backend::iggy::{Credentials, IggyBackend, IggyConfig};
 use kafka_iggy_proxy::backend::{Backend, BackendError, TopicInfo, TopicSettings};
+use kafka_iggy_proxy::config::IggyTls;
 
 use crate::crd::TopicSpec;
 
 /// How long one provisioning pass may wait for Iggy before it is reported unreachable.
 pub const IGGY_TIMEOUT: Duration = Duration::from_secs(15);
 
-#[derive(Debug, Clone)]
+/// How to reach and log in to one bridge's Iggy. `Debug` hides the password.
+#[derive(Clone)]
 pub struct IggyAccess {
     pub address: String,
     pub username: String,
     pub password: String,
     pub stream: String,
+    /// TLS as the proxy does it; `ca_file` is the operator's own copy of the CA Secret.
+    pub tls: IggyTls,
+}
+
+impl std::fmt::Debug for IggyAccess {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IggyAccess")
+            .field("address", &self.address)
+            .field("username", &self.username)
+            .field("password", &"<redacted>")
+            .field("stream", &self.stream)
+            .field("tls", &self.tls)
+            .finish()
+    }
+}
+
+impl IggyAccess {
+    fn credentials(&self) -> Credentials {
+        Credentials {
+            address: self.address.clone(),
+            username: self.username.clone(),
+            password: self.password.clone(),
+            tls: self.tls.clone(),
+        }
+    }
 }
 
 /// What one provisioning pass did.
@@ -60,12 +85,13 @@ async fn connect(access: &IggyAccess) -> Result<IggyBackend, ProvisionError> {
         topic_overrides: Default::default(),
         connections: 1,
         fsync_on_append: false,
+        tls: access.tls.clone(),
     };
     match tokio::time::timeout(IGGY_TIMEOUT, IggyBackend::connect(config)).await {
         Ok(Ok(backend)) => Ok(backend),
         Ok(Err(e)) => Err(ProvisionError::Unreachable(
             access.address.clone(),
-            e.to_string(),
+            format!("{e}{}", access.tls.describe()),
         )),
         Err(_) => Err(ProvisionError::Unreachable(
             access.address.clone(),
@@ -157,26 +183,12 @@ fn settings_change(info: &TopicInfo, topic: &TopicSpec) -> Option<String> {
     (!changes.is_empty()).then(|| changes.join(", "))
 }
 
-/// A logged-in SDK client, for what the proxy's back end does not offer.
+/// A logged-in SDK client (the proxy's own settings), for what its back end does not offer.
 async fn sdk_client(access: &IggyAccess) -> Result<TcpClient, ProvisionError> {
     let unreachable = |e: String| ProvisionError::Unreachable(access.address.clone(), e);
-    let config = TcpClientConfig {
-        server_address: access.address.clone(),
-        auto_login: AutoLogin::Disabled,
-        reconnection: TcpClientReconnectionConfig {
-            enabled: false,
-            ..TcpClientReconnectionConfig::default()
-        },
-        ..TcpClientConfig::default()
-    };
-    let client = TcpClient::create(Arc::new(config)).map_err(|e| unreachable(e.to_string()))?;
-    let login = async {
-        Client::connect(&client).await?;
-        client.login_user(&access.username, &access.password).await
-    };
-    match tokio::time::timeout(IGGY_TIMEOUT, login).await {
-        Ok(Ok(_)) => Ok(client),
-        Ok(Err(e)) => Err(unreachable(e.to_string())),
+    match tokio::time::timeout(IGGY_TIMEOUT, access.credentials().login()).await {
+        Ok(Ok(client)) => Ok(client),
+        Ok(Err(e)) => Err(unreachable(format!("{e}{}", access.tls.describe()))),
         Err(_) => Err(unreachable(format!("no answer within {IGGY_TIMEOUT:?}"))),
     }
 }

@@ -3,6 +3,7 @@
 //! every object is resynced periodically.
 
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -11,6 +12,7 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kafka_iggy_proxy::config::IggyTls;
 use kube::api::{ApiResource, DynamicObject, GroupVersionKind, Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
@@ -21,7 +23,7 @@ use serde::Serialize;
 use serde_json::json;
 
 use crate::conditions::Conditions;
-use crate::crd::{DeletionPolicy, KafkaBridge, KafkaBridgeStatus};
+use crate::crd::{CaSecret, DeletionPolicy, KafkaBridge, KafkaBridgeStatus};
 use crate::desired::{desired, Desired};
 use crate::metrics::OperatorMetrics;
 use crate::provision::{self, IggyAccess, ProvisionError};
@@ -202,18 +204,6 @@ async fn reconcile_inner(kb: &KafkaBridge, ctx: &Context) -> Result<Action, Erro
     ensure_finalizer(kb, &bridges).await?;
 
     let mut conditions = Conditions::new(kb, ctx.previous_conditions(kb));
-    if kb.spec.iggy.tls.enabled {
-        conditions.set(
-            "Degraded",
-            true,
-            "IggyTlsUnsupported",
-            "the proxy does not speak TLS to Iggy yet; set iggy.tls.enabled=false",
-        );
-        conditions.set("Ready", false, "IggyTlsUnsupported", "nothing deployed");
-        write_status(kb, ctx, &bridges, conditions, None, None).await?;
-        return Ok(Action::requeue(ctx.resync));
-    }
-
     let d = desired(kb)?;
     apply_children(kb, ctx, &ns, &d, &mut conditions).await?;
     provision_iggy(kb, ctx, &ns, &mut conditions).await;
@@ -495,12 +485,53 @@ async fn iggy_access(kb: &KafkaBridge, ctx: &Context, ns: &str) -> Result<IggyAc
         String::from_utf8(data.0.clone())
             .map_err(|_| format!("Secret {} key {k} is not UTF-8", keys.name))
     };
+    let tls = &kb.spec.iggy.tls;
+    let ca_file = match tls.ca_secret.as_ref().filter(|_| tls.enabled) {
+        Some(ca) => Some(ca_file(kb, ctx, ns, ca).await?),
+        None => None,
+    };
     Ok(IggyAccess {
         address: kb.spec.iggy.address.clone(),
         username: field(&keys.username_key)?,
         password: field(&keys.password_key)?,
         stream: kb.spec.iggy.stream.clone(),
+        tls: IggyTls {
+            enabled: tls.enabled,
+            ca_file,
+            server_name: tls.server_name.clone(),
+        },
     })
+}
+
+/// The bridge's Iggy CA bundle, copied from its Secret into a file of the operator's temp
+/// directory: the SDK reads CA certificates only from a file. Rewritten on every pass, so a
+/// rotated CA is used by the next provisioning.
+async fn ca_file(
+    kb: &KafkaBridge,
+    ctx: &Context,
+    ns: &str,
+    ca: &CaSecret,
+) -> Result<PathBuf, String> {
+    let secret = Api::<Secret>::namespaced(ctx.client.clone(), ns)
+        .get_opt(&ca.name)
+        .await
+        .map_err(|e| format!("cannot read Secret {}: {e}", ca.name))?
+        .ok_or_else(|| format!("CA Secret {} not found", ca.name))?;
+    let pem = secret
+        .data
+        .as_ref()
+        .and_then(|d| d.get(&ca.key))
+        .ok_or_else(|| format!("CA Secret {} has no key {}", ca.name, ca.key))?;
+    let dir = std::env::temp_dir().join("kafka-iggy-operator");
+    let path = dir.join(format!("{ns}.{}.ca.pem", kb.name_any()));
+    let staged = path.with_extension("pem.tmp");
+    let write = || -> std::io::Result<()> {
+        std::fs::create_dir_all(&dir)?;
+        std::fs::write(&staged, &pem.0)?;
+        std::fs::rename(&staged, &path)
+    };
+    write().map_err(|e| format!("cannot write the CA bundle to {}: {e}", path.display()))?;
+    Ok(path)
 }
 
 async fn ensure_finalizer(kb: &KafkaBridge, bridges: &Api<KafkaBridge>) -> Result<(), Error> {

@@ -586,6 +586,7 @@ async fn provisioning_on_kube_on_iggy() {
         username: server.username().to_string(),
         password: server.password().to_string(),
         stream: "shop-stream".into(),
+        tls: Default::default(),
     };
     bridges
         .create(
@@ -705,6 +706,171 @@ async fn provisioning_on_kube_on_iggy() {
     assert_eq!(
         provision::partitions(&access, "orders").await.unwrap(),
         None
+    );
+    drop(cluster);
+}
+
+/// TLS to Iggy: the operator provisions over TLS with the CA from the bridge's Secret, and the
+/// proxy pods get the same CA mounted and named in their configuration. A CA Secret that is
+/// missing, or trusting only the public roots, is reported on the condition; settings that need
+/// TLS on are refused by the schema.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn iggy_tls_on_kube_on_iggy() {
+    let Some(server) = IggyServer::from_env_tls().await else {
+        return;
+    };
+    let Some(cluster) = KubeTestCluster::start().await.unwrap() else {
+        return;
+    };
+    let ns = "tls-bridges";
+    let client = setup(&cluster, ns, Duration::from_secs(600)).await;
+    let bridges: Api<KafkaBridge> = Api::namespaced(client.clone(), ns);
+    let ca_pem = std::fs::read_to_string(server.tls_ca_file().unwrap()).unwrap();
+    let ca_secret: Secret = serde_json::from_value(json!({
+        "metadata": {"name": "iggy-ca"},
+        "stringData": {"ca.crt": ca_pem}
+    }))
+    .unwrap();
+    Api::<Secret>::namespaced(client.clone(), ns)
+        .create(&PostParams::default(), &ca_secret)
+        .await
+        .unwrap();
+    let with_tls = |name: &str, tls: serde_json::Value| {
+        let mut kb = bridge(name, server.address(), "Keep", 3);
+        kb.spec.iggy.tls = serde_json::from_value(tls).unwrap();
+        kb
+    };
+
+    bridges
+        .create(
+            &PostParams::default(),
+            &with_tls(
+                "secure",
+                json!({"enabled": true, "caSecret": {"name": "iggy-ca"}}),
+            ),
+        )
+        .await
+        .unwrap();
+    eventually("IggyProvisioned=True over TLS", || {
+        let b = bridges.clone();
+        async move {
+            (condition(&b.get("secure").await.ok()?, "IggyProvisioned")?.0 == "True").then_some(())
+        }
+    })
+    .await;
+    let access = IggyAccess {
+        address: server.address().to_string(),
+        username: server.username().to_string(),
+        password: server.password().to_string(),
+        stream: "secure-stream".into(),
+        tls: kafka_iggy_proxy::config::IggyTls {
+            enabled: true,
+            ca_file: server.tls_ca_file().map(Into::into),
+            server_name: None,
+        },
+    };
+    assert_eq!(
+        provision::partitions(&access, "orders").await.unwrap(),
+        Some(3)
+    );
+
+    // The pods trust the same CA: mounted from the Secret, named in the rendered config.
+    let dep = Api::<Deployment>::namespaced(client.clone(), ns)
+        .get("secure")
+        .await
+        .unwrap();
+    let pod = dep.spec.unwrap().template.spec.unwrap();
+    let volume = pod
+        .volumes
+        .unwrap()
+        .into_iter()
+        .find(|v| v.name == "iggy-ca")
+        .expect("CA volume");
+    assert_eq!(
+        volume.secret.unwrap().secret_name.as_deref(),
+        Some("iggy-ca")
+    );
+    let mounts = pod.containers[0].volume_mounts.clone().unwrap();
+    assert!(
+        mounts
+            .iter()
+            .any(|m| m.name == "iggy-ca" && m.mount_path == "/etc/kafka-iggy/iggy-ca"),
+        "{mounts:?}"
+    );
+    let config_map = Api::<ConfigMap>::namespaced(client.clone(), ns)
+        .get("secure-config")
+        .await
+        .unwrap();
+    let rendered: kafka_iggy_proxy::config::ProxyConfig =
+        serde_yaml::from_str(&config_map.data.unwrap()["config.yaml"]).unwrap();
+    assert!(rendered.iggy.tls.enabled);
+    assert_eq!(
+        rendered.iggy.tls.ca_file.as_deref(),
+        Some(std::path::Path::new("/etc/kafka-iggy/iggy-ca/ca.crt"))
+    );
+
+    // Public roots only: the handshake fails and the condition says it was TLS.
+    bridges
+        .create(
+            &PostParams::default(),
+            &with_tls("public-roots", json!({"enabled": true})),
+        )
+        .await
+        .unwrap();
+    let message = eventually("IggyUnreachable over TLS", || {
+        let b = bridges.clone();
+        async move {
+            let kb = b.get("public-roots").await.ok()?;
+            let c = kb
+                .status?
+                .conditions
+                .into_iter()
+                .find(|c| c.type_ == "IggyProvisioned" && c.reason == "IggyUnreachable")?;
+            Some(c.message)
+        }
+    })
+    .await;
+    assert!(message.contains("over TLS"), "{message}");
+
+    // A CA Secret that does not exist.
+    bridges
+        .create(
+            &PostParams::default(),
+            &with_tls(
+                "no-ca",
+                json!({"enabled": true, "caSecret": {"name": "absent"}}),
+            ),
+        )
+        .await
+        .unwrap();
+    let message = eventually("CredentialsUnavailable", || {
+        let b = bridges.clone();
+        async move {
+            let kb = b.get("no-ca").await.ok()?;
+            let c =
+                kb.status?.conditions.into_iter().find(|c| {
+                    c.type_ == "IggyProvisioned" && c.reason == "CredentialsUnavailable"
+                })?;
+            Some(c.message)
+        }
+    })
+    .await;
+    assert!(message.contains("CA Secret absent not found"), "{message}");
+
+    // TLS settings without TLS on are refused by the API server (CEL).
+    let refused = bridges
+        .create(
+            &PostParams::default(),
+            &with_tls(
+                "half",
+                json!({"enabled": false, "caSecret": {"name": "iggy-ca"}}),
+            ),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        refused.to_string().contains("need iggy.tls.enabled"),
+        "{refused}"
     );
     drop(cluster);
 }

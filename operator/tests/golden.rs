@@ -139,6 +139,38 @@ fn the_proxy_accepts_every_rendered_configuration() {
         if kb.spec.kafka.advertise == kafka_iggy_operator::crd::AdvertiseMode::PodIP {
             args.extend(["--advertised-address".into(), "10.1.2.3:9092".into()]);
         }
+        // The CA file the config names is the one the pod mounts from the CA Secret; here a
+        // local stand-in takes its place.
+        let rendered: ProxyConfig =
+            serde_yaml::from_str(&d.config_map.data.as_ref().unwrap()["config.yaml"]).unwrap();
+        let stand_in = file.with_extension("ca.pem");
+        if let Some(ca_file) = &rendered.iggy.tls.ca_file {
+            let pod = d
+                .deployment
+                .spec
+                .as_ref()
+                .unwrap()
+                .template
+                .spec
+                .as_ref()
+                .unwrap();
+            let mounted = pod.containers[0]
+                .volume_mounts
+                .iter()
+                .flatten()
+                .any(|m| ca_file.parent() == Some(Path::new(&m.mount_path)));
+            assert!(
+                mounted,
+                "{case}: {} is not in a mounted volume",
+                ca_file.display()
+            );
+            std::fs::write(
+                &stand_in,
+                "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n",
+            )
+            .unwrap();
+            args.extend(["--iggy-tls-ca-file".into(), stand_in.display().to_string()]);
+        }
         let env = [
             ("KAFKA_IGGY_IGGY_USERNAME".to_string(), "u".to_string()),
             ("KAFKA_IGGY_IGGY_PASSWORD".to_string(), "p".to_string()),
@@ -162,5 +194,6 @@ fn the_proxy_accepts_every_rendered_configuration() {
             );
         }
         let _ = std::fs::remove_file(&file);
+        let _ = std::fs::remove_file(&stand_in);
     }
 }

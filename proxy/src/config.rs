@@ -76,6 +76,19 @@ pub struct Cli {
     #[arg(long, env = "KAFKA_IGGY_IGGY_FSYNC_ON_APPEND")]
     pub iggy_fsync_on_append: Option<bool>,
 
+    /// Connect to Iggy over TLS [default: false]
+    #[arg(long, env = "KAFKA_IGGY_IGGY_TLS")]
+    pub iggy_tls: Option<bool>,
+
+    /// PEM file of the CA certificates that sign the Iggy server's certificate [default: the
+    /// Mozilla root store bundled with the proxy]
+    #[arg(long, env = "KAFKA_IGGY_IGGY_TLS_CA_FILE")]
+    pub iggy_tls_ca_file: Option<PathBuf>,
+
+    /// Name the Iggy server's certificate must be valid for [default: the host of --iggy-address]
+    #[arg(long, env = "KAFKA_IGGY_IGGY_TLS_SERVER_NAME")]
+    pub iggy_tls_server_name: Option<String>,
+
     /// Iggy stream holding Kafka topics without an explicit mapping [default: kafka]
     #[arg(long, env = "KAFKA_IGGY_DEFAULT_STREAM")]
     pub default_stream: Option<String>,
@@ -196,7 +209,7 @@ impl Default for GroupSettings {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, default)]
 pub struct IggySettings {
     pub address: String,
     pub username: String,
@@ -204,6 +217,67 @@ pub struct IggySettings {
     pub connections: usize,
     /// Fsync each appended batch before acknowledging it (slower; survives Iggy crashes).
     pub fsync_on_append: bool,
+    #[serde(skip_serializing_if = "IggyTls::is_off")]
+    pub tls: IggyTls,
+}
+
+/// TLS on the connections to Iggy's TCP transport. The server's certificate is always
+/// verified: against `ca_file` when given, otherwise against the bundled Mozilla roots.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IggyTls {
+    pub enabled: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<PathBuf>,
+    /// Name the certificate must be valid for, when the address's host is not it (an IP
+    /// address, a Service name behind a differently named certificate).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub server_name: Option<String>,
+}
+
+impl IggyTls {
+    fn is_off(&self) -> bool {
+        *self == Self::default()
+    }
+
+    /// How TLS is set up, to follow "cannot connect" errors (a failed handshake says little
+    /// by itself); empty without TLS.
+    pub fn describe(&self) -> String {
+        if !self.enabled {
+            return String::new();
+        }
+        let ca = self.ca_file.as_ref().map_or_else(
+            || "the bundled Mozilla roots".to_string(),
+            |p| p.display().to_string(),
+        );
+        let name = self.server_name.as_deref().unwrap_or("the address's host");
+        format!(" over TLS (certificate checked against {ca} for {name})")
+    }
+
+    /// Problems that would otherwise only show as a failed handshake, reported at startup:
+    /// settings without `enabled`, a CA file that cannot be read or holds no certificate.
+    pub fn problems(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        if !self.enabled && (self.ca_file.is_some() || self.server_name.is_some()) {
+            problems.push(
+                "iggy.tls.ca_file and iggy.tls.server_name need iggy.tls.enabled: true".into(),
+            );
+        }
+        if let Some(path) = &self.ca_file {
+            match std::fs::read_to_string(path) {
+                Err(e) => problems.push(format!("iggy.tls.ca_file {}: {e}", path.display())),
+                Ok(pem) if !pem.contains("-----BEGIN CERTIFICATE-----") => problems.push(format!(
+                    "iggy.tls.ca_file {}: no PEM certificate (-----BEGIN CERTIFICATE-----) in it",
+                    path.display()
+                )),
+                Ok(_) => {}
+            }
+        }
+        if self.server_name.as_deref() == Some("") {
+            problems.push("iggy.tls.server_name must not be empty".into());
+        }
+        problems
+    }
 }
 
 impl Default for IggySettings {
@@ -214,6 +288,7 @@ impl Default for IggySettings {
             password: "iggy".into(),
             connections: 8,
             fsync_on_append: false,
+            tls: IggyTls::default(),
         }
     }
 }
@@ -315,6 +390,13 @@ impl ProxyConfig {
         set(&mut self.iggy.password, cli.iggy_password);
         set(&mut self.iggy.connections, cli.iggy_connections);
         set(&mut self.iggy.fsync_on_append, cli.iggy_fsync_on_append);
+        set(&mut self.iggy.tls.enabled, cli.iggy_tls);
+        if cli.iggy_tls_ca_file.is_some() {
+            self.iggy.tls.ca_file = cli.iggy_tls_ca_file;
+        }
+        if cli.iggy_tls_server_name.is_some() {
+            self.iggy.tls.server_name = cli.iggy_tls_server_name;
+        }
         set(&mut self.default_stream, cli.default_stream);
         set(&mut self.auto_create_topics, cli.auto_create_topics);
         set(&mut self.default_partitions, cli.default_partitions);
@@ -344,6 +426,9 @@ impl ProxyConfig {
         }
         if self.iggy.connections == 0 {
             problems.push("iggy.connections must be at least 1".into());
+        }
+        if self.backend == BackendKind::Iggy {
+            problems.extend(self.iggy.tls.problems());
         }
         if self.limits.max_frame_bytes < 1024 || self.limits.max_frame_bytes > i32::MAX as usize {
             problems.push("limits.max_frame_bytes must be within 1024..=2147483647".into());

@@ -133,9 +133,14 @@ async fn connect_backend(config: &ProxyConfig) -> anyhow::Result<SharedBackend> 
                     .collect(),
                 connections: config.iggy.connections,
                 fsync_on_append: config.iggy.fsync_on_append,
+                tls: config.iggy.tls.clone(),
             };
             let backend = IggyBackend::connect(iggy).await.map_err(|e| {
-                anyhow::anyhow!("cannot connect to Iggy at {}: {e}", config.iggy.address)
+                anyhow::anyhow!(
+                    "cannot connect to Iggy at {}{}: {e}",
+                    config.iggy.address,
+                    config.iggy.tls.describe()
+                )
             })?;
             Arc::new(backend)
         }

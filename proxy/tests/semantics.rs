@@ -8,6 +8,7 @@ mod wire;
 use std::time::{Duration, Instant};
 
 use iggy_testkit::IggyServer;
+use kafka_iggy_proxy::config::IggyTls;
 use kafka_iggy_proxy::Proxy;
 use kafka_protocol::messages::*;
 use kafka_protocol::records::Compression;
@@ -357,6 +358,75 @@ async fn semantics_on_iggy() {
     let proxy = wire::start_iggy_proxy(server.address()).await;
     all_scenarios(&proxy).await;
     proxy.shutdown().await;
+}
+
+/// The whole scenario set with the proxy talking TLS to Iggy (a certificate from a test CA).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn semantics_over_tls_on_iggy() {
+    let Some(server) = IggyServer::from_env_tls().await else {
+        return;
+    };
+    let tls = IggyTls {
+        enabled: true,
+        ca_file: server.tls_ca_file().map(Into::into),
+        server_name: None,
+    };
+    let proxy = wire::start_iggy_proxy_with(server.address(), tls)
+        .await
+        .expect("proxy starts over TLS");
+    all_scenarios(&proxy).await;
+    proxy.shutdown().await;
+}
+
+/// A TLS setup that cannot work fails the proxy's startup with an error naming the address and
+/// how TLS was set up; it never starts half-connected.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_misconfiguration_fails_startup_on_iggy() {
+    let Some(server) = IggyServer::from_env_tls().await else {
+        return;
+    };
+    let dir = iggy_testkit::temp_dir("tls-misconfig").unwrap();
+    let unrelated = dir.join("unrelated-ca.pem");
+    std::fs::write(&unrelated, iggy_testkit::tls::unrelated_ca_pem().unwrap()).unwrap();
+    let trusted = server.tls_ca_file().map(std::path::PathBuf::from);
+    let tls = |ca_file: Option<std::path::PathBuf>, server_name: Option<&str>| IggyTls {
+        enabled: true,
+        ca_file,
+        server_name: server_name.map(Into::into),
+    };
+    let cases = [
+        ("plain TCP to a TLS listener", IggyTls::default()),
+        (
+            "a CA that did not sign the server",
+            tls(Some(unrelated), None),
+        ),
+        ("the bundled public roots", tls(None, None)),
+        (
+            "a name the certificate is not for",
+            tls(trusted, Some("iggy.example.com")),
+        ),
+    ];
+    for (case, settings) in cases {
+        let uses_tls = settings.enabled;
+        let started = Instant::now();
+        let error = match wire::start_iggy_proxy_with(server.address(), settings).await {
+            Ok(proxy) => {
+                proxy.shutdown().await;
+                panic!("{case}: the proxy started");
+            }
+            Err(e) => format!("{e:#}"),
+        };
+        assert!(
+            error.contains(server.address()) && (!uses_tls || error.contains("over TLS")),
+            "{case}: {error}"
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "{case}: took {:?}",
+            started.elapsed()
+        );
+    }
+    let _ = std::fs::remove_dir_all(dir);
 }
 
 /// Records acknowledged before a proxy restart are all readable after it, and new records

@@ -1,5 +1,6 @@
 //! One logged-in SDK client.
 
+use std::path::Path;
 use std::sync::Arc;
 
 use iggy::prelude::{
@@ -35,8 +36,20 @@ pub async fn connect(
     username: &str,
     password: &str,
 ) -> Result<TcpClient, ConnectError> {
+    connect_with(address, username, password, None).await
+}
+
+/// [`connect`], over TLS when `tls_ca_file` names the CA that signed the server's certificate.
+pub async fn connect_with(
+    address: &str,
+    username: &str,
+    password: &str,
+    tls_ca_file: Option<&Path>,
+) -> Result<TcpClient, ConnectError> {
     let config = TcpClientConfig {
         server_address: address.to_string(),
+        tls_enabled: tls_ca_file.is_some(),
+        tls_ca_file: tls_ca_file.map(|p| p.to_string_lossy().into_owned()),
         auto_login: AutoLogin::Disabled,
         reconnection: TcpClientReconnectionConfig {
             enabled: false,

@@ -19,7 +19,8 @@ mod client;
 mod files;
 pub mod kube;
 mod server;
+pub mod tls;
 
-pub use client::{connect, ConnectError};
+pub use client::{connect, connect_with, ConnectError};
 pub use files::{tail, temp_dir};
 pub use server::{IggyServer, Options, ENV_BIN, PASSWORD, USERNAME};

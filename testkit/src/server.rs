@@ -12,7 +12,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::{connect, tail, temp_dir};
+use crate::tls::{issue_server_certificate, TlsFiles};
+use crate::{connect_with, tail, temp_dir};
 
 /// The variable naming the server binary for [`IggyServer::from_env`].
 pub const ENV_BIN: &str = "IGGY_SERVER_BIN";
@@ -34,6 +35,9 @@ pub struct Options {
     pub keep_data: bool,
     /// Start of the temporary directory's name.
     pub dir_prefix: String,
+    /// Serve TCP over TLS only, with a certificate from a fresh test CA
+    /// ([`IggyServer::tls_ca_file`]).
+    pub tls: bool,
 }
 
 impl Default for Options {
@@ -44,6 +48,7 @@ impl Default for Options {
             env: Vec::new(),
             keep_data: false,
             dir_prefix: "iggy-test".to_string(),
+            tls: false,
         }
     }
 }
@@ -54,6 +59,7 @@ pub struct IggyServer {
     options: Options,
     dir: PathBuf,
     address: String,
+    tls: Option<TlsFiles>,
 }
 
 impl IggyServer {
@@ -65,16 +71,29 @@ impl IggyServer {
 
     /// Like [`IggyServer::from_env`], with extra `IGGY_*` configuration variables.
     pub async fn from_env_with(env: &[(&str, &str)]) -> Option<Self> {
-        let Some(binary) = std::env::var_os(ENV_BIN) else {
-            eprintln!("SKIPPED: {ENV_BIN} not set");
-            return None;
-        };
-        let options = Options {
+        Self::from_env_options(Options {
             env: env
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
             ..Options::default()
+        })
+        .await
+    }
+
+    /// Like [`IggyServer::from_env`], serving TCP over TLS only.
+    pub async fn from_env_tls() -> Option<Self> {
+        Self::from_env_options(Options {
+            tls: true,
+            ..Options::default()
+        })
+        .await
+    }
+
+    async fn from_env_options(options: Options) -> Option<Self> {
+        let Some(binary) = std::env::var_os(ENV_BIN) else {
+            eprintln!("SKIPPED: {ENV_BIN} not set");
+            return None;
         };
         let started = Instant::now();
         match Self::start(Path::new(&binary), options).await {
@@ -95,13 +114,19 @@ impl IggyServer {
             ));
         }
         let dir = temp_dir(&options.dir_prefix).map_err(|e| e.to_string())?;
-        let child = spawn(binary, &options, &dir, "127.0.0.1:0")?;
+        let tls = if options.tls {
+            Some(issue_server_certificate(&dir)?)
+        } else {
+            None
+        };
+        let child = spawn(binary, &options, tls.as_ref(), &dir, "127.0.0.1:0")?;
         let mut server = Self {
             child,
             binary: binary.to_path_buf(),
             options,
             dir,
             address: String::new(),
+            tls,
         };
         server.address = server.wait_ready(None).await?;
         Ok(server)
@@ -113,7 +138,13 @@ impl IggyServer {
     pub async fn restart(&mut self, graceful: bool) -> Result<(), String> {
         self.stop(graceful);
         let started = Instant::now();
-        self.child = spawn(&self.binary, &self.options, &self.dir, &self.address)?;
+        self.child = spawn(
+            &self.binary,
+            &self.options,
+            self.tls.as_ref(),
+            &self.dir,
+            &self.address,
+        )?;
         let address = self.address.clone();
         self.wait_ready(Some(address)).await?;
         self.announce(started);
@@ -148,6 +179,11 @@ impl IggyServer {
 
     pub fn password(&self) -> &str {
         &self.options.password
+    }
+
+    /// The CA certificate (PEM) that signed the server's certificate, for a TLS server.
+    pub fn tls_ca_file(&self) -> Option<&Path> {
+        self.tls.as_ref().map(|t| t.ca_cert.as_path())
     }
 
     /// Process id of the running server (it changes with [`IggyServer::restart`]).
@@ -200,7 +236,9 @@ impl IggyServer {
                     .and_then(|t| tcp_address(&t))
             });
             if let Some(address) = address {
-                match connect(&address, self.username(), self.password()).await {
+                let ca = self.tls_ca_file().map(Path::to_path_buf);
+                match connect_with(&address, self.username(), self.password(), ca.as_deref()).await
+                {
                     Ok(_) => return Ok(address),
                     Err(e) => last_error = error_chain(&e),
                 }
@@ -243,7 +281,13 @@ impl Drop for IggyServer {
 }
 
 /// Runs the server on `dir` (data in `dir/data`, output appended to `dir/server.log`).
-fn spawn(binary: &Path, options: &Options, dir: &Path, tcp_address: &str) -> Result<Child, String> {
+fn spawn(
+    binary: &Path,
+    options: &Options,
+    tls: Option<&TlsFiles>,
+    dir: &Path,
+    tcp_address: &str,
+) -> Result<Child, String> {
     let log_path = dir.join("server.log");
     let log = fs::OpenOptions::new()
         .create(true)
@@ -271,6 +315,15 @@ fn spawn(binary: &Path, options: &Options, dir: &Path, tcp_address: &str) -> Res
         .env("IGGY_HTTP_ENABLED", "false")
         .env("IGGY_QUIC_ENABLED", "false")
         .env("IGGY_WEBSOCKET_ENABLED", "false")
+        .envs(tls.into_iter().flat_map(|t| {
+            [
+                ("IGGY_TCP_TLS_ENABLED", "true".into()),
+                ("IGGY_TCP_TLS_SELF_SIGNED", "false".into()),
+                ("IGGY_TCP_TLS_CERT_FILE", t.server_cert.clone()),
+                ("IGGY_TCP_TLS_KEY_FILE", t.server_key.clone()),
+            ]
+            .map(|(k, v): (&str, PathBuf)| (k, v.into_os_string()))
+        }))
         .envs(options.env.iter().map(|(k, v)| (k, v)))
         .stdin(Stdio::null())
         .stdout(log)

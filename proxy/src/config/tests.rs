@@ -69,3 +69,85 @@ fn unknown_file_keys_are_rejected() {
     let err = ProxyConfig::resolve(cli(&["--config", path.to_str().unwrap()]), []).unwrap_err();
     assert!(err.to_string().contains("default_strem"), "{err}");
 }
+
+#[test]
+fn iggy_tls_from_file_and_flags() {
+    let dir = std::env::temp_dir().join(format!("kip-config-tls-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let ca = dir.join("ca.pem");
+    std::fs::write(
+        &ca,
+        "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n",
+    )
+    .unwrap();
+    let path = dir.join("proxy.yaml");
+    // A partial `iggy:` section keeps the other defaults.
+    std::fs::write(
+        &path,
+        format!(
+            "iggy:\n  address: iggy.data:8090\n  tls:\n    enabled: true\n    ca_file: {}\n",
+            ca.display()
+        ),
+    )
+    .unwrap();
+    let c = ProxyConfig::resolve(
+        cli(&[
+            "--config",
+            path.to_str().unwrap(),
+            "--iggy-tls-server-name",
+            "iggy.internal",
+        ]),
+        [],
+    )
+    .unwrap();
+    assert_eq!(c.iggy.username, "iggy");
+    assert_eq!(
+        c.iggy.tls,
+        IggyTls {
+            enabled: true,
+            ca_file: Some(ca.clone()),
+            server_name: Some("iggy.internal".into()),
+        }
+    );
+    // What the operator renders reads back the same, and TLS off leaves no `tls:` key.
+    let yaml = serde_yaml::to_string(&c).unwrap();
+    assert_eq!(serde_yaml::from_str::<ProxyConfig>(&yaml).unwrap(), c);
+    let plain = serde_yaml::to_string(&ProxyConfig::default()).unwrap();
+    assert!(!plain.contains("tls"), "{plain}");
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn iggy_tls_problems_are_reported() {
+    let dir = std::env::temp_dir().join(format!("kip-config-tls-bad-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let not_pem = dir.join("key.txt");
+    std::fs::write(&not_pem, "just text").unwrap();
+    let missing = dir.join("missing.pem");
+    let text = |args: &[&str]| ProxyConfig::resolve(cli(args), []).unwrap_err().to_string();
+
+    let err = text(&["--iggy-tls-ca-file", missing.to_str().unwrap()]);
+    assert!(err.contains("need iggy.tls.enabled"), "{err}");
+    assert!(err.contains("missing.pem"), "{err}");
+    let err = text(&[
+        "--iggy-tls",
+        "true",
+        "--iggy-tls-ca-file",
+        not_pem.to_str().unwrap(),
+    ]);
+    assert!(err.contains("no PEM certificate"), "{err}");
+    let err = text(&["--iggy-tls", "true", "--iggy-tls-server-name", ""]);
+    assert!(err.contains("server_name must not be empty"), "{err}");
+    // The memory back end never connects to Iggy: its TLS settings are not checked.
+    ProxyConfig::resolve(
+        cli(&[
+            "--backend",
+            "memory",
+            "--iggy-tls-ca-file",
+            missing.to_str().unwrap(),
+        ]),
+        [],
+    )
+    .unwrap();
+    let _ = std::fs::remove_dir_all(dir);
+}

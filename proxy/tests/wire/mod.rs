@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use kafka_iggy_proxy::backend::memory::MemoryBackend;
-use kafka_iggy_proxy::config::{BackendKind, ProxyConfig};
+use kafka_iggy_proxy::config::{BackendKind, IggyTls, ProxyConfig};
 use kafka_iggy_proxy::metrics::Metrics;
 use kafka_iggy_proxy::Proxy;
 use kafka_protocol::messages::*;
@@ -36,6 +36,13 @@ pub async fn start_memory_proxy() -> Proxy {
 
 /// A proxy on real Iggy at `address` (root credentials), on a free port.
 pub async fn start_iggy_proxy(address: &str) -> Proxy {
+    start_iggy_proxy_with(address, IggyTls::default())
+        .await
+        .expect("proxy starts on Iggy")
+}
+
+/// [`start_iggy_proxy`] with TLS settings; startup errors are returned, not panicked on.
+pub async fn start_iggy_proxy_with(address: &str, tls: IggyTls) -> anyhow::Result<Proxy> {
     let mut config = ProxyConfig {
         listen: "127.0.0.1:0".parse().unwrap(),
         backend: BackendKind::Iggy,
@@ -43,7 +50,8 @@ pub async fn start_iggy_proxy(address: &str) -> Proxy {
         ..ProxyConfig::default()
     };
     config.iggy.address = address.to_string();
-    Proxy::start(config).await.expect("proxy starts on Iggy")
+    config.iggy.tls = tls;
+    Proxy::start(config).await
 }
 
 /// GET `path` from the proxy's metrics listener; returns (status code, body).

@@ -29,11 +29,13 @@ use iggy::prelude::{Consumer, Identifier, StreamClient, SystemClient};
 
 use self::error::map_error;
 use self::offsets::{OffsetTable, PartitionKey};
-use self::pool::{Credentials, Pool, Retry};
+pub use self::pool::Credentials;
+use self::pool::{Pool, Retry};
 use super::{
     Backend, BackendError, BackendResult, PartitionBounds, ReadLimits, ReadResult, StoredRecord,
     TopicInfo, TopicSettings,
 };
+use crate::config::IggyTls;
 
 /// SDK clients in the pool unless configured otherwise.
 pub const DEFAULT_CONNECTIONS: usize = 8;
@@ -59,6 +61,7 @@ pub struct IggyConfig {
     /// before the Produce is acknowledged. Iggy 0.8 acknowledges once a batch is in memory
     /// and saves on thresholds, so without this a server crash loses acknowledged records.
     pub fsync_on_append: bool,
+    pub tls: IggyTls,
 }
 
 /// Where one Kafka topic lives in Iggy.
@@ -78,6 +81,7 @@ impl Default for IggyConfig {
             topic_overrides: HashMap::new(),
             connections: DEFAULT_CONNECTIONS,
             fsync_on_append: false,
+            tls: IggyTls::default(),
         }
     }
 }
@@ -92,6 +96,7 @@ impl fmt::Debug for IggyConfig {
             .field("topic_overrides", &self.topic_overrides)
             .field("connections", &self.connections)
             .field("fsync_on_append", &self.fsync_on_append)
+            .field("tls", &self.tls)
             .finish()
     }
 }
@@ -136,6 +141,7 @@ impl IggyBackend {
             address: config.address.clone(),
             username: config.username.clone(),
             password: config.password.clone(),
+            tls: config.tls.clone(),
         };
         let pool = Pool::connect(credentials, config.connections)
             .await

@@ -22,6 +22,7 @@ use tokio::sync::RwLock;
 use tokio::task::JoinHandle;
 
 use super::error::is_connection_error;
+use crate::config::IggyTls;
 
 /// Bound on connect + login; an unreachable address otherwise waits for the OS TCP timeout.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -41,11 +42,54 @@ pub(crate) enum Retry {
     Never,
 }
 
-#[derive(Debug, Clone)]
-pub(crate) struct Credentials {
+/// Everything needed to open one logged-in SDK client. `Debug` hides the password.
+#[derive(Clone)]
+pub struct Credentials {
     pub address: String,
     pub username: String,
     pub password: String,
+    pub tls: IggyTls,
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Credentials")
+            .field("address", &self.address)
+            .field("username", &self.username)
+            .field("password", &"<redacted>")
+            .field("tls", &self.tls)
+            .finish()
+    }
+}
+
+impl Credentials {
+    /// A connected, logged-in client with the proxy's settings: TCP_NODELAY, TLS as
+    /// configured, no automatic reconnection or login (a lost connection is an error the
+    /// caller handles, never a hidden retry loop).
+    pub async fn login(&self) -> Result<TcpClient, IggyError> {
+        let config = TcpClientConfig {
+            server_address: self.address.clone(),
+            tls_enabled: self.tls.enabled,
+            tls_domain: self.tls.server_name.clone().unwrap_or_default(),
+            tls_ca_file: self
+                .tls
+                .ca_file
+                .as_ref()
+                .map(|p| p.to_string_lossy().into_owned()),
+            tls_validate_certificate: true,
+            auto_login: AutoLogin::Disabled,
+            reconnection: TcpClientReconnectionConfig {
+                enabled: false,
+                ..TcpClientReconnectionConfig::default()
+            },
+            nodelay: true,
+            ..TcpClientConfig::default()
+        };
+        let client = TcpClient::create(Arc::new(config))?;
+        Client::connect(&client).await?;
+        client.login_user(&self.username, &self.password).await?;
+        Ok(client)
+    }
 }
 
 pub(crate) struct Pool {
@@ -178,7 +222,7 @@ impl Inner {
         if let Some(client) = &state.0 {
             return Ok((client.clone(), state.1));
         }
-        let client = match tokio::time::timeout(CONNECT_TIMEOUT, self.login()).await {
+        let client = match tokio::time::timeout(CONNECT_TIMEOUT, self.credentials.login()).await {
             Ok(result) => Arc::new(result?),
             Err(_) => return Err(IggyError::CannotEstablishConnection),
         };
@@ -186,24 +230,6 @@ impl Inner {
         state.1 += 1;
         slot.connected.store(true, Ordering::Relaxed);
         Ok((client, state.1))
-    }
-
-    async fn login(&self) -> Result<TcpClient, IggyError> {
-        let c = &self.credentials;
-        let config = TcpClientConfig {
-            server_address: c.address.clone(),
-            auto_login: AutoLogin::Disabled,
-            reconnection: TcpClientReconnectionConfig {
-                enabled: false,
-                ..TcpClientReconnectionConfig::default()
-            },
-            nodelay: true,
-            ..TcpClientConfig::default()
-        };
-        let client = TcpClient::create(Arc::new(config))?;
-        Client::connect(&client).await?;
-        client.login_user(&c.username, &c.password).await?;
-        Ok(client)
     }
 }
 
