@@ -35,12 +35,10 @@ pub struct IggyAccess {
 
 impl std::fmt::Debug for IggyAccess {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Credentials' Debug hides the password.
         f.debug_struct("IggyAccess")
-            .field("address", &self.address)
-            .field("username", &self.username)
-            .field("password", &"<redacted>")
+            .field("iggy", &self.credentials())
             .field("stream", &self.stream)
-            .field("tls", &self.tls)
             .finish()
     }
 }
