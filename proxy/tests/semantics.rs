@@ -416,6 +416,7 @@ async fn tls_misconfiguration_fails_startup_on_iggy() {
             }
             Err(e) => format!("{e:#}"),
         };
+        eprintln!("{case}: {error}");
         assert!(
             error.contains(server.address()) && (!uses_tls || error.contains("over TLS")),
             "{case}: {error}"
