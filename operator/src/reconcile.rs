@@ -199,7 +199,10 @@ async fn reconcile_inner(kb: &KafkaBridge, ctx: &Context) -> Result<Action, Erro
                 .unwrap_or_else(|p| p.into_inner())
                 .remove(&uid);
         }
-        return finalize(kb, ctx, &bridges).await;
+        let result = finalize(kb, ctx, &bridges).await;
+        // Every use writes the CA copy afresh, so a retried cleanup still finds it.
+        let _ = std::fs::remove_file(ca_file_path(&ns, &name));
+        return result;
     }
     ensure_finalizer(kb, &bridges).await?;
 
@@ -503,6 +506,13 @@ async fn iggy_access(kb: &KafkaBridge, ctx: &Context, ns: &str) -> Result<IggyAc
     })
 }
 
+/// Where the operator keeps its copy of one bridge's Iggy CA bundle.
+fn ca_file_path(ns: &str, name: &str) -> PathBuf {
+    std::env::temp_dir()
+        .join("kafka-iggy-operator")
+        .join(format!("{ns}.{name}.ca.pem"))
+}
+
 /// The bridge's Iggy CA bundle, copied from its Secret into a file of the operator's temp
 /// directory: the SDK reads CA certificates only from a file. Rewritten on every pass, so a
 /// rotated CA is used by the next provisioning.
@@ -522,11 +532,12 @@ async fn ca_file(
         .as_ref()
         .and_then(|d| d.get(&ca.key))
         .ok_or_else(|| format!("CA Secret {} has no key {}", ca.name, ca.key))?;
-    let dir = std::env::temp_dir().join("kafka-iggy-operator");
-    let path = dir.join(format!("{ns}.{}.ca.pem", kb.name_any()));
+    let path = ca_file_path(ns, &kb.name_any());
     let staged = path.with_extension("pem.tmp");
     let write = || -> std::io::Result<()> {
-        std::fs::create_dir_all(&dir)?;
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
         std::fs::write(&staged, &pem.0)?;
         std::fs::rename(&staged, &path)
     };
