@@ -84,6 +84,7 @@ async fn connect(access: &IggyAccess) -> Result<IggyBackend, ProvisionError> {
         connections: 1,
         fsync_on_append: false,
         tls: access.tls.clone(),
+        read_ahead_bytes: 0,
     };
     match tokio::time::timeout(IGGY_TIMEOUT, IggyBackend::connect(config)).await {
         Ok(Ok(backend)) => Ok(backend),

@@ -219,6 +219,9 @@ pub struct IggySettings {
     pub fsync_on_append: bool,
     #[serde(skip_serializing_if = "IggyTls::is_off")]
     pub tls: IggyTls,
+    /// Bytes of partition reads done ahead of sequential consumers held at most; 0 turns
+    /// read-ahead off.
+    pub read_ahead_bytes: usize,
 }
 
 /// TLS on the connections to Iggy's TCP transport. The server's certificate is always
@@ -289,6 +292,7 @@ impl Default for IggySettings {
             connections: 8,
             fsync_on_append: false,
             tls: IggyTls::default(),
+            read_ahead_bytes: crate::backend::iggy::DEFAULT_READ_AHEAD_BYTES,
         }
     }
 }

@@ -134,6 +134,7 @@ async fn connect_backend(config: &ProxyConfig) -> anyhow::Result<SharedBackend> 
                 connections: config.iggy.connections,
                 fsync_on_append: config.iggy.fsync_on_append,
                 tls: config.iggy.tls.clone(),
+                read_ahead_bytes: config.iggy.read_ahead_bytes,
             };
             let backend = IggyBackend::connect(iggy).await.map_err(|e| {
                 anyhow::anyhow!(

@@ -268,6 +268,66 @@ mod on_iggy {
         assert!(matches!(failure(missing), E::UnknownTopicOrPartition(_)));
     }
 
+    /// A consumer reading a partition in small steps (each read ends at its limit, so the next
+    /// chunk is read ahead) sees every record once, in order, from two positions at once, and
+    /// a topic deleted and created again under the same name is read from its new contents.
+    #[tokio::test]
+    async fn sequential_reads_with_read_ahead_see_every_record_once() {
+        let Some(server) = IggyServer::from_env().await else {
+            return;
+        };
+        let backend = backend_for(&server, 2).await;
+        let check = Check(&backend);
+        check.create("seq", 1).await;
+        let batch: Vec<StoredRecord> = (0..2000).map(|i| value(&format!("r{i}"))).collect();
+        assert_eq!(check.append_records("seq", 0, batch).await, 0);
+        let step = ReadLimits {
+            max_records: 150,
+            max_bytes: usize::MAX,
+        };
+        // Two readers interleaved, one 500 records behind the other.
+        let (mut ahead, mut behind) = (500i64, 0i64);
+        let mut seen = Vec::new();
+        while ahead < 2000 {
+            for position in [&mut ahead, &mut behind] {
+                let read = check.read_with("seq", 0, *position, step).await;
+                assert!(!read.records.is_empty(), "at {position}");
+                for (i, r) in read.records.iter().enumerate() {
+                    assert_eq!(r.offset, *position + i as i64, "in order from {position}");
+                }
+                *position += read.records.len() as i64;
+                seen.extend(read.records.into_iter().map(|r| r.offset));
+            }
+        }
+        // Same number of steps each: the one ahead read 500..2000, the one behind 0..1500.
+        seen.sort_unstable();
+        let mut expected: Vec<i64> = (500..2000).chain(0..1500).collect();
+        expected.sort_unstable();
+        assert!(
+            seen == expected,
+            "each reader sees each of its records once ({} seen)",
+            seen.len()
+        );
+        assert!(
+            backend.read_ahead_hits() >= 10,
+            "reads were answered ahead: {}",
+            backend.read_ahead_hits()
+        );
+
+        // The first read leaves a read ahead at offset 150; the recreated topic must win.
+        check.read_with("seq", 0, 0, step).await;
+        tokio::time::sleep(Duration::from_millis(200)).await; // the read ahead has landed
+        backend.delete_topic("seq").await.expect("delete");
+        check.create("seq", 1).await;
+        let fresh: Vec<StoredRecord> = (0..400).map(|i| value(&format!("new{i}"))).collect();
+        check.append_records("seq", 0, fresh).await;
+        let read = check.read_with("seq", 0, 150, step).await;
+        assert_eq!(
+            read.records[0].record.value.as_deref(),
+            Some(&b"new150"[..])
+        );
+    }
+
     #[tokio::test]
     async fn a_recreated_topic_starts_again_at_zero() {
         let Some(server) = IggyServer::from_env().await else {

@@ -128,6 +128,7 @@ impl IggyBackend {
         match result {
             Ok(_) => {
                 self.offsets.forget_topic(&target.stream, &target.topic);
+                self.read_ahead.forget_topic(&target.stream, &target.topic);
                 tracing::info!(topic, partitions, "created iggy topic");
                 Ok(())
             }
@@ -190,8 +191,9 @@ impl IggyBackend {
     }
 
     /// Drops what was learned about a deleted topic's partitions (first retained offsets,
-    /// record sizes), so a topic recreated under the same name starts clean.
+    /// record sizes, reads done ahead), so a topic recreated under the same name starts clean.
     pub(super) fn forget_log_starts(&self, stream: &str, topic: &str) {
+        self.read_ahead.forget_topic(stream, topic);
         let same = |k: &super::PartitionKey| k.stream == stream && k.topic == topic;
         let mut map = self.log_starts.lock().unwrap_or_else(|e| e.into_inner());
         map.retain(|k, _| !same(k));

@@ -126,14 +126,18 @@ impl IggyBackend {
         let first_count = self
             .first_poll_count(&target, partition, limits.max_bytes)
             .min(max_records as u32);
-        let first = self
-            .poll(
-                &target,
-                partition,
-                PollingStrategy::offset(start),
-                first_count,
-            )
-            .await?;
+        let first = match self.read_ahead.take(&target.key(partition), start).await {
+            Some(prefetched) => prefetched,
+            None => {
+                self.poll(
+                    &target,
+                    partition,
+                    PollingStrategy::offset(start),
+                    first_count,
+                )
+                .await?
+            }
+        };
         match first.messages.first() {
             None => {
                 // Fast path for a consumer waiting at the end of a non-empty partition.
@@ -203,6 +207,10 @@ impl IggyBackend {
             if done {
                 if let Some(average) = bytes.checked_div(records.len()) {
                     self.remember_record_size(&target, partition, average);
+                    if next <= current_offset {
+                        // Stopped at a limit with more behind: the reader will be back for it.
+                        self.read_ahead_from(&target, partition, next, limits, average);
+                    }
                 }
                 let log_start = self.log_start(&target, partition, offset).await?;
                 return Ok(ReadResult {
@@ -222,6 +230,44 @@ impl IggyBackend {
                 .poll(&target, partition, PollingStrategy::offset(next), count)
                 .await?;
         }
+    }
+
+    /// Starts, in the background, the first poll the next read at `offset` will make.
+    fn read_ahead_from(
+        &self,
+        target: &Target,
+        partition: u32,
+        offset: u64,
+        limits: ReadLimits,
+        average: usize,
+    ) {
+        let count = self
+            .first_poll_count(target, partition, limits.max_bytes)
+            .min(limits.max_records.max(1));
+        let expected_bytes = (count as usize).saturating_mul(average);
+        let runner = self.pool.runner();
+        let (stream_id, topic_id) = (target.stream_id.clone(), target.topic_id.clone());
+        let reader = self.reader.clone();
+        self.read_ahead
+            .start(target.key(partition), offset, expected_bytes, async move {
+                let strategy = PollingStrategy::offset(offset);
+                let (stream_id, topic_id, reader, strategy) =
+                    (&stream_id, &topic_id, &reader, &strategy);
+                runner
+                    .run(Retry::Once, |c| async move {
+                        c.poll_messages(
+                            stream_id,
+                            topic_id,
+                            Some(partition),
+                            reader,
+                            strategy,
+                            count,
+                            false,
+                        )
+                        .await
+                    })
+                    .await
+            });
     }
 
     /// Messages to ask for in the first poll of a read: what fits in `max_bytes` at the size

@@ -16,6 +16,7 @@ mod log;
 mod mapping;
 mod offsets;
 mod pool;
+mod read_ahead;
 #[cfg(test)]
 mod tests;
 
@@ -31,6 +32,7 @@ use self::error::map_error;
 use self::offsets::{OffsetTable, PartitionKey};
 pub use self::pool::Credentials;
 use self::pool::{Pool, Retry};
+use self::read_ahead::ReadAhead;
 use super::{
     Backend, BackendError, BackendResult, PartitionBounds, ReadLimits, ReadResult, StoredRecord,
     TopicInfo, TopicSettings,
@@ -39,6 +41,8 @@ use crate::config::IggyTls;
 
 /// SDK clients in the pool unless configured otherwise.
 pub const DEFAULT_CONNECTIONS: usize = 8;
+/// Read-ahead budget unless configured otherwise.
+pub const DEFAULT_READ_AHEAD_BYTES: usize = 64 * 1024 * 1024;
 /// Stream holding Kafka topics unless configured otherwise.
 pub const DEFAULT_STREAM: &str = "kafka";
 /// Name of the Iggy consumer used for reads. Reads never commit offsets, so it leaves no state.
@@ -62,6 +66,9 @@ pub struct IggyConfig {
     /// and saves on thresholds, so without this a server crash loses acknowledged records.
     pub fsync_on_append: bool,
     pub tls: IggyTls,
+    /// Bytes of polls done ahead of sequential readers held at most (0: off); see
+    /// `read_ahead`.
+    pub read_ahead_bytes: usize,
 }
 
 /// Where one Kafka topic lives in Iggy.
@@ -82,6 +89,7 @@ impl Default for IggyConfig {
             connections: DEFAULT_CONNECTIONS,
             fsync_on_append: false,
             tls: IggyTls::default(),
+            read_ahead_bytes: DEFAULT_READ_AHEAD_BYTES,
         }
     }
 }
@@ -97,6 +105,7 @@ impl fmt::Debug for IggyConfig {
             .field("connections", &self.connections)
             .field("fsync_on_append", &self.fsync_on_append)
             .field("tls", &self.tls)
+            .field("read_ahead_bytes", &self.read_ahead_bytes)
             .finish()
     }
 }
@@ -113,6 +122,7 @@ pub struct IggyBackend {
     /// Average record size last read from each partition, so the first poll of a read can ask
     /// for as many messages as the byte limit allows: one Iggy round trip per Fetch.
     record_size_hints: Mutex<HashMap<PartitionKey, usize>>,
+    read_ahead: ReadAhead,
     reader: Consumer,
 }
 
@@ -155,6 +165,7 @@ impl IggyBackend {
             offsets: OffsetTable::default(),
             log_starts: Mutex::new(HashMap::new()),
             record_size_hints: Mutex::new(HashMap::new()),
+            read_ahead: ReadAhead::new(config.read_ahead_bytes),
             reader,
         };
         backend.ensure_stream(&backend.default_stream).await?;
@@ -165,6 +176,11 @@ impl IggyBackend {
             "connected to iggy"
         );
         Ok(backend)
+    }
+
+    /// Reads answered from a poll done ahead (diagnostics and tests).
+    pub fn read_ahead_hits(&self) -> u64 {
+        self.read_ahead.hits()
     }
 
     fn target(&self, kafka_topic: &str) -> BackendResult<Target> {

@@ -152,17 +152,45 @@ impl Pool {
         F: Fn(Arc<TcpClient>) -> Fut,
         Fut: Future<Output = Result<T, IggyError>>,
     {
-        let slot = self.inner.pick();
-        match self.inner.attempt(slot, &f).await {
-            Err(e) if retry == Retry::Once && is_connection_error(&e) => {
-                self.inner.attempt(slot, &f).await
-            }
-            result => result,
-        }
+        self.inner.run(retry, f).await
+    }
+
+    /// A handle for background tasks: it runs requests like [`Pool::run`] and keeps the
+    /// connections alive while it exists, but not the keepalive task.
+    pub(crate) fn runner(&self) -> Runner {
+        Runner(self.inner.clone())
+    }
+}
+
+/// See [`Pool::runner`].
+#[derive(Clone)]
+pub(crate) struct Runner(Arc<Inner>);
+
+impl Runner {
+    pub(crate) async fn run<T, F, Fut>(&self, retry: Retry, f: F) -> Result<T, IggyError>
+    where
+        F: Fn(Arc<TcpClient>) -> Fut,
+        Fut: Future<Output = Result<T, IggyError>>,
+    {
+        self.0.run(retry, f).await
     }
 }
 
 impl Inner {
+    async fn run<T, F, Fut>(&self, retry: Retry, f: F) -> Result<T, IggyError>
+    where
+        F: Fn(Arc<TcpClient>) -> Fut,
+        Fut: Future<Output = Result<T, IggyError>>,
+    {
+        let slot = self.pick();
+        match self.attempt(slot, &f).await {
+            Err(e) if retry == Retry::Once && is_connection_error(&e) => {
+                self.attempt(slot, &f).await
+            }
+            result => result,
+        }
+    }
+
     /// The least busy slot, preferring connected ones; the scan starts at a rotating index so
     /// ties spread out.
     fn pick(&self) -> &Slot {
