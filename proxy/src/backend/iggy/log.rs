@@ -9,14 +9,14 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use iggy::prelude::{
-    IggyError, IggyMessage, IggyTimestamp, MessageClient, Partitioning, PolledMessages,
-    PollingStrategy,
+    Consumer, Identifier, IggyError, IggyMessage, IggyTimestamp, MessageClient, Partitioning,
+    PolledMessages, PollingStrategy,
 };
 
 use super::error::map_error;
 use super::mapping::{decode_message, encode_record};
 use super::offsets::Known;
-use super::pool::Retry;
+use super::pool::{Retry, Runner};
 use super::{IggyBackend, Target};
 use crate::backend::{
     BackendError, BackendResult, FetchedRecord, PartitionBounds, ReadLimits, ReadResult,
@@ -250,22 +250,13 @@ impl IggyBackend {
         let reader = self.reader.clone();
         self.read_ahead
             .start(target.key(partition), offset, expected_bytes, async move {
-                let strategy = PollingStrategy::offset(offset);
-                let (stream_id, topic_id, reader, strategy) =
-                    (&stream_id, &topic_id, &reader, &strategy);
-                runner
-                    .run(Retry::Once, |c| async move {
-                        c.poll_messages(
-                            stream_id,
-                            topic_id,
-                            Some(partition),
-                            reader,
-                            strategy,
-                            count,
-                            false,
-                        )
-                        .await
-                    })
+                let at = PartitionAt {
+                    stream_id: &stream_id,
+                    topic_id: &topic_id,
+                    partition,
+                    reader: &reader,
+                };
+                at.poll(&runner, PollingStrategy::offset(offset), count)
                     .await
             });
     }
@@ -336,21 +327,13 @@ impl IggyBackend {
         strategy: PollingStrategy,
         count: u32,
     ) -> BackendResult<PolledMessages> {
-        let (stream_id, topic_id, reader) = (&target.stream_id, &target.topic_id, &self.reader);
-        let strategy = &strategy;
-        self.pool
-            .run(Retry::Once, |c| async move {
-                c.poll_messages(
-                    stream_id,
-                    topic_id,
-                    Some(partition),
-                    reader,
-                    strategy,
-                    count,
-                    false,
-                )
-                .await
-            })
+        let at = PartitionAt {
+            stream_id: &target.stream_id,
+            topic_id: &target.topic_id,
+            partition,
+            reader: &self.reader,
+        };
+        at.poll(&self.pool.runner(), strategy, count)
             .await
             .map_err(|e| map_error(e, &format!("{}-{partition}", target.topic)))
     }
@@ -374,6 +357,40 @@ impl IggyBackend {
     fn remember_log_start(&self, target: &Target, partition: u32, log_start: u64) {
         let mut map = self.log_starts.lock().unwrap_or_else(|e| e.into_inner());
         map.insert(target.key(partition), (log_start, Instant::now()));
+    }
+}
+
+/// One partition as the reader polls it.
+struct PartitionAt<'a> {
+    stream_id: &'a Identifier,
+    topic_id: &'a Identifier,
+    partition: u32,
+    reader: &'a Consumer,
+}
+
+impl PartitionAt<'_> {
+    /// One poll (never committing offsets), retried once on a fresh connection.
+    async fn poll(
+        &self,
+        runner: &Runner,
+        strategy: PollingStrategy,
+        count: u32,
+    ) -> Result<PolledMessages, IggyError> {
+        let strategy = &strategy;
+        runner
+            .run(Retry::Once, |c| async move {
+                c.poll_messages(
+                    self.stream_id,
+                    self.topic_id,
+                    Some(self.partition),
+                    self.reader,
+                    strategy,
+                    count,
+                    false,
+                )
+                .await
+            })
+            .await
     }
 }
 
