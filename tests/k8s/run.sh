@@ -41,8 +41,14 @@ refuse() { # refuse DESCRIPTION COMMAND...: the command must fail
 work="$(mktemp -d)"
 cluster_pid=""
 cleanup() {
-  [[ -n "$cluster_pid" ]] && kill "$cluster_pid" 2>/dev/null || true
+  # Closing the keepalive descriptor (or SIGTERM) makes the cluster helper stop etcd and
+  # kube-apiserver before it exits; wait for that so no server outlives the run.
   exec 9>&- 2>/dev/null || true
+  if [[ -n "$cluster_pid" ]]; then
+    kill -TERM "$cluster_pid" 2>/dev/null || true
+    for _ in $(seq 1 100); do kill -0 "$cluster_pid" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$cluster_pid" 2>/dev/null || true
+  fi
   rm -rf "$work"
 }
 trap cleanup EXIT
