@@ -40,6 +40,7 @@ fn flags_override_file() {
     assert_eq!(c.default_partitions, 6);
     assert_eq!(c.limits.max_connections, 5);
     assert_eq!(c.topics["orders"].topic.as_deref(), Some("orders-v2"));
+    let _ = std::fs::remove_dir_all(dir);
 }
 
 #[test]
@@ -68,6 +69,7 @@ fn unknown_file_keys_are_rejected() {
     std::fs::write(&path, "default_strem: x\n").unwrap();
     let err = ProxyConfig::resolve(cli(&["--config", path.to_str().unwrap()]), []).unwrap_err();
     assert!(err.to_string().contains("default_strem"), "{err}");
+    let _ = std::fs::remove_dir_all(dir);
 }
 
 #[test]
