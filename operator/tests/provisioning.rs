@@ -1,0 +1,325 @@
+//! Iggy provisioning by the operator against a real Kubernetes API server and a real Iggy
+//! server (both skipped loudly when missing): topics, partitions, settings, deletion, TLS.
+#![allow(clippy::unwrap_used, reason = "test code: a panic is a failed test")]
+
+mod support;
+
+use std::time::Duration;
+
+use iggy_testkit::kube::KubeTestCluster;
+use iggy_testkit::IggyServer;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use kafka_iggy_operator::crd::KafkaBridge;
+use kafka_iggy_operator::provision::{self, IggyAccess};
+use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
+use kube::Api;
+use serde_json::json;
+use support::*;
+
+/// Provisioning on real Iggy: topics created, partitions grown, a decrease refused without
+/// touching data, Ready once the Deployment caught up, topics deleted with policy Delete.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn provisioning_on_kube_on_iggy() {
+    let Some(server) = IggyServer::from_env().await else {
+        return;
+    };
+    let Some(cluster) = KubeTestCluster::start().await.unwrap() else {
+        return;
+    };
+    let ns = "iggy-bridges";
+    let client = setup(&cluster, ns, Duration::from_secs(600)).await;
+    let bridges: Api<KafkaBridge> = Api::namespaced(client.clone(), ns);
+    let access = IggyAccess {
+        address: server.address().to_string(),
+        username: server.username().to_string(),
+        password: server.password().to_string(),
+        stream: "shop-stream".into(),
+        tls: Default::default(),
+    };
+    bridges
+        .create(
+            &PostParams::default(),
+            &bridge("shop", server.address(), "Delete", 2),
+        )
+        .await
+        .unwrap();
+    eventually("IggyProvisioned=True", || {
+        let b = bridges.clone();
+        async move {
+            (condition(&b.get("shop").await.ok()?, "IggyProvisioned")?.0 == "True").then_some(())
+        }
+    })
+    .await;
+    assert_eq!(
+        provision::partitions(&access, "orders").await.unwrap(),
+        Some(2)
+    );
+    let kb = bridges.get("shop").await.unwrap();
+    assert_eq!(
+        condition(&kb, "Ready").unwrap().0,
+        "False",
+        "not Ready before the Deployment is"
+    );
+
+    fake_rollout(&client, ns, "shop").await;
+    eventually("Ready=True", || {
+        let b = bridges.clone();
+        async move { (condition(&b.get("shop").await.ok()?, "Ready")?.0 == "True").then_some(()) }
+    })
+    .await;
+    assert_eq!(
+        bridges
+            .get("shop")
+            .await
+            .unwrap()
+            .status
+            .unwrap()
+            .ready_replicas,
+        1
+    );
+
+    // Growing partitions.
+    let grow = json!({"spec": {"topics": [{"name": "orders", "partitions": 4}]}});
+    bridges
+        .patch("shop", &PatchParams::default(), &Patch::Merge(&grow))
+        .await
+        .unwrap();
+    eventually("4 partitions in Iggy", || {
+        let a = access.clone();
+        async move { (provision::partitions(&a, "orders").await.ok()? == Some(4)).then_some(()) }
+    })
+    .await;
+
+    // Message expiry and max size follow the spec on an existing topic.
+    let settings = json!({"spec": {"topics": [{"name": "orders", "partitions": 4,
+        "messageExpiryMs": 3_600_000, "maxSizeBytes": 1_073_741_824u64}]}});
+    bridges
+        .patch("shop", &PatchParams::default(), &Patch::Merge(&settings))
+        .await
+        .unwrap();
+    let info = eventually("the new settings in Iggy", || {
+        let a = access.clone();
+        async move {
+            let info = provision::describe(&a, "orders").await.ok()??;
+            (info.retention_ms == Some(3_600_000)).then_some(info)
+        }
+    })
+    .await;
+    assert_eq!(info.max_bytes, Some(1_073_741_824));
+    assert_eq!(info.partitions, 4, "partitions untouched");
+
+    // A bridge whose spec asks for fewer partitions than Iggy has is refused by the operator
+    // (here: a topic created with more partitions beforehand), and nothing is touched.
+    let wide = IggyAccess {
+        stream: "wide-stream".into(),
+        ..access.clone()
+    };
+    provision::provision(
+        &wide,
+        &[serde_json::from_value(json!({"name": "events", "partitions": 5})).unwrap()],
+    )
+    .await
+    .unwrap();
+    let mut narrow = bridge("wide", server.address(), "Keep", 1);
+    narrow.spec.topics =
+        vec![serde_json::from_value(json!({"name": "events", "partitions": 2})).unwrap()];
+    bridges
+        .create(&PostParams::default(), &narrow)
+        .await
+        .unwrap();
+    eventually("PartitionDecreaseRefused", || {
+        let b = bridges.clone();
+        async move {
+            (condition(&b.get("wide").await.ok()?, "IggyProvisioned")?.1
+                == "PartitionDecreaseRefused")
+                .then_some(())
+        }
+    })
+    .await;
+    assert_eq!(
+        provision::partitions(&wide, "events").await.unwrap(),
+        Some(5)
+    );
+
+    // Deletion with policy Delete removes the topics, then the finalizer.
+    bridges
+        .delete("shop", &DeleteParams::default())
+        .await
+        .unwrap();
+    eventually("the bridge to be gone", || {
+        let b = bridges.clone();
+        async move { b.get_opt("shop").await.ok()?.is_none().then_some(()) }
+    })
+    .await;
+    assert_eq!(
+        provision::partitions(&access, "orders").await.unwrap(),
+        None
+    );
+    drop(cluster);
+}
+
+/// TLS to Iggy: the operator provisions over TLS with the CA from the bridge's Secret, and the
+/// proxy pods get the same CA mounted and named in their configuration. A CA Secret that is
+/// missing, or trusting only the public roots, is reported on the condition; settings that need
+/// TLS on are refused by the schema.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn iggy_tls_on_kube_on_iggy() {
+    let Some(server) = IggyServer::from_env_tls().await else {
+        return;
+    };
+    let Some(cluster) = KubeTestCluster::start().await.unwrap() else {
+        return;
+    };
+    let ns = "tls-bridges";
+    let client = setup(&cluster, ns, Duration::from_secs(600)).await;
+    let bridges: Api<KafkaBridge> = Api::namespaced(client.clone(), ns);
+    let ca_pem = std::fs::read_to_string(server.tls_ca_file().unwrap()).unwrap();
+    let ca_secret: Secret = serde_json::from_value(json!({
+        "metadata": {"name": "iggy-ca"},
+        "stringData": {"ca.crt": ca_pem}
+    }))
+    .unwrap();
+    Api::<Secret>::namespaced(client.clone(), ns)
+        .create(&PostParams::default(), &ca_secret)
+        .await
+        .unwrap();
+    let with_tls = |name: &str, tls: serde_json::Value| {
+        let mut kb = bridge(name, server.address(), "Keep", 3);
+        kb.spec.iggy.tls = serde_json::from_value(tls).unwrap();
+        kb
+    };
+
+    bridges
+        .create(
+            &PostParams::default(),
+            &with_tls(
+                "secure",
+                json!({"enabled": true, "caSecret": {"name": "iggy-ca"}}),
+            ),
+        )
+        .await
+        .unwrap();
+    eventually("IggyProvisioned=True over TLS", || {
+        let b = bridges.clone();
+        async move {
+            (condition(&b.get("secure").await.ok()?, "IggyProvisioned")?.0 == "True").then_some(())
+        }
+    })
+    .await;
+    let access = IggyAccess {
+        address: server.address().to_string(),
+        username: server.username().to_string(),
+        password: server.password().to_string(),
+        stream: "secure-stream".into(),
+        tls: kafka_iggy_proxy::config::IggyTls {
+            enabled: true,
+            ca_file: server.tls_ca_file().map(Into::into),
+            server_name: None,
+        },
+    };
+    assert_eq!(
+        provision::partitions(&access, "orders").await.unwrap(),
+        Some(3)
+    );
+
+    // The pods trust the same CA: mounted from the Secret, named in the rendered config.
+    let dep = Api::<Deployment>::namespaced(client.clone(), ns)
+        .get("secure")
+        .await
+        .unwrap();
+    let pod = dep.spec.unwrap().template.spec.unwrap();
+    let volume = pod
+        .volumes
+        .unwrap()
+        .into_iter()
+        .find(|v| v.name == "iggy-ca")
+        .expect("CA volume");
+    assert_eq!(
+        volume.secret.unwrap().secret_name.as_deref(),
+        Some("iggy-ca")
+    );
+    let mounts = pod.containers[0].volume_mounts.clone().unwrap();
+    assert!(
+        mounts
+            .iter()
+            .any(|m| m.name == "iggy-ca" && m.mount_path == "/etc/kafka-iggy/iggy-ca"),
+        "{mounts:?}"
+    );
+    let config_map = Api::<ConfigMap>::namespaced(client.clone(), ns)
+        .get("secure-config")
+        .await
+        .unwrap();
+    let rendered: kafka_iggy_proxy::config::ProxyConfig =
+        serde_yaml::from_str(&config_map.data.unwrap()["config.yaml"]).unwrap();
+    assert!(rendered.iggy.tls.enabled);
+    assert_eq!(
+        rendered.iggy.tls.ca_file.as_deref(),
+        Some(std::path::Path::new("/etc/kafka-iggy/iggy-ca/ca.crt"))
+    );
+
+    // Public roots only: the handshake fails and the condition says it was TLS.
+    bridges
+        .create(
+            &PostParams::default(),
+            &with_tls("public-roots", json!({"enabled": true})),
+        )
+        .await
+        .unwrap();
+    let message = eventually("IggyUnreachable over TLS", || {
+        let b = bridges.clone();
+        async move {
+            let kb = b.get("public-roots").await.ok()?;
+            let c = kb
+                .status?
+                .conditions
+                .into_iter()
+                .find(|c| c.type_ == "IggyProvisioned" && c.reason == "IggyUnreachable")?;
+            Some(c.message)
+        }
+    })
+    .await;
+    assert!(message.contains("over TLS"), "{message}");
+
+    // A CA Secret that does not exist.
+    bridges
+        .create(
+            &PostParams::default(),
+            &with_tls(
+                "no-ca",
+                json!({"enabled": true, "caSecret": {"name": "absent"}}),
+            ),
+        )
+        .await
+        .unwrap();
+    let message = eventually("CredentialsUnavailable", || {
+        let b = bridges.clone();
+        async move {
+            let kb = b.get("no-ca").await.ok()?;
+            let c =
+                kb.status?.conditions.into_iter().find(|c| {
+                    c.type_ == "IggyProvisioned" && c.reason == "CredentialsUnavailable"
+                })?;
+            Some(c.message)
+        }
+    })
+    .await;
+    assert!(message.contains("CA Secret absent not found"), "{message}");
+
+    // TLS settings without TLS on are refused by the API server (CEL).
+    let refused = bridges
+        .create(
+            &PostParams::default(),
+            &with_tls(
+                "half",
+                json!({"enabled": false, "caSecret": {"name": "iggy-ca"}}),
+            ),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        refused.to_string().contains("need iggy.tls.enabled"),
+        "{refused}"
+    );
+    drop(cluster);
+}

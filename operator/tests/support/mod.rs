@@ -1,0 +1,166 @@
+//! Shared pieces of the operator tests against a real API server: setup, a bridge builder,
+//! condition and event lookups, and a stand-in for the Deployment controller.
+#![allow(dead_code, reason = "each test binary uses a part of it")]
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use iggy_testkit::kube::KubeTestCluster;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{Namespace, Secret};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kafka_iggy_operator::crd::KafkaBridge;
+use kafka_iggy_operator::desired::CONFIG_HASH_ANNOTATION;
+use kafka_iggy_operator::metrics::OperatorMetrics;
+use kafka_iggy_operator::reconcile::{self, Context};
+use kube::api::{Patch, PatchParams, PostParams};
+use kube::{Api, Client, CustomResourceExt};
+use serde_json::json;
+
+pub const TIMEOUT: Duration = Duration::from_secs(60);
+
+pub async fn eventually<T, F, Fut>(what: &str, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + TIMEOUT;
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// The CRD installed and established.
+pub async fn install_crd(client: &Client) {
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    let crd = KafkaBridge::crd();
+    match crds.create(&PostParams::default(), &crd).await {
+        Ok(_) => {}
+        Err(kube::Error::Api(e)) if e.code == 409 => {}
+        Err(e) => panic!("create CRD: {e}"),
+    }
+    eventually("the CRD to be established", || {
+        let crds = crds.clone();
+        async move {
+            let crd = crds.get("kafkabridges.bridge.kafka-iggy.dev").await.ok()?;
+            let established = crd
+                .status?
+                .conditions?
+                .iter()
+                .any(|c| c.type_ == "Established" && c.status == "True");
+            established.then_some(())
+        }
+    })
+    .await;
+}
+
+/// A namespace with the Iggy credentials Secret the test bridges name.
+pub async fn namespace_with_secret(client: &Client, ns: &str) {
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    let namespace: Namespace = serde_json::from_value(json!({"metadata": {"name": ns}})).unwrap();
+    namespaces
+        .create(&PostParams::default(), &namespace)
+        .await
+        .unwrap();
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), ns);
+    let secret: Secret = serde_json::from_value(json!({
+        "metadata": {"name": "iggy-credentials"},
+        "stringData": {"username": "iggy", "password": "iggy"}
+    }))
+    .unwrap();
+    secrets
+        .create(&PostParams::default(), &secret)
+        .await
+        .unwrap();
+}
+
+/// CRD installed and established, namespace and Iggy credentials created, controller running
+/// (giving up an Iggy cleanup after `cleanup_timeout`).
+pub async fn setup(cluster: &KubeTestCluster, ns: &str, cleanup_timeout: Duration) -> Client {
+    let client = cluster.client().await.unwrap();
+    install_crd(&client).await;
+    namespace_with_secret(&client, ns).await;
+    let metrics = Arc::new(OperatorMetrics::new().unwrap());
+    let ctx = Arc::new(
+        Context::new(client.clone(), metrics, Duration::from_secs(30))
+            .with_cleanup_timeout(cleanup_timeout),
+    );
+    tokio::spawn(reconcile::run(ctx));
+    client
+}
+
+pub fn bridge(name: &str, iggy: &str, policy: &str, partitions: u32) -> KafkaBridge {
+    serde_json::from_value(json!({
+        "apiVersion": "bridge.kafka-iggy.dev/v1alpha1",
+        "kind": "KafkaBridge",
+        "metadata": {"name": name},
+        "spec": {
+            "replicas": 1,
+            "iggy": {"address": iggy, "stream": format!("{name}-stream"), "credentialsSecret": {"name": "iggy-credentials"}},
+            "topics": [{"name": "orders", "partitions": partitions}],
+            "deletionPolicy": policy
+        }
+    }))
+    .unwrap()
+}
+
+pub fn condition(kb: &KafkaBridge, type_: &str) -> Option<(String, String)> {
+    kb.status
+        .as_ref()?
+        .conditions
+        .iter()
+        .find(|c| c.type_ == type_)
+        .map(|c| (c.status.clone(), c.reason.clone()))
+}
+
+/// Writes the Deployment status the way the Deployment controller would once pods are up.
+pub async fn fake_rollout(client: &Client, ns: &str, name: &str) {
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), ns);
+    let dep = deployments.get(name).await.unwrap();
+    let replicas = dep.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
+    let status = json!({"status": {
+        "observedGeneration": dep.metadata.generation,
+        "replicas": replicas, "updatedReplicas": replicas,
+        "readyReplicas": replicas, "availableReplicas": replicas
+    }});
+    deployments
+        .patch_status(name, &PatchParams::default(), &Patch::Merge(&status))
+        .await
+        .unwrap();
+}
+
+pub async fn config_hash(deployments: &Api<Deployment>, name: &str) -> String {
+    let dep = deployments.get(name).await.unwrap();
+    dep.spec
+        .unwrap()
+        .template
+        .metadata
+        .unwrap()
+        .annotations
+        .unwrap()[CONFIG_HASH_ANNOTATION]
+        .clone()
+}
+
+/// Warning events about one object (events.k8s.io, as kube's Recorder writes them).
+pub async fn warning_events(
+    client: &Client,
+    ns: &str,
+    name: &str,
+) -> Vec<k8s_openapi::api::events::v1::Event> {
+    Api::<k8s_openapi::api::events::v1::Event>::namespaced(client.clone(), ns)
+        .list(&Default::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter(|e| {
+            e.type_.as_deref() == Some("Warning")
+                && e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name)
+        })
+        .collect()
+}
