@@ -8,6 +8,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use uuid::Uuid;
 
 use crate::backend::{BackendResult, SharedBackend, TopicInfo, TopicSettings};
+use crate::budget::MemoryBudget;
 use crate::cluster::{BrokerAddress, Cluster};
 use crate::config::ProxyConfig;
 use crate::groups::GroupCoordinator;
@@ -21,6 +22,8 @@ pub struct Broker {
     pub partitions: PartitionRegistry,
     pub groups: Arc<GroupCoordinator>,
     pub metrics: Arc<Metrics>,
+    /// Memory every connection reserves from before holding client-driven bytes.
+    pub budget: MemoryBudget,
     producer_ids: AtomicI64,
 }
 
@@ -50,6 +53,7 @@ impl Broker {
         Ok(Self {
             producer_ids: AtomicI64::new(first_producer_id(config.broker_id)),
             groups,
+            budget: MemoryBudget::new(config.limits.memory_budget_bytes),
             config,
             backend,
             cluster,

@@ -151,6 +151,22 @@ pub struct Limits {
     pub max_in_flight_per_connection: usize,
     /// Upper bound applied to a Fetch's max_wait_ms.
     pub max_fetch_wait_ms: u64,
+    /// Most bytes one produced record batch may decompress to [default: max_frame_bytes];
+    /// beyond it the partition is answered MESSAGE_TOO_LARGE.
+    pub max_decompressed_bytes: Option<usize>,
+    /// Upper bound applied to a Fetch's max_bytes and to each partition's max_bytes
+    /// (Kafka's broker setting fetch.max.bytes).
+    pub max_fetch_bytes: usize,
+    /// Bytes of requests read and not yet answered, of decompressed records and of responses
+    /// not yet written, for the whole process. At the limit the proxy stops reading sockets
+    /// until memory is given back.
+    pub memory_budget_bytes: usize,
+    /// A connection whose responses make no write progress for this long is closed.
+    pub write_timeout_ms: u64,
+    /// A request frame must arrive in full within this long of its first byte (slow-loris).
+    pub request_read_timeout_ms: u64,
+    /// A connection with no request for this long is closed (Kafka's connections.max.idle.ms).
+    pub idle_timeout_ms: u64,
 }
 
 impl Default for Limits {
@@ -160,7 +176,20 @@ impl Default for Limits {
             max_connections: 10_000,
             max_in_flight_per_connection: 16,
             max_fetch_wait_ms: 30_000,
+            max_decompressed_bytes: None,
+            max_fetch_bytes: 55 * 1024 * 1024,
+            memory_budget_bytes: 512 * 1024 * 1024,
+            write_timeout_ms: 30_000,
+            request_read_timeout_ms: 30_000,
+            idle_timeout_ms: 600_000,
         }
+    }
+}
+
+impl Limits {
+    /// The effective decompression cap.
+    pub fn decompressed_cap(&self) -> usize {
+        self.max_decompressed_bytes.unwrap_or(self.max_frame_bytes)
     }
 }
 
@@ -294,6 +323,40 @@ impl Default for IggySettings {
             tls: IggyTls::default(),
             read_ahead_bytes: crate::backend::iggy::DEFAULT_READ_AHEAD_BYTES,
         }
+    }
+}
+
+impl Limits {
+    /// The budget must fit the largest single piece of work, or that work could never start.
+    fn budget_problems(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        let budget = self.memory_budget_bytes;
+        for (name, value) in [
+            ("max_frame_bytes", self.max_frame_bytes),
+            ("max_decompressed_bytes", self.decompressed_cap()),
+            ("max_fetch_bytes", self.max_fetch_bytes),
+        ] {
+            if value > budget / 2 {
+                problems.push(format!(
+                    "limits.{name} ({value}) must be at most half of limits.memory_budget_bytes ({budget})"
+                ));
+            }
+        }
+        if self.max_fetch_bytes < 1024 || self.decompressed_cap() < 1024 {
+            problems.push(
+                "limits.max_fetch_bytes and max_decompressed_bytes must be at least 1024".into(),
+            );
+        }
+        if self.write_timeout_ms == 0
+            || self.request_read_timeout_ms == 0
+            || self.idle_timeout_ms == 0
+        {
+            problems.push(
+                "limits.write_timeout_ms, request_read_timeout_ms and idle_timeout_ms must be at least 1"
+                    .into(),
+            );
+        }
+        problems
     }
 }
 
@@ -437,6 +500,7 @@ impl ProxyConfig {
         if self.limits.max_frame_bytes < 1024 || self.limits.max_frame_bytes > i32::MAX as usize {
             problems.push("limits.max_frame_bytes must be within 1024..=2147483647".into());
         }
+        problems.extend(self.limits.budget_problems());
         if self.limits.max_connections == 0 || self.limits.max_in_flight_per_connection == 0 {
             problems.push(
                 "limits.max_connections and max_in_flight_per_connection must be at least 1".into(),

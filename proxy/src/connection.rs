@@ -6,21 +6,20 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use futures::future::BoxFuture;
 use futures::stream::{FuturesOrdered, StreamExt};
 use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind, ResponseKind};
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, BufWriter};
-use tokio::sync::mpsc;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
+use tokio::task::JoinHandle;
 
 use crate::broker::Broker;
-use crate::handlers::{self, api_name, api_versions, Dispatch, Outcome};
+use crate::budget::Reservation;
+use crate::handlers::{self, api_name, api_versions, Dispatch, Handled, Outcome};
 use crate::protocol::codec::{self, DecodeError};
-use crate::protocol::frame::{read_frame, FrameError};
+use crate::protocol::frame::{read_body, read_size, FrameError};
 use crate::protocol::versions::{check, VersionCheck};
-
-/// Kafka's connections.max.idle.ms default.
-const IDLE_TIMEOUT: Duration = Duration::from_secs(600);
 
 /// Why a connection ended, for the log line and the metric.
 #[derive(Debug, thiserror::Error)]
@@ -33,8 +32,12 @@ pub enum ConnectionEnd {
     Refused(String),
     #[error("idle for {0:?}")]
     Idle(Duration),
+    #[error("request frame not complete {0:?} after its first byte")]
+    SlowRequest(Duration),
     #[error("write failed: {0}")]
     Write(std::io::Error),
+    #[error("client read no response bytes for {0:?}")]
+    WriteTimeout(Duration),
     #[error("encoding response failed: {0}")]
     Encode(anyhow::Error),
 }
@@ -48,7 +51,9 @@ impl ConnectionEnd {
             ConnectionEnd::Decode(_) => "malformed_request",
             ConnectionEnd::Refused(_) => "unsupported_request",
             ConnectionEnd::Idle(_) => "idle",
+            ConnectionEnd::SlowRequest(_) => "request_read_timeout",
             ConnectionEnd::Write(_) => "io",
+            ConnectionEnd::WriteTimeout(_) => "write_timeout",
             ConnectionEnd::Encode(_) => "encode",
         }
     }
@@ -58,20 +63,47 @@ pub async fn serve<S>(broker: Arc<Broker>, stream: S, peer: String)
 where
     S: AsyncRead + AsyncWrite + Send + 'static,
 {
+    let limits = &broker.config.limits;
+    let write_timeout = Duration::from_millis(limits.write_timeout_ms);
     let (reader, writer) = tokio::io::split(stream);
-    let mut writer = BufWriter::new(writer);
     // Frames are read by their own task: reading is not cancel-safe, and the loop below waits
     // on new frames and finished requests at the same time.
     let (frames_tx, frames) = mpsc::channel(1);
-    let reader_task = tokio::spawn(read_frames(
-        reader,
-        broker.config.limits.max_frame_bytes,
-        frames_tx,
+    let reader_task = tokio::spawn(read_frames(reader, broker.clone(), frames_tx));
+    // Responses are written by their own task too, so a client that stops reading never stops
+    // this connection's requests from being worked on (a Produce holds its partition's place in
+    // the append line until it runs); only the reading of new requests waits.
+    let (out_tx, out_rx) = mpsc::unbounded_channel();
+    let mut writer_task = tokio::spawn(write_responses(
+        writer,
+        out_rx,
+        write_timeout,
+        broker.clone(),
     ));
     let client_host = client_host(&peer);
-    match run(&broker, &client_host, frames, &mut writer).await {
-        Ok(()) => tracing::debug!(%peer, "client closed connection"),
-        Err(end) => {
+    let result = run(&broker, &client_host, frames, &out_tx, &mut writer_task).await;
+    reader_task.abort();
+    // What was answered before the end still goes out (Kafka closes after the failed request).
+    drop(out_tx);
+    let flushed = if writer_task.is_finished() {
+        None
+    } else {
+        match tokio::time::timeout(write_timeout, &mut writer_task).await {
+            Ok(done) => Some(done),
+            Err(_) => {
+                writer_task.abort();
+                Some(Ok(Err(ConnectionEnd::WriteTimeout(write_timeout))))
+            }
+        }
+    };
+    let end = match (result, flushed) {
+        (Err(end), _) => Some(end),
+        (Ok(()), Some(Ok(Err(end)))) => Some(end),
+        _ => None,
+    };
+    match end {
+        None => tracing::debug!(%peer, "client closed connection"),
+        Some(end) => {
             broker
                 .metrics
                 .connections_closed_on_error
@@ -81,8 +113,6 @@ where
             tracing::info!(%peer, reason = end.reason(), error = %end, "closing connection");
         }
     }
-    reader_task.abort();
-    let _ = writer.shutdown().await;
 }
 
 /// `/ip` as Kafka shows a client's host (DescribeGroups, kafka-consumer-groups).
@@ -94,25 +124,108 @@ fn client_host(peer: &str) -> String {
     format!("/{ip}")
 }
 
-type FrameResult = Result<Bytes, ConnectionEnd>;
+/// A request frame and the budget it holds until its response is written.
+type FrameResult = Result<(Bytes, Reservation), ConnectionEnd>;
 
+/// Reads frames until the client closes, a limit is broken, or the connection ends. Before a
+/// frame's body is read its size is reserved from the memory budget; while the budget is used up
+/// the socket is not read (back-pressure).
 async fn read_frames<R: AsyncRead + Unpin>(
     mut reader: R,
-    max_frame: usize,
+    broker: Arc<Broker>,
     frames: mpsc::Sender<FrameResult>,
 ) {
+    let limits = &broker.config.limits;
+    let idle = Duration::from_millis(limits.idle_timeout_ms);
+    let slow = Duration::from_millis(limits.request_read_timeout_ms);
     loop {
-        let next =
-            match tokio::time::timeout(IDLE_TIMEOUT, read_frame(&mut reader, max_frame)).await {
-                Ok(Ok(Some(frame))) => Ok(frame),
-                Ok(Ok(None)) => return,
-                Ok(Err(e)) => Err(e.into()),
-                Err(_) => Err(ConnectionEnd::Idle(IDLE_TIMEOUT)),
+        let next = async {
+            let size = match tokio::time::timeout(idle, first_byte(&mut reader)).await {
+                Err(_) => return Err(ConnectionEnd::Idle(idle)),
+                Ok(Err(e)) => return Err(FrameError::from(e).into()),
+                Ok(Ok(None)) => return Ok(None),
+                Ok(Ok(Some(first))) => {
+                    let first = [first];
+                    let mut prefix = (&first[..]).chain(&mut reader);
+                    let rest = read_size(&mut prefix, limits.max_frame_bytes);
+                    match tokio::time::timeout(slow, rest).await {
+                        Err(_) => return Err(ConnectionEnd::SlowRequest(slow)),
+                        Ok(Err(e)) => return Err(e.into()),
+                        Ok(Ok(None)) => return Err(FrameError::Truncated.into()),
+                        Ok(Ok(Some(size))) => size,
+                    }
+                }
             };
+            let reservation = broker.budget.reserve_frame(size).await;
+            match tokio::time::timeout(slow, read_body(&mut reader, size)).await {
+                Err(_) => Err(ConnectionEnd::SlowRequest(slow)),
+                Ok(Err(e)) => Err(e.into()),
+                Ok(Ok(frame)) => Ok(Some((frame, reservation))),
+            }
+        }
+        .await;
+        let next = match next {
+            Ok(Some(frame)) => Ok(frame),
+            Ok(None) => return,
+            Err(end) => Err(end),
+        };
         let failed = next.is_err();
         if frames.send(next).await.is_err() || failed {
             return;
         }
+    }
+}
+
+/// Waits for the first byte of the next frame; `None` on a clean close.
+async fn first_byte<R: AsyncRead + Unpin>(reader: &mut R) -> std::io::Result<Option<u8>> {
+    let mut byte = [0u8; 1];
+    match reader.read(&mut byte).await? {
+        0 => Ok(None),
+        _ => Ok(Some(byte[0])),
+    }
+}
+
+/// An encoded response and what it holds (its request's frame budget, a Fetch's response
+/// budget, the connection's in-flight slot) until it is written.
+struct Outgoing {
+    frame: Bytes,
+    _held: Held,
+}
+
+/// Given back when the response is written or the request dropped. Never read: holding is
+/// the point.
+#[derive(Default)]
+struct Held {
+    _frame: Reservation,
+    _response: Reservation,
+    _slot: Option<OwnedSemaphorePermit>,
+}
+
+/// Writes responses in order. A write that makes no progress for `timeout` ends the
+/// connection; a large response to a slow but live client is fine as long as bytes move.
+async fn write_responses<W: AsyncWrite + Unpin>(
+    mut writer: W,
+    mut responses: mpsc::UnboundedReceiver<Outgoing>,
+    timeout: Duration,
+    broker: Arc<Broker>,
+) -> Result<(), ConnectionEnd> {
+    const CHUNK: usize = 256 * 1024;
+    while let Some(response) = responses.recv().await {
+        for chunk in response.frame.chunks(CHUNK) {
+            match tokio::time::timeout(timeout, writer.write_all(chunk)).await {
+                Err(_) => return Err(ConnectionEnd::WriteTimeout(timeout)),
+                Ok(Err(e)) => return Err(ConnectionEnd::Write(e)),
+                Ok(Ok(())) => {}
+            }
+        }
+        broker
+            .metrics
+            .network_bytes_out
+            .inc_by(response.frame.len() as u64);
+    }
+    match tokio::time::timeout(timeout, writer.shutdown()).await {
+        Err(_) => Err(ConnectionEnd::WriteTimeout(timeout)),
+        Ok(_) => Ok(()),
     }
 }
 
@@ -122,7 +235,8 @@ struct Finished {
     response_version: i16,
     correlation_id: i32,
     started: Instant,
-    outcome: Outcome,
+    handled: Handled,
+    held: Held,
 }
 
 /// What dispatching a frame produced.
@@ -135,40 +249,58 @@ enum Step<'a> {
     Exclusive(Finished, RequestHeader, RequestKind),
 }
 
-/// Reads requests and answers them in order. Produce, Fetch and ListOffsets run concurrently
-/// (up to `max_in_flight_per_connection`); other requests wait until everything before them
-/// was answered, then run alone.
-async fn run<W>(
+/// Reads requests and answers them in order. Produce, Fetch and ListOffsets run concurrently;
+/// other requests wait until everything before them was answered, then run alone. At most
+/// `max_in_flight_per_connection` requests are worked on or waiting to be written at once.
+async fn run(
     broker: &Broker,
     client_host: &str,
     mut frames: mpsc::Receiver<FrameResult>,
-    writer: &mut W,
-) -> Result<(), ConnectionEnd>
-where
-    W: AsyncWrite + Unpin,
-{
-    let max_in_flight = broker.config.limits.max_in_flight_per_connection;
-    let mut out = BytesMut::new();
+    out: &mpsc::UnboundedSender<Outgoing>,
+    writer: &mut JoinHandle<Result<(), ConnectionEnd>>,
+) -> Result<(), ConnectionEnd> {
+    let slots = Arc::new(Semaphore::new(
+        broker.config.limits.max_in_flight_per_connection,
+    ));
     let mut in_flight: FuturesOrdered<BoxFuture<'_, Finished>> = FuturesOrdered::new();
+    let mut reading = true;
     loop {
+        if !reading && in_flight.is_empty() {
+            // The client closed its side and everything it sent was answered.
+            return Ok(());
+        }
         tokio::select! {
             biased;
-            Some(done) = in_flight.next(), if !in_flight.is_empty() => {
-                answer(broker, writer, &mut out, done).await?;
+            ended = &mut *writer => {
+                return Err(match ended {
+                    Ok(Err(end)) => end,
+                    _ => ConnectionEnd::Write(std::io::ErrorKind::BrokenPipe.into()),
+                });
             }
-            frame = frames.recv(), if in_flight.len() < max_in_flight => {
+            Some(done) = in_flight.next(), if !in_flight.is_empty() => {
+                answer(broker, out, done)?;
+            }
+            frame = frames.recv(), if reading && slots.available_permits() > 0 => {
                 let Some(frame) = frame else {
-                    // The client closed its side; what is still in flight cannot be answered.
-                    return Ok(());
+                    // Half-closed: requests already read are still worked on and answered.
+                    reading = false;
+                    continue;
                 };
-                match dispatch(broker, frame?)? {
+                let (frame, budget) = frame?;
+                let held = Held {
+                    _frame: budget,
+                    _response: Reservation::default(),
+                    _slot: slots.clone().try_acquire_owned().ok(),
+                };
+                match dispatch(broker, frame, held)? {
                     Step::Concurrent(work) => in_flight.push_back(work),
                     Step::Exclusive(mut pending, header, request) => {
                         while let Some(done) = in_flight.next().await {
-                            answer(broker, writer, &mut out, done).await?;
+                            answer(broker, out, done)?;
                         }
-                        pending.outcome = handlers::handle_exclusive(broker, client_host, &header, request).await;
-                        answer(broker, writer, &mut out, pending).await?;
+                        pending.handled =
+                            handlers::handle_exclusive(broker, client_host, &header, request).await.into();
+                        answer(broker, out, pending)?;
                     }
                 }
             }
@@ -177,7 +309,7 @@ where
 }
 
 /// Checks the version, decodes, and decides how the request runs. Called in request order.
-fn dispatch(broker: &Broker, frame: Bytes) -> Result<Step<'_>, ConnectionEnd> {
+fn dispatch(broker: &Broker, frame: Bytes, held: Held) -> Result<Step<'_>, ConnectionEnd> {
     broker
         .metrics
         .network_bytes_in
@@ -185,12 +317,13 @@ fn dispatch(broker: &Broker, frame: Bytes) -> Result<Step<'_>, ConnectionEnd> {
     let prefix = codec::peek_prefix(&frame)?;
     let correlation_id = codec::correlation_id(&frame).unwrap_or(0);
     let started = Instant::now();
-    let finished = move |response_version, outcome| Finished {
+    let finished = move |response_version, handled| Finished {
         key: prefix.key,
         response_version,
         correlation_id,
         started,
-        outcome,
+        handled,
+        held,
     };
     match check(prefix.key, prefix.version) {
         VersionCheck::Supported => {
@@ -203,7 +336,7 @@ fn dispatch(broker: &Broker, frame: Bytes) -> Result<Step<'_>, ConnectionEnd> {
                     ))
                 }
                 Dispatch::Exclusive(header, request) => Step::Exclusive(
-                    finished(prefix.version, Outcome::NoResponse),
+                    finished(prefix.version, Outcome::NoResponse.into()),
                     header,
                     request,
                 ),
@@ -214,7 +347,8 @@ fn dispatch(broker: &Broker, frame: Bytes) -> Result<Step<'_>, ConnectionEnd> {
                 api_versions::unsupported_version_fallback(),
             ));
             Ok(Step::Concurrent(Box::pin(std::future::ready(finished(
-                0, outcome,
+                0,
+                outcome.into(),
             )))))
         }
         VersionCheck::Close => Err(ConnectionEnd::Refused(format!(
@@ -224,11 +358,11 @@ fn dispatch(broker: &Broker, frame: Bytes) -> Result<Step<'_>, ConnectionEnd> {
     }
 }
 
-/// Records metrics for a finished request and writes its response, if it has one.
-async fn answer<W: AsyncWrite + Unpin>(
+/// Records metrics for a finished request and hands its response, if it has one, to the
+/// writer, with what the request holds.
+fn answer(
     broker: &Broker,
-    writer: &mut W,
-    out: &mut BytesMut,
+    out: &mpsc::UnboundedSender<Outgoing>,
     done: Finished,
 ) -> Result<(), ConnectionEnd> {
     let api = api_name(done.key);
@@ -238,51 +372,23 @@ async fn answer<W: AsyncWrite + Unpin>(
         .request_seconds
         .with_label_values(&[api])
         .observe(done.started.elapsed().as_secs_f64());
-    match done.outcome {
+    let Handled {
+        outcome,
+        budget: response_budget,
+    } = done.handled;
+    match outcome {
         Outcome::Respond(body) => {
-            let response = Response {
-                key: done.key,
-                version: done.response_version,
-                correlation_id: done.correlation_id,
-                body: &body,
-            };
-            write_response(broker, writer, out, response).await
+            let frame =
+                codec::encode_response(done.key, done.response_version, done.correlation_id, &body)
+                    .map_err(ConnectionEnd::Encode)?;
+            drop(body);
+            let mut held = done.held;
+            held._response = response_budget;
+            held._response.shrink_to(frame.len());
+            out.send(Outgoing { frame, _held: held })
+                .map_err(|_| ConnectionEnd::Write(std::io::ErrorKind::BrokenPipe.into()))
         }
         Outcome::NoResponse => Ok(()),
         Outcome::Close(reason) => Err(ConnectionEnd::Refused(reason)),
     }
-}
-
-struct Response<'a> {
-    key: ApiKey,
-    version: i16,
-    correlation_id: i32,
-    body: &'a ResponseKind,
-}
-
-/// Above this, the reused response buffer is given back after use rather than kept for the
-/// life of the connection.
-const RETAINED_RESPONSE_BUFFER: usize = 8 * 1024 * 1024;
-
-async fn write_response<W: AsyncWrite + Unpin>(
-    broker: &Broker,
-    writer: &mut W,
-    out: &mut BytesMut,
-    response: Response<'_>,
-) -> Result<(), ConnectionEnd> {
-    codec::encode_response(
-        out,
-        response.key,
-        response.version,
-        response.correlation_id,
-        response.body,
-    )
-    .map_err(ConnectionEnd::Encode)?;
-    broker.metrics.network_bytes_out.inc_by(out.len() as u64);
-    writer.write_all(out).await.map_err(ConnectionEnd::Write)?;
-    writer.flush().await.map_err(ConnectionEnd::Write)?;
-    if out.capacity() > RETAINED_RESPONSE_BUFFER {
-        *out = BytesMut::new();
-    }
-    Ok(())
 }

@@ -5,6 +5,7 @@
 
 pub mod backend;
 pub mod broker;
+pub mod budget;
 pub mod cluster;
 pub mod config;
 pub mod connection;

@@ -3,6 +3,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use tokio::sync::Notify;
 
@@ -148,7 +149,12 @@ pub struct PartitionState {
     pub appended: Notify,
     order: Mutex<AppendOrder>,
     order_changed: Notify,
+    /// Last log start offset read from the back end, and when.
+    log_start: Mutex<Option<(i64, Instant)>>,
 }
+
+/// How long a partition's log start offset is reused in Produce answers before it is re-read.
+const LOG_START_MAX_AGE: Duration = Duration::from_secs(5);
 
 /// Places in line for appends. Requests are handled concurrently, but appends to one partition
 /// must happen in the order the requests arrived (an idempotent producer with several requests
@@ -163,6 +169,30 @@ struct AppendOrder {
 }
 
 impl PartitionState {
+    /// The log start offset if it was read recently.
+    pub fn cached_log_start(&self) -> Option<i64> {
+        let cached = *self
+            .log_start
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        cached.and_then(|(offset, at)| (at.elapsed() < LOG_START_MAX_AGE).then_some(offset))
+    }
+
+    pub fn cache_log_start(&self, offset: i64) {
+        *self
+            .log_start
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some((offset, Instant::now()));
+    }
+
+    /// The last log start offset read, however old (0 before the first read).
+    pub fn last_log_start(&self) -> i64 {
+        self.log_start
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .map_or(0, |(offset, _)| offset)
+    }
+
     /// Takes the next place in line. Synchronous, so callers take places in request order.
     pub fn take_turn(self: &Arc<Self>) -> Turn {
         let mut order = self.order.lock().unwrap_or_else(PoisonError::into_inner);
@@ -251,6 +281,34 @@ impl PartitionRegistry {
         map.entry((topic.to_string(), partition))
             .or_default()
             .clone()
+    }
+
+    /// Forgets a partition that turned out not to exist, unless a request still uses it, so
+    /// that requests for made-up topics leave no state behind.
+    pub fn forget_if_unused(&self, topic: &str, partition: i32) {
+        let mut map = self
+            .partitions
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let key = (topic.to_string(), partition);
+        if map
+            .get(&key)
+            .is_some_and(|state| Arc::strong_count(state) == 1)
+        {
+            map.remove(&key);
+        }
+    }
+
+    /// Partitions with state, for tests and metrics.
+    pub fn len(&self) -> usize {
+        self.partitions
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 
     /// Forgets a deleted topic's partitions (a recreated topic starts clean).

@@ -9,6 +9,9 @@ use kafka_iggy_proxy::protocol::versions::{check, VersionCheck};
 use kafka_protocol::messages::RequestKind;
 use libfuzzer_sys::fuzz_target;
 
+/// As small a cap as a deployment could set, so that bombs hit it quickly.
+const MAX_DECOMPRESSED: usize = 1 << 20;
+
 fuzz_target!(|data: &[u8]| {
     let frame = Bytes::copy_from_slice(data);
     let Ok(prefix) = peek_prefix(&frame) else { return };
@@ -20,7 +23,7 @@ fuzz_target!(|data: &[u8]| {
         for topic in produce.topic_data {
             for partition in topic.partition_data {
                 if let Some(records) = partition.records {
-                    let _ = decode_produced(records);
+                    let _ = decode_produced(records, MAX_DECOMPRESSED);
                 }
             }
         }

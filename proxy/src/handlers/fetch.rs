@@ -14,6 +14,7 @@ use super::records::encode_fetched;
 use super::tally;
 use crate::backend::{BackendError, ReadLimits};
 use crate::broker::Broker;
+use crate::budget::Reservation;
 use crate::error::backend_error_code;
 
 /// How often a waiting Fetch re-reads the back end for records not written through us.
@@ -21,7 +22,14 @@ const REPOLL_INTERVAL: Duration = Duration::from_millis(100);
 /// Records read per partition per round; bounded again by bytes.
 const MAX_RECORDS_PER_READ: u32 = 10_000;
 
-pub async fn handle(broker: &Broker, _version: i16, request: FetchRequest) -> FetchResponse {
+/// Answers a Fetch, with the memory budget its records hold until the response is written.
+/// The request's `max_bytes` and each partition's are capped at `limits.max_fetch_bytes`.
+pub async fn handle(
+    broker: &Broker,
+    _version: i16,
+    mut request: FetchRequest,
+) -> (FetchResponse, Reservation) {
+    cap_sizes(&mut request, broker.config.limits.max_fetch_bytes);
     let started = Instant::now();
     let max_wait = Duration::from_millis(u64::try_from(request.max_wait_ms.max(0)).unwrap_or(0))
         .min(Duration::from_millis(
@@ -49,7 +57,7 @@ pub async fn handle(broker: &Broker, _version: i16, request: FetchRequest) -> Fe
             w.as_mut().enable();
         }
 
-        let (response, bytes, any_error) = read_once(broker, &request).await;
+        let (response, bytes, any_error, budget) = read_once(broker, &request).await;
         let now = Instant::now();
         if bytes >= min_bytes || any_error || now >= deadline || waiters.is_empty() {
             if bytes == 0 {
@@ -58,20 +66,53 @@ pub async fn handle(broker: &Broker, _version: i16, request: FetchRequest) -> Fe
                     .fetch_wait_seconds
                     .observe(started.elapsed().as_secs_f64());
             }
-            return response;
+            drop(waiters);
+            drop(states);
+            forget_unknown_partitions(broker, &response);
+            return (response, budget);
         }
+        // Nothing held while waiting: an idle long-poll costs no budget.
+        drop((response, budget));
         let nap = (deadline - now).min(REPOLL_INTERVAL);
         let _ = tokio::time::timeout(nap, select_all(waiters)).await;
     }
 }
 
-/// One pass over the requested partitions. Returns the response, the record bytes in it, and
-/// whether any partition carries an error (which Kafka answers immediately).
+/// Partitions answered UNKNOWN_TOPIC_OR_PARTITION keep no state behind.
+fn forget_unknown_partitions(broker: &Broker, response: &FetchResponse) {
+    let unknown = ResponseError::UnknownTopicOrPartition.code();
+    for topic in &response.responses {
+        for p in topic.partitions.iter().filter(|p| p.error_code == unknown) {
+            broker
+                .partitions
+                .forget_if_unused(&topic.topic.0, p.partition_index);
+        }
+    }
+}
+
+fn cap_sizes(request: &mut FetchRequest, cap: usize) {
+    let cap = i32::try_from(cap).unwrap_or(i32::MAX);
+    request.max_bytes = request.max_bytes.clamp(0, cap);
+    for p in request
+        .topics
+        .iter_mut()
+        .flat_map(|t| t.partitions.iter_mut())
+    {
+        p.partition_max_bytes = p.partition_max_bytes.clamp(0, cap);
+    }
+}
+
+/// One pass over the requested partitions. Returns the response, the record bytes in it,
+/// whether any partition carries an error (which Kafka answers immediately), and the budget
+/// reserved for the records (reserved before reading, shrunk to what was read).
 ///
 /// When every partition's limit fits in the request's `max_bytes` (the usual case: 50 MiB
 /// against 1 MiB per partition), partitions are read concurrently; otherwise in order, each
 /// taking what the budget has left, as Kafka fills a response.
-async fn read_once(broker: &Broker, request: &FetchRequest) -> (FetchResponse, usize, bool) {
+async fn read_once(
+    broker: &Broker,
+    request: &FetchRequest,
+) -> (FetchResponse, usize, bool, Reservation) {
     let budget = usize::try_from(request.max_bytes.max(0)).unwrap_or(0);
     let mut items: Vec<(&str, &FetchPartition)> = Vec::new();
     for topic in &request.topics {
@@ -80,6 +121,7 @@ async fn read_once(broker: &Broker, request: &FetchRequest) -> (FetchResponse, u
         }
     }
     let wanted: usize = items.iter().map(|(_, p)| partition_limit(p)).sum();
+    let mut reservation = broker.budget.reserve_work(wanted.min(budget)).await;
 
     let mut results: Vec<PartitionRead> = Vec::new();
     if wanted <= budget {
@@ -106,6 +148,7 @@ async fn read_once(broker: &Broker, request: &FetchRequest) -> (FetchResponse, u
     }
 
     let total = results.iter().map(|r| r.bytes).sum();
+    reservation.shrink_to(total);
     let any_error = results.iter().any(|r| r.error);
     let mut results = results.into_iter();
     let topics = request
@@ -128,6 +171,7 @@ async fn read_once(broker: &Broker, request: &FetchRequest) -> (FetchResponse, u
         FetchResponse::default().with_responses(topics),
         total,
         any_error,
+        reservation,
     )
 }
 

@@ -18,6 +18,7 @@ use futures::future::BoxFuture;
 use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind, ResponseKind};
 
 use crate::broker::Broker;
+use crate::budget::Reservation;
 
 /// What the connection does after a request.
 #[derive(Debug)]
@@ -33,6 +34,23 @@ pub enum Outcome {
     Close(String),
 }
 
+/// A finished request: its outcome and the memory budget its response holds until written
+/// (a Fetch reserves room for its records before reading them).
+#[derive(Debug)]
+pub struct Handled {
+    pub outcome: Outcome,
+    pub budget: Reservation,
+}
+
+impl From<Outcome> for Handled {
+    fn from(outcome: Outcome) -> Self {
+        Self {
+            outcome,
+            budget: Reservation::default(),
+        }
+    }
+}
+
 /// Runs a request to completion, whichever way it is scheduled. `client_host` is the peer's
 /// address as Kafka tools show it (`/127.0.0.1`).
 pub async fn handle(
@@ -42,7 +60,7 @@ pub async fn handle(
     request: RequestKind,
 ) -> Outcome {
     match dispatch(broker, header, request) {
-        Dispatch::Concurrent(work) => work.await,
+        Dispatch::Concurrent(work) => work.await.outcome,
         Dispatch::Exclusive(header, request) => {
             handle_exclusive(broker, client_host, &header, request).await
         }
@@ -143,7 +161,7 @@ pub async fn handle_exclusive(
 pub enum Dispatch<'a> {
     /// May run while earlier requests on the same connection are still in flight. Produce has
     /// already taken its places in the partitions' append lines, so appends keep request order.
-    Concurrent(BoxFuture<'a, Outcome>),
+    Concurrent(BoxFuture<'a, Handled>),
     /// Runs alone, after everything before it finished: admin and metadata requests whose
     /// effects a client may rely on in request order, as on a Kafka broker.
     Exclusive(RequestHeader, RequestKind),
@@ -156,19 +174,21 @@ pub fn dispatch(broker: &Broker, header: RequestHeader, request: RequestKind) ->
         RequestKind::Produce(r) => {
             let prepared = produce::prepare(broker, r);
             Dispatch::Concurrent(Box::pin(async move {
-                match produce::execute(broker, prepared).await {
-                    Some(response) => Outcome::Respond(ResponseKind::Produce(response)),
-                    None => Outcome::NoResponse,
-                }
+                produce::execute(broker, prepared).await.into()
             }))
         }
         RequestKind::Fetch(r) => Dispatch::Concurrent(Box::pin(async move {
-            Outcome::Respond(ResponseKind::Fetch(fetch::handle(broker, version, r).await))
+            let (response, budget) = fetch::handle(broker, version, r).await;
+            Handled {
+                outcome: Outcome::Respond(ResponseKind::Fetch(response)),
+                budget,
+            }
         })),
         RequestKind::ListOffsets(r) => Dispatch::Concurrent(Box::pin(async move {
             Outcome::Respond(ResponseKind::ListOffsets(
                 list_offsets::handle(broker, version, r).await,
             ))
+            .into()
         })),
         other => Dispatch::Exclusive(header, other),
     }

@@ -9,12 +9,13 @@ use bytes::Bytes;
 use futures::future::join_all;
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
-use kafka_protocol::messages::{ApiKey, ProduceRequest, ProduceResponse, TopicName};
+use kafka_protocol::messages::{ApiKey, ProduceRequest, ProduceResponse, ResponseKind, TopicName};
 use kafka_protocol::protocol::StrBytes;
 
-use super::records::{decode_produced, ProducedBatch};
-use super::tally;
+use super::records::{decode_produced, BatchError, ProducedBatch};
+use super::{tally, Outcome};
 use crate::broker::Broker;
+use crate::budget::Reservation;
 use crate::error::backend_error_code;
 use crate::partitions::{PartitionState, SequenceCheck, Turn};
 
@@ -96,8 +97,10 @@ fn admit(
     Ok((records, broker.partitions.get(topic, partition).take_turn()))
 }
 
-/// Appends every admitted partition; `None` when acks=0 (no response is sent).
-pub async fn execute(broker: &Broker, prepared: PreparedProduce) -> Option<ProduceResponse> {
+/// Appends every admitted partition and answers. With acks=0 nothing is sent back, unless a
+/// partition failed: then the connection is closed, as Kafka does, so that the client notices
+/// and refreshes its metadata.
+pub async fn execute(broker: &Broker, prepared: PreparedProduce) -> Outcome {
     let mut responses = Vec::with_capacity(prepared.topics.len());
     for (name, partitions) in prepared.topics {
         let topic = name.0.as_str();
@@ -117,19 +120,38 @@ pub async fn execute(broker: &Broker, prepared: PreparedProduce) -> Option<Produ
                 .with_partition_responses(results),
         );
     }
-    (prepared.acks != 0).then(|| ProduceResponse::default().with_responses(responses))
+    if prepared.acks != 0 {
+        return Outcome::Respond(ResponseKind::Produce(
+            ProduceResponse::default().with_responses(responses),
+        ));
+    }
+    let failed = responses.iter().find_map(|t| {
+        t.partition_responses
+            .iter()
+            .find(|p| p.error_code != 0)
+            .map(|p| (t.name.0.as_str(), p.index, p.error_code))
+    });
+    match failed {
+        Some((topic, partition, code)) => Outcome::Close(format!(
+            "acks=0 produce to {topic}-{partition} failed with error {code}"
+        )),
+        None => Outcome::NoResponse,
+    }
 }
 
 fn partition_response(
     broker: &Broker,
     index: i32,
-    result: Result<i64, PartitionError>,
+    result: Result<Appended, PartitionError>,
 ) -> PartitionProduceResponse {
     match result {
-        Ok(base_offset) => PartitionProduceResponse::default()
+        Ok(Appended {
+            base_offset,
+            log_start_offset,
+        }) => PartitionProduceResponse::default()
             .with_index(index)
             .with_base_offset(base_offset)
-            .with_log_start_offset(0),
+            .with_log_start_offset(log_start_offset),
         Err((code, message)) => PartitionProduceResponse::default()
             .with_index(index)
             .with_error_code(tally(broker, ApiKey::Produce, code))
@@ -138,18 +160,30 @@ fn partition_response(
     }
 }
 
+/// Where a batch went, for the partition's answer.
+struct Appended {
+    base_offset: i64,
+    log_start_offset: i64,
+}
+
 async fn produce_partition(
     broker: &Broker,
     topic: &str,
     partition: i32,
     records: Bytes,
     turn: Turn,
-) -> Result<i64, PartitionError> {
+) -> Result<Appended, PartitionError> {
     // Decoding (checksums, decompression) happens before waiting for the turn, so it overlaps
-    // with the appends of earlier requests.
-    let batch = decode_produced(records).map_err(|e| {
+    // with the appends of earlier requests. The decompressed records are held against the
+    // memory budget until they are appended.
+    let (batch, _decoded) = decode(broker, records).await.map_err(|e| {
         tracing::debug!(topic, partition, error = %e, "rejected produce batch");
-        (ResponseError::CorruptMessage.code(), Some(e.to_string()))
+        let code = match e {
+            BatchError::TooLarge { .. } => ResponseError::MessageTooLarge,
+            BatchError::SeveralBatches => ResponseError::InvalidRecord,
+            BatchError::Corrupt(_) | BatchError::Empty => ResponseError::CorruptMessage,
+        };
+        (code.code(), Some(e.to_string()))
     })?;
     if batch.transactional {
         return Err((
@@ -158,9 +192,79 @@ async fn produce_partition(
         ));
     }
     turn.ready().await;
-    let result = append(broker, topic, partition, batch, turn.partition()).await;
+    let state = turn.partition().clone();
+    let result = append(broker, topic, partition, batch, &state).await;
     drop(turn);
-    result
+    match result {
+        Ok(base_offset) => Ok(Appended {
+            base_offset,
+            log_start_offset: log_start(broker, topic, partition, &state).await,
+        }),
+        Err(e) => {
+            if e.0 == ResponseError::UnknownTopicOrPartition.code() {
+                drop(state);
+                broker.partitions.forget_if_unused(topic, partition);
+            }
+            Err(e)
+        }
+    }
+}
+
+/// Decodes a partition's batch with room reserved for its records. The first reservation is a
+/// guess from the compressed size; a batch that decompresses to more gives it back and waits
+/// for a larger one (never holding one while waiting for another), up to the cap.
+async fn decode(
+    broker: &Broker,
+    records: Bytes,
+) -> Result<(ProducedBatch, Reservation), BatchError> {
+    const FIRST_GUESS_RATIO: usize = 8;
+    const MIN_GUESS: usize = 64 * 1024;
+    let cap = broker.config.limits.decompressed_cap();
+    let compressed = is_compressed(&records);
+    let mut room = (records.len() * FIRST_GUESS_RATIO).clamp(MIN_GUESS, cap);
+    loop {
+        let reservation = broker.budget.reserve_work(room).await;
+        let limit = room;
+        let bytes = records.clone();
+        // Inflating megabytes takes milliseconds of CPU: keep it off the I/O threads.
+        let decoded = if compressed {
+            tokio::task::spawn_blocking(move || decode_produced(bytes, limit))
+                .await
+                .unwrap_or_else(|e| Err(BatchError::Corrupt(format!("decoder failed: {e}"))))
+        } else {
+            decode_produced(bytes, limit)
+        };
+        match decoded {
+            Err(BatchError::TooLarge { .. }) if room < cap => {
+                drop(reservation);
+                room = room.saturating_mul(FIRST_GUESS_RATIO).min(cap);
+            }
+            Err(BatchError::TooLarge { .. }) => return Err(BatchError::TooLarge { limit: cap }),
+            other => return other.map(|batch| (batch, reservation)),
+        }
+    }
+}
+
+/// The compression bits of a v2 record batch's attributes (at byte 22 of the batch).
+fn is_compressed(batch: &[u8]) -> bool {
+    batch
+        .get(22)
+        .is_some_and(|attributes| attributes & 0x07 != 0)
+}
+
+/// The partition's log start offset, re-read from the back end at most every few seconds
+/// (Kafka reports it in every Produce answer; it moves only with retention).
+async fn log_start(broker: &Broker, topic: &str, partition: i32, state: &PartitionState) -> i64 {
+    if let Some(cached) = state.cached_log_start() {
+        return cached;
+    }
+    match broker.backend.bounds(topic, partition as u32).await {
+        Ok(bounds) => {
+            state.cache_log_start(bounds.log_start);
+            bounds.log_start
+        }
+        Err(_) => state.last_log_start(),
+    }
 }
 
 async fn append(

@@ -11,6 +11,7 @@ use kafka_protocol::records::{
 use crate::backend::{FetchedRecord, StoredRecord};
 use crate::partitions::BatchIdentity;
 use crate::protocol::alloc_guard;
+use crate::protocol::decompress::{self, DecompressError};
 
 /// The records of one Produce partition entry.
 #[derive(Debug)]
@@ -29,58 +30,88 @@ pub enum BatchError {
     Corrupt(String),
     #[error("record batch has no records")]
     Empty,
-    #[error("several record batches from different producers in one partition entry")]
-    MixedProducers,
+    #[error("a partition entry of a Produce request must hold exactly one record batch")]
+    SeveralBatches,
+    #[error("record batch takes more than {limit} bytes decompressed and decoded (limits.max_decompressed_bytes)")]
+    TooLarge { limit: usize },
 }
 
-/// Decodes every batch in a Produce partition entry. Control batches are never sent by
+/// Memory a decoded record takes besides its bytes: kafka-protocol's `Record` and our
+/// `StoredRecord` (both exist while a batch is converted). A batch of many tiny records is
+/// much larger decoded than on the wire, so this counts against the same cap as decompression.
+pub const DECODED_RECORD_OVERHEAD: usize =
+    std::mem::size_of::<Record>() + std::mem::size_of::<StoredRecord>();
+
+/// Offset of the record count in a v2 batch header.
+const RECORD_COUNT_AT: usize = 57;
+
+/// Decodes the one record batch of a Produce partition entry (Kafka refuses entries with more
+/// than one since Produce v3). `max_decoded_bytes` bounds what decoding may allocate: the
+/// decompressed records plus [`DECODED_RECORD_OVERHEAD`] per record, checked from the batch
+/// header before decoding and while decompressing. Control batches are never sent by
 /// producers; transactional ones are flagged so the caller can refuse them.
-pub fn decode_produced(mut bytes: Bytes) -> Result<ProducedBatch, BatchError> {
-    let sets = alloc_guard::untrusted(|| RecordBatchDecoder::decode_all(&mut bytes))
-        .map_err(|e| BatchError::Corrupt(e.to_string()))?;
-    let mut records = Vec::new();
-    let mut identity: Option<BatchIdentity> = None;
+pub fn decode_produced(
+    mut bytes: Bytes,
+    max_decoded_bytes: usize,
+) -> Result<ProducedBatch, BatchError> {
+    let claimed_records = bytes
+        .get(RECORD_COUNT_AT..RECORD_COUNT_AT + 4)
+        .map_or(0, |b| {
+            i32::from_be_bytes([b[0], b[1], b[2], b[3]]).max(0) as usize
+        });
+    let overhead = claimed_records.saturating_mul(DECODED_RECORD_OVERHEAD);
+    let Some(max_decompressed) = max_decoded_bytes.checked_sub(overhead) else {
+        return Err(BatchError::TooLarge {
+            limit: max_decoded_bytes,
+        });
+    };
+    let decompress = |records: &mut Bytes, codec| {
+        decompress::decompress(codec, records, max_decompressed).map_err(anyhow::Error::new)
+    };
+    let set = alloc_guard::untrusted(|| {
+        RecordBatchDecoder::decode_with_custom_compression(&mut bytes, Some(decompress))
+    })
+    .map_err(|e| match e.downcast::<DecompressError>() {
+        Ok(DecompressError::TooLarge { .. }) => BatchError::TooLarge {
+            limit: max_decoded_bytes,
+        },
+        Ok(corrupt) => BatchError::Corrupt(corrupt.to_string()),
+        Err(e) => BatchError::Corrupt(e.to_string()),
+    })?;
+    if !bytes.is_empty() {
+        return Err(BatchError::SeveralBatches);
+    }
+    let identity = set.records.first().and_then(|first| {
+        (first.producer_id >= 0).then(|| BatchIdentity {
+            producer_id: first.producer_id,
+            producer_epoch: first.producer_epoch,
+            first_sequence: first.sequence,
+            record_count: i32::try_from(set.records.len()).unwrap_or(i32::MAX),
+        })
+    });
     let mut transactional = false;
     let mut payload_bytes = 0;
-    let mut first = true;
-    for set in sets {
-        for record in set.records {
+    let records: Vec<StoredRecord> = set
+        .records
+        .into_iter()
+        .map(|record| {
             transactional |= record.transactional || record.control;
-            if first {
-                if record.producer_id >= 0 {
-                    identity = Some(BatchIdentity {
-                        producer_id: record.producer_id,
-                        producer_epoch: record.producer_epoch,
-                        first_sequence: record.sequence,
-                        record_count: 0,
-                    });
-                }
-                first = false;
-            } else if identity.map(|i| i.producer_id) != Some(record.producer_id)
-                && (identity.is_some() || record.producer_id >= 0)
-            {
-                return Err(BatchError::MixedProducers);
-            }
-            let headers: Vec<(String, Option<Bytes>)> = record
-                .headers
-                .into_iter()
-                .map(|(k, v)| (k.to_string(), v))
-                .collect();
             let stored = StoredRecord {
                 key: record.key,
                 value: record.value,
-                headers,
+                headers: record
+                    .headers
+                    .into_iter()
+                    .map(|(k, v)| (k.to_string(), v))
+                    .collect(),
                 timestamp_ms: record.timestamp,
             };
             payload_bytes += stored.approx_size();
-            records.push(stored);
-        }
-    }
+            stored
+        })
+        .collect();
     if records.is_empty() {
         return Err(BatchError::Empty);
-    }
-    if let Some(id) = identity.as_mut() {
-        id.record_count = i32::try_from(records.len()).unwrap_or(i32::MAX);
     }
     Ok(ProducedBatch {
         records,

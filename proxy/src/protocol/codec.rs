@@ -81,24 +81,41 @@ pub fn decode_request(
     Ok((header, body))
 }
 
-/// Encodes a full response frame (size prefix, header, body) into `buf`, which is cleared
-/// first. Connections reuse one buffer so large responses do not map fresh pages every time.
+/// Encodes a full response frame (size prefix, header, body). Fetch responses are sized from
+/// their records up front so that large ones are not built by repeated doubling.
 pub fn encode_response(
-    buf: &mut BytesMut,
     key: ApiKey,
     version: i16,
     correlation_id: i32,
     body: &ResponseKind,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<Bytes> {
     let header_version = key.response_header_version(version);
     let header = ResponseHeader::default().with_correlation_id(correlation_id);
-    buf.clear();
+    let mut buf = BytesMut::with_capacity(size_hint(body));
     buf.extend_from_slice(&[0; 4]);
-    header.encode(buf, header_version)?;
-    body.encode(buf, version)?;
+    header.encode(&mut buf, header_version)?;
+    body.encode(&mut buf, version)?;
     let size = i32::try_from(buf.len() - 4)?;
     buf[..4].copy_from_slice(&size.to_be_bytes());
-    Ok(())
+    Ok(buf.freeze())
+}
+
+/// Bytes a response will about take: its records plus some framing per partition.
+fn size_hint(body: &ResponseKind) -> usize {
+    const SMALL: usize = 256;
+    const PER_PARTITION: usize = 128;
+    match body {
+        ResponseKind::Fetch(fetch) => {
+            fetch
+                .responses
+                .iter()
+                .flat_map(|t| &t.partitions)
+                .map(|p| p.records.as_ref().map_or(0, |r| r.len()) + PER_PARTITION)
+                .sum::<usize>()
+                + SMALL
+        }
+        _ => SMALL,
+    }
 }
 
 #[cfg(test)]

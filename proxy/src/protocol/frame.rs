@@ -17,13 +17,21 @@ pub enum FrameError {
 }
 
 /// Reads one frame. `Ok(None)` is a clean close between frames.
-///
-/// The buffer grows as bytes arrive rather than trusting the announced size up front, so a peer
-/// announcing 100 MiB and sending nothing holds only what it sent.
 pub async fn read_frame<R: AsyncRead + Unpin>(
     reader: &mut R,
     max_frame_bytes: usize,
 ) -> Result<Option<Bytes>, FrameError> {
+    match read_size(reader, max_frame_bytes).await? {
+        Some(size) => read_body(reader, size).await.map(Some),
+        None => Ok(None),
+    }
+}
+
+/// Reads a frame's size prefix and checks it. `Ok(None)` is a clean close between frames.
+pub async fn read_size<R: AsyncRead + Unpin>(
+    reader: &mut R,
+    max_frame_bytes: usize,
+) -> Result<Option<usize>, FrameError> {
     let mut size_buf = [0u8; 4];
     match reader.read_exact(&mut size_buf).await {
         Ok(_) => {}
@@ -41,6 +49,17 @@ pub async fn read_frame<R: AsyncRead + Unpin>(
             limit: max_frame_bytes,
         });
     }
+    Ok(Some(size))
+}
+
+/// Reads the `size` bytes of a frame's body.
+///
+/// The buffer grows as bytes arrive rather than trusting the announced size up front, so a peer
+/// announcing 100 MiB and sending nothing holds only what it sent.
+pub async fn read_body<R: AsyncRead + Unpin>(
+    reader: &mut R,
+    size: usize,
+) -> Result<Bytes, FrameError> {
     const INITIAL_CHUNK: usize = 64 * 1024;
     let mut buf = BytesMut::with_capacity(size.min(INITIAL_CHUNK));
     while buf.len() < size {
@@ -53,7 +72,7 @@ pub async fn read_frame<R: AsyncRead + Unpin>(
             return Err(FrameError::Truncated);
         }
     }
-    Ok(Some(buf.freeze()))
+    Ok(buf.freeze())
 }
 
 #[cfg(test)]

@@ -3,5 +3,6 @@
 
 pub mod alloc_guard;
 pub mod codec;
+pub mod decompress;
 pub mod frame;
 pub mod versions;

@@ -84,6 +84,14 @@ pub struct Wire {
 }
 
 impl Wire {
+    /// Over a socket the test set up itself (for example with a tiny receive buffer).
+    pub fn from_stream(stream: TcpStream) -> Self {
+        Self {
+            stream,
+            correlation: 0,
+        }
+    }
+
     pub async fn connect(addr: SocketAddr) -> Self {
         let stream = TcpStream::connect(addr).await.expect("connect");
         Self {
@@ -340,7 +348,10 @@ pub mod ops {
                 producer_epoch: epoch,
                 timestamp_type: TimestampType::Creation,
                 offset: i as i64,
-                sequence: if seq < 0 { -1 } else { seq + i as i32 },
+                // The encoder starts a new batch whenever offset - sequence changes; a produce
+                // entry must be one batch, so non-idempotent records count from 0 as well
+                // (the sequence is ignored without a producer id).
+                sequence: seq.max(0) + i as i32,
                 timestamp: 1_700_000_000_000 + i as i64,
                 key: Some(Bytes::from(format!("key-{v}"))),
                 value: Some(Bytes::from(v.to_string())),

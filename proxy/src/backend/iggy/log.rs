@@ -23,10 +23,11 @@ use crate::backend::{
     StoredRecord,
 };
 
-/// Messages asked for by the first poll of a read. Later polls are sized from the average record
-/// size seen so far, because Iggy has no byte limit on a poll and large messages times a large
-/// count would make the server load far more than the client asked for.
-const FIRST_POLL: u32 = 500;
+/// Messages asked for by the first poll of a partition. Later polls are sized from the largest
+/// record seen on it (not the average: a partition of small records with a few large ones would
+/// otherwise pull thousands of large ones), because Iggy has no byte limit on a poll and large
+/// messages times a large count would make the server load far more than the client asked for.
+const FIRST_POLL: u32 = 64;
 const MAX_POLL: u32 = 5000;
 /// How long a cached first retained offset is trusted in read results.
 const LOG_START_TTL: Duration = Duration::from_secs(10);
@@ -177,6 +178,7 @@ impl IggyBackend {
 
         let mut records = Vec::new();
         let mut bytes = 0usize;
+        let mut largest = 1usize;
         let mut next = start;
         let mut polled = first;
         loop {
@@ -192,7 +194,9 @@ impl IggyBackend {
                     break;
                 }
                 let record = decode_message(message);
-                bytes += record.approx_size();
+                let size = record.approx_size();
+                bytes += size;
+                largest = largest.max(size);
                 next = message.header.offset + 1;
                 records.push(FetchedRecord {
                     offset: message.header.offset as i64,
@@ -205,11 +209,11 @@ impl IggyBackend {
                 || asked == 0
                 || next > current_offset;
             if done {
-                if let Some(average) = bytes.checked_div(records.len()) {
-                    self.remember_record_size(&target, partition, average);
+                if !records.is_empty() {
+                    self.remember_record_size(&target, partition, largest);
                     if next <= current_offset {
                         // Stopped at a limit with more behind: the reader will be back for it.
-                        self.read_ahead_from(&target, partition, next, limits, average);
+                        self.read_ahead_from(&target, partition, next, limits, largest);
                     }
                 }
                 let log_start = self.log_start(&target, partition, offset).await?;
@@ -221,8 +225,7 @@ impl IggyBackend {
                     },
                 });
             }
-            let average = (bytes / records.len()).max(1);
-            let by_bytes = ((limits.max_bytes - bytes) / average).saturating_add(1);
+            let by_bytes = ((limits.max_bytes - bytes) / largest).saturating_add(1);
             let count = by_bytes
                 .min(max_records - records.len())
                 .min(MAX_POLL as usize) as u32;
@@ -239,12 +242,12 @@ impl IggyBackend {
         partition: u32,
         offset: u64,
         limits: ReadLimits,
-        average: usize,
+        record_size: usize,
     ) {
         let count = self
             .first_poll_count(target, partition, limits.max_bytes)
             .min(limits.max_records.max(1));
-        let expected_bytes = (count as usize).saturating_mul(average);
+        let expected_bytes = (count as usize).saturating_mul(record_size);
         let runner = self.pool.runner();
         let (stream_id, topic_id) = (target.stream_id.clone(), target.topic_id.clone());
         let reader = self.reader.clone();
@@ -261,8 +264,8 @@ impl IggyBackend {
             });
     }
 
-    /// Messages to ask for in the first poll of a read: what fits in `max_bytes` at the size
-    /// last seen on this partition, or a modest default before anything was read.
+    /// Messages to ask for in the first poll of a read: what fits in `max_bytes` at the largest
+    /// record size last seen on this partition, or a modest default before anything was read.
     fn first_poll_count(&self, target: &Target, partition: u32, max_bytes: usize) -> u32 {
         let hint = self
             .record_size_hints
@@ -278,11 +281,11 @@ impl IggyBackend {
         }
     }
 
-    fn remember_record_size(&self, target: &Target, partition: u32, average: usize) {
+    fn remember_record_size(&self, target: &Target, partition: u32, largest: usize) {
         self.record_size_hints
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .insert(target.key(partition), average.max(1));
+            .insert(target.key(partition), largest.max(1));
     }
 
     /// Bounds read from the server now: the first retained offset by polling `first`, the high

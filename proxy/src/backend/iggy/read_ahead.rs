@@ -11,8 +11,8 @@
 //! another Iggy client can be read from its old contents for at most `MAX_AGE`).
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use iggy::prelude::{IggyError, PolledMessages};
@@ -27,9 +27,16 @@ const MAX_AGE: Duration = Duration::from_secs(2);
 type Poll = JoinHandle<Result<PolledMessages, IggyError>>;
 
 struct Entry {
-    bytes: usize,
+    /// The expected size until the poll finished, then the size of what it returned.
+    bytes: Arc<AtomicUsize>,
     started: Instant,
     task: Poll,
+}
+
+impl Entry {
+    fn bytes(&self) -> usize {
+        self.bytes.load(Ordering::Relaxed)
+    }
 }
 
 pub(super) struct ReadAhead {
@@ -44,14 +51,16 @@ struct State {
     /// Keyed by partition and start offset: several readers of one partition at different
     /// positions (two consumer groups) each keep their own.
     entries: HashMap<(PartitionKey, u64), Entry>,
-    held: usize,
 }
 
 impl State {
     fn remove(&mut self, key: &(PartitionKey, u64)) -> Option<Entry> {
-        let entry = self.entries.remove(key)?;
-        self.held -= entry.bytes;
-        Some(entry)
+        self.entries.remove(key)
+    }
+
+    /// Bytes held: few entries exist at once, so they are summed rather than tracked.
+    fn held(&self) -> usize {
+        self.entries.values().map(Entry::bytes).sum()
     }
 
     fn drop_where(&mut self, stale: impl Fn(&(PartitionKey, u64), &Entry) -> bool) {
@@ -98,14 +107,21 @@ impl ReadAhead {
         let mut state = self.state();
         state.drop_where(|_, e| e.started.elapsed() > MAX_AGE);
         let key = (partition, offset);
-        if state.entries.contains_key(&key) || state.held + bytes > self.budget {
+        if state.entries.contains_key(&key) || state.held() + bytes > self.budget {
             return;
         }
-        state.held += bytes;
+        let size = Arc::new(AtomicUsize::new(bytes));
+        let actual = size.clone();
         let entry = Entry {
-            bytes,
+            bytes: size,
             started: Instant::now(),
-            task: tokio::spawn(poll),
+            task: tokio::spawn(async move {
+                let polled = poll.await;
+                if let Ok(polled) = &polled {
+                    actual.store(polled_bytes(polled), Ordering::Relaxed);
+                }
+                polled
+            }),
         };
         state.entries.insert(key, entry);
     }
@@ -147,8 +163,17 @@ impl ReadAhead {
     /// Bytes held now (for tests).
     #[cfg(test)]
     pub(super) fn held(&self) -> usize {
-        self.state().held
+        self.state().held()
     }
+}
+
+/// What a finished poll holds: payloads and user headers.
+fn polled_bytes(polled: &PolledMessages) -> usize {
+    polled
+        .messages
+        .iter()
+        .map(|m| m.payload.len() + m.user_headers.as_ref().map_or(0, |h| h.len()))
+        .sum()
 }
 
 #[cfg(test)]
@@ -216,6 +241,22 @@ mod tests {
         let off = ReadAhead::new(0);
         off.start(key("a"), 0, 1, async { Ok(polled(&[0])) });
         assert_eq!(off.held(), 0, "budget 0 is off");
+    }
+
+    /// A poll expected to be small that returns much more counts what it returned, so no
+    /// further read-ahead starts until it is taken.
+    #[tokio::test]
+    async fn finished_polls_count_what_they_returned() {
+        let ra = ReadAhead::new(150);
+        ra.start(key("a"), 0, 1, async {
+            Ok(polled(&(0..120).collect::<Vec<_>>()))
+        });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert_eq!(ra.held(), 120, "one byte of payload per message");
+        ra.start(key("b"), 0, 40, async { Ok(polled(&[0])) });
+        assert!(ra.take(&key("b"), 0).await.is_none(), "over the budget");
+        assert_eq!(ra.take(&key("a"), 0).await.unwrap().messages.len(), 120);
+        assert_eq!(ra.held(), 0);
     }
 
     #[tokio::test]

@@ -1,6 +1,8 @@
 use super::*;
 use kafka_protocol::records::NO_SEQUENCE;
 
+const LIMIT: usize = 1 << 20;
+
 fn record(offset: i64, key: Option<&'static [u8]>, value: Option<&'static [u8]>) -> Record {
     let mut headers = IndexMap::new();
     headers.insert(
@@ -56,7 +58,7 @@ fn decodes_every_codec_with_identity() {
             ],
             compression,
         );
-        let produced = decode_produced(batch).unwrap();
+        let produced = decode_produced(batch, LIMIT).unwrap();
         assert_eq!(produced.records.len(), 3, "{compression:?}");
         assert_eq!(produced.records[0].key.as_deref(), Some(&b"k"[..]));
         assert_eq!(produced.records[1].value, None, "tombstone survives");
@@ -86,10 +88,71 @@ fn corrupt_batches_are_errors() {
     let last = bad.len() - 1;
     bad[last] ^= 0xff;
     assert!(matches!(
-        decode_produced(Bytes::from(bad)),
+        decode_produced(Bytes::from(bad), LIMIT),
         Err(BatchError::Corrupt(_))
     ));
-    assert!(decode_produced(Bytes::from_static(&[0, 0, 0])).is_err());
+    assert!(decode_produced(Bytes::from_static(&[0, 0, 0]), LIMIT).is_err());
+}
+
+/// Kafka (since Produce v3) refuses a partition entry holding more than one batch with
+/// INVALID_RECORD; concatenated batches must not be appended.
+#[test]
+fn several_batches_in_one_entry_are_refused() {
+    let one = encode(&[record(0, Some(b"k"), Some(b"v"))], Compression::None);
+    let mut two = one.to_vec();
+    two.extend_from_slice(&one);
+    assert!(matches!(
+        decode_produced(Bytes::from(two), LIMIT),
+        Err(BatchError::SeveralBatches)
+    ));
+}
+
+/// A batch whose records decompress past the cap is refused as too large, for every codec.
+#[test]
+fn batches_decompressing_past_the_cap_are_too_large() {
+    let big: &'static [u8] = Box::leak(vec![7u8; LIMIT + 1].into_boxed_slice());
+    for compression in [
+        Compression::Gzip,
+        Compression::Snappy,
+        Compression::Lz4,
+        Compression::Zstd,
+    ] {
+        let batch = encode(&[record(0, None, Some(big))], compression);
+        assert!(batch.len() < LIMIT / 10, "{compression:?} compresses");
+        assert!(
+            matches!(
+                decode_produced(batch.clone(), LIMIT),
+                Err(BatchError::TooLarge { .. })
+            ),
+            "{compression:?}"
+        );
+        assert_eq!(
+            decode_produced(batch, 2 * LIMIT).unwrap().records.len(),
+            1,
+            "{compression:?} within a larger cap"
+        );
+    }
+}
+
+/// Tiny records cost far more decoded than on the wire: a 1 MiB cap refuses an uncompressed
+/// batch of 20,000 small records (under 1 MiB on the wire) from its header alone.
+#[test]
+fn record_count_counts_against_the_cap() {
+    let many: Vec<Record> = (0..20_000).map(|i| record(i, None, Some(b""))).collect();
+    let batch = encode(&many, Compression::None);
+    assert!(batch.len() < LIMIT);
+    const { assert!(20_000 * DECODED_RECORD_OVERHEAD > LIMIT) };
+    assert!(matches!(
+        decode_produced(batch.clone(), LIMIT),
+        Err(BatchError::TooLarge { .. })
+    ));
+    assert_eq!(
+        decode_produced(batch, 20_000 * DECODED_RECORD_OVERHEAD + LIMIT)
+            .unwrap()
+            .records
+            .len(),
+        20_000
+    );
 }
 
 #[test]

@@ -1,0 +1,418 @@
+//! A misbehaving client costs only its own connection: compression bombs, clients that stop
+//! reading, slow-loris frames, acks=0 failures, half-closes, requests for made-up topics. Every
+//! scenario runs on the memory back end and, with `IGGY_SERVER_BIN`, on real Iggy.
+
+mod wire;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use iggy_testkit::IggyServer;
+use kafka_iggy_proxy::backend::memory::MemoryBackend;
+use kafka_iggy_proxy::config::{BackendKind, Limits, ProxyConfig};
+use kafka_iggy_proxy::metrics::Metrics;
+use kafka_iggy_proxy::Proxy;
+use kafka_protocol::messages::*;
+use kafka_protocol::records::Compression;
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpSocket;
+use wire::ops::*;
+use wire::{default_request, http_get, Wire};
+
+const MIB: usize = 1024 * 1024;
+
+/// Where the proxies of a scenario keep their data.
+#[derive(Clone, Copy)]
+enum Store<'a> {
+    Memory,
+    Iggy(&'a IggyServer),
+}
+
+async fn start(store: Store<'_>, limits: Limits) -> Proxy {
+    let mut config = ProxyConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        metrics_listen: Some("127.0.0.1:0".parse().unwrap()),
+        limits,
+        ..ProxyConfig::default()
+    };
+    match store {
+        Store::Memory => {
+            config.backend = BackendKind::Memory;
+            Proxy::start_with_backend(
+                config,
+                Arc::new(MemoryBackend::new()),
+                Arc::new(Metrics::new()),
+            )
+            .await
+            .expect("proxy starts")
+        }
+        Store::Iggy(server) => {
+            config.backend = BackendKind::Iggy;
+            config.iggy.address = server.address().to_string();
+            Proxy::start(config).await.expect("proxy starts on Iggy")
+        }
+    }
+}
+
+fn produce_request(topic_name: &str, partition: i32, acks: i16, records: Bytes) -> ProduceRequest {
+    ProduceRequest::default()
+        .with_acks(acks)
+        .with_timeout_ms(5000)
+        .with_topic_data(vec![produce_request::TopicProduceData::default()
+            .with_name(topic(topic_name))
+            .with_partition_data(vec![
+                produce_request::PartitionProduceData::default()
+                    .with_index(partition)
+                    .with_records(Some(records)),
+            ])])
+}
+
+fn fetch_request(topic_name: &str, offset: i64, max_bytes: i32) -> FetchRequest {
+    FetchRequest::default()
+        .with_max_wait_ms(0)
+        .with_max_bytes(max_bytes)
+        .with_topics(vec![fetch_request::FetchTopic::default()
+            .with_topic(topic(topic_name))
+            .with_partitions(vec![fetch_request::FetchPartition::default()
+                .with_partition(0)
+                .with_fetch_offset(offset)
+                .with_partition_max_bytes(max_bytes)])])
+}
+
+async fn closed_on_error(proxy: &Proxy, reason: &str) -> u64 {
+    let (_, body) = http_get(proxy, "/metrics").await;
+    let needle = format!("kafka_iggy_connections_closed_on_error_total{{reason=\"{reason}\"}} ");
+    body.lines()
+        .find_map(|l| l.strip_prefix(&needle))
+        .map_or(0, |v| v.trim().parse().unwrap())
+}
+
+/// `count` records of `size` bytes each, as one uncompressed batch.
+fn big_batch(count: usize, size: usize) -> Bytes {
+    let value = "x".repeat(size);
+    let values: Vec<&str> = (0..count).map(|_| value.as_str()).collect();
+    batch(&values, None, Compression::None)
+}
+
+/// A connection that asks for several large Fetch responses and then a Produce, and never reads
+/// an answer. Its Produce has taken its place in the partition's append line; other producers
+/// of that partition must still be served promptly.
+async fn slow_reader_does_not_stall_other_producers(store: Store<'_>) {
+    let limits = Limits {
+        write_timeout_ms: 60_000,
+        ..Limits::default()
+    };
+    let proxy = start(store, limits).await;
+    let name = format!("slow-reader-{}", std::process::id());
+    let mut good = Wire::connect(proxy.kafka_addr).await;
+    assert_eq!(create_topic(&mut good, &name, 1).await, 0);
+    for _ in 0..4 {
+        assert_eq!(
+            produce(&mut good, &name, 0, big_batch(16, 64 * 1024))
+                .await
+                .0,
+            0
+        );
+    }
+
+    let socket = TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let mut slow = Wire::from_stream(socket.connect(proxy.kafka_addr).await.unwrap());
+    for _ in 0..6 {
+        let request = fetch_request(&name, 0, 8 * MIB as i32);
+        let (_, frame) = slow
+            .encode_request(ApiKey::Fetch, 12, &request.into())
+            .unwrap();
+        slow.send_raw(&frame).await;
+    }
+    let request = produce_request(&name, 0, -1, batch(&["from-slow"], None, Compression::None));
+    let (_, frame) = slow
+        .encode_request(ApiKey::Produce, 9, &request.into())
+        .unwrap();
+    slow.send_raw(&frame).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    let started = Instant::now();
+    for i in 0..5 {
+        let value = format!("good-{i}");
+        let (code, _) = tokio::time::timeout(
+            Duration::from_secs(5),
+            produce(
+                &mut good,
+                &name,
+                0,
+                batch(&[&value], None, Compression::None),
+            ),
+        )
+        .await
+        .expect("a producer of the same partition is not held up by a client that stopped reading");
+        assert_eq!(code, 0);
+    }
+    println!(
+        "5 produces next to a stalled reader took {:?}",
+        started.elapsed()
+    );
+    let records = fetch(&mut good, &name, 0, 64, 0, 0).await.records;
+    assert!(
+        records.iter().any(|(_, v)| v == "from-slow"),
+        "the stalled client's produce was appended"
+    );
+    drop(slow);
+    proxy.shutdown().await;
+}
+
+/// A client that stops reading is disconnected once its responses made no progress for
+/// `write_timeout_ms`, which gives its memory back.
+async fn non_reading_client_is_closed_after_write_timeout(store: Store<'_>) {
+    let limits = Limits {
+        write_timeout_ms: 1000,
+        ..Limits::default()
+    };
+    let proxy = start(store, limits).await;
+    let name = format!("write-timeout-{}", std::process::id());
+    let mut good = Wire::connect(proxy.kafka_addr).await;
+    assert_eq!(create_topic(&mut good, &name, 1).await, 0);
+    for _ in 0..4 {
+        assert_eq!(
+            produce(&mut good, &name, 0, big_batch(16, 64 * 1024))
+                .await
+                .0,
+            0
+        );
+    }
+    let socket = TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let mut slow = Wire::from_stream(socket.connect(proxy.kafka_addr).await.unwrap());
+    for _ in 0..6 {
+        let request = fetch_request(&name, 0, 8 * MIB as i32);
+        let (_, frame) = slow
+            .encode_request(ApiKey::Fetch, 12, &request.into())
+            .unwrap();
+        slow.send_raw(&frame).await;
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while closed_on_error(&proxy, "write_timeout").await == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the non-reading client was not closed"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    proxy.shutdown().await;
+}
+
+/// A frame that starts and never finishes (slow-loris) is cut off after
+/// `request_read_timeout_ms`; a connection that is merely idle between frames is not.
+async fn partial_frames_time_out(store: Store<'_>) {
+    let limits = Limits {
+        request_read_timeout_ms: 500,
+        ..Limits::default()
+    };
+    let proxy = start(store, limits).await;
+    let mut loris = Wire::connect(proxy.kafka_addr).await;
+    loris.send_raw(&[0, 0, 1, 0, 0, 18, 0, 3]).await;
+    let mut idle = Wire::connect(proxy.kafka_addr).await;
+    let started = Instant::now();
+    assert!(loris.is_closed().await, "a partial frame is cut off");
+    println!("partial frame closed after {:?}", started.elapsed());
+    assert_eq!(closed_on_error(&proxy, "request_read_timeout").await, 1);
+    let ResponseKind::ApiVersions(v) = idle
+        .call(ApiKey::ApiVersions, 3, default_request(ApiKey::ApiVersions))
+        .await
+    else {
+        panic!("kind")
+    };
+    assert_eq!(v.error_code, 0, "an idle connection is still served");
+    proxy.shutdown().await;
+}
+
+/// A batch that decompresses past `max_decompressed_bytes` is refused with MESSAGE_TOO_LARGE
+/// and a message, for every codec; the connection stays usable.
+async fn decompression_is_capped(store: Store<'_>) {
+    let limits = Limits {
+        max_decompressed_bytes: Some(MIB),
+        ..Limits::default()
+    };
+    let proxy = start(store, limits).await;
+    let name = format!("bombs-{}", std::process::id());
+    let mut wire = Wire::connect(proxy.kafka_addr).await;
+    assert_eq!(create_topic(&mut wire, &name, 1).await, 0);
+    let zeros = "\0".repeat(2 * MIB);
+    for codec in [
+        Compression::Gzip,
+        Compression::Snappy,
+        Compression::Lz4,
+        Compression::Zstd,
+    ] {
+        let bomb = batch(&[&zeros], None, codec);
+        assert!(bomb.len() < 200 * 1024, "{codec:?} compresses");
+        let request = produce_request(&name, 0, -1, bomb);
+        let ResponseKind::Produce(r) = wire.call(ApiKey::Produce, 9, request.into()).await else {
+            panic!("kind")
+        };
+        let p = &r.responses[0].partition_responses[0];
+        assert_eq!(p.error_code, 10, "{codec:?}: MESSAGE_TOO_LARGE");
+        let message = p
+            .error_message
+            .as_ref()
+            .map(|m| m.to_string())
+            .unwrap_or_default();
+        assert!(message.contains("1048576"), "{codec:?}: {message}");
+        let small = batch(&["fine"], None, codec);
+        assert_eq!(produce(&mut wire, &name, 0, small).await.0, 0, "{codec:?}");
+    }
+    let records = fetch(&mut wire, &name, 0, 0, 0, 0).await.records;
+    assert_eq!(records.len(), 4, "only the small batches were stored");
+    proxy.shutdown().await;
+}
+
+/// Two batches concatenated in one partition entry: INVALID_RECORD, nothing stored.
+async fn several_batches_in_one_entry_are_invalid(store: Store<'_>) {
+    let proxy = start(store, Limits::default()).await;
+    let name = format!("two-batches-{}", std::process::id());
+    let mut wire = Wire::connect(proxy.kafka_addr).await;
+    assert_eq!(create_topic(&mut wire, &name, 1).await, 0);
+    let mut two = batch(&["a"], None, Compression::None).to_vec();
+    two.extend_from_slice(&batch(&["b"], None, Compression::None));
+    let (code, _) = produce(&mut wire, &name, 0, Bytes::from(two)).await;
+    assert_eq!(code, 87, "INVALID_RECORD");
+    assert!(fetch(&mut wire, &name, 0, 0, 0, 0).await.records.is_empty());
+    proxy.shutdown().await;
+}
+
+/// acks=0 gets no answer, but a failed acks=0 produce closes the connection (as Kafka does), so
+/// the client notices and refreshes its metadata.
+async fn failed_acks_zero_produce_closes_the_connection(store: Store<'_>) {
+    let proxy = start(store, Limits::default()).await;
+    let mut wire = Wire::connect(proxy.kafka_addr).await;
+    let request = produce_request(
+        "__consumer_offsets",
+        0,
+        0,
+        batch(&["x"], None, Compression::None),
+    );
+    let (_, frame) = wire
+        .encode_request(ApiKey::Produce, 9, &request.into())
+        .unwrap();
+    wire.send_raw(&frame).await;
+    assert!(
+        wire.is_closed().await,
+        "closed after the failed acks=0 produce"
+    );
+    proxy.shutdown().await;
+}
+
+/// Requests sent before the client shut down its sending side are still carried out and
+/// answered.
+async fn half_closed_client_gets_its_produces_done(store: Store<'_>) {
+    let proxy = start(store, Limits::default()).await;
+    let name = format!("half-close-{}", std::process::id());
+    let mut wire = Wire::connect(proxy.kafka_addr).await;
+    assert_eq!(create_topic(&mut wire, &name, 1).await, 0);
+    for i in 0..10 {
+        let value = format!("v{i}");
+        let request = produce_request(&name, 0, -1, batch(&[&value], None, Compression::None));
+        let (_, frame) = wire
+            .encode_request(ApiKey::Produce, 9, &request.into())
+            .unwrap();
+        wire.send_raw(&frame).await;
+    }
+    wire.stream.shutdown().await.unwrap();
+    let mut answers = 0;
+    while wire.read_frame().await.is_some() {
+        answers += 1;
+    }
+    assert_eq!(
+        answers, 10,
+        "every produce sent before the half-close was answered"
+    );
+    let mut reader = Wire::connect(proxy.kafka_addr).await;
+    assert_eq!(
+        fetch(&mut reader, &name, 0, 0, 0, 0).await.records.len(),
+        10
+    );
+    proxy.shutdown().await;
+}
+
+/// Produce and Fetch for topics that do not exist leave no per-partition state behind.
+async fn made_up_topics_leave_no_state(store: Store<'_>) {
+    let mut config_limits = Limits::default();
+    config_limits.max_fetch_wait_ms = 100;
+    let proxy = start(store, config_limits).await;
+    let mut wire = Wire::connect(proxy.kafka_addr).await;
+    let before = proxy.broker.partitions.len();
+    for i in 0..50 {
+        let name = format!("no-such-topic-{i}");
+        let request = produce_request(&name, 0, -1, batch(&["x"], None, Compression::None));
+        let ResponseKind::Produce(r) = wire.call(ApiKey::Produce, 9, request.into()).await else {
+            panic!("kind")
+        };
+        assert_ne!(r.responses[0].partition_responses[0].error_code, 0);
+        let f = fetch(&mut wire, &name, 0, 0, 0, 0).await;
+        assert_eq!(f.error_code, 3, "UNKNOWN_TOPIC_OR_PARTITION");
+    }
+    assert_eq!(proxy.broker.partitions.len(), before);
+    proxy.shutdown().await;
+}
+
+/// Fetch max_bytes is capped by `max_fetch_bytes`, however much a client asks for.
+async fn fetch_size_is_capped(store: Store<'_>) {
+    let limits = Limits {
+        max_fetch_bytes: 2 * MIB,
+        ..Limits::default()
+    };
+    let proxy = start(store, limits).await;
+    let name = format!("fetch-cap-{}", std::process::id());
+    let mut wire = Wire::connect(proxy.kafka_addr).await;
+    assert_eq!(create_topic(&mut wire, &name, 1).await, 0);
+    for _ in 0..8 {
+        assert_eq!(
+            produce(&mut wire, &name, 0, big_batch(16, 64 * 1024))
+                .await
+                .0,
+            0
+        );
+    }
+    let request = fetch_request(&name, 0, i32::MAX);
+    let ResponseKind::Fetch(r) = wire.call(ApiKey::Fetch, 12, request.into()).await else {
+        panic!("kind")
+    };
+    let records = r.responses[0].partitions[0].records.as_ref().unwrap();
+    assert!(
+        records.len() > MIB,
+        "a full answer ({} bytes)",
+        records.len()
+    );
+    assert!(
+        records.len() <= 2 * MIB + 64 * 1024 + 1024,
+        "{} bytes for a 2 MiB cap",
+        records.len()
+    );
+    proxy.shutdown().await;
+}
+
+async fn all_scenarios(store: Store<'_>) {
+    decompression_is_capped(store).await;
+    several_batches_in_one_entry_are_invalid(store).await;
+    failed_acks_zero_produce_closes_the_connection(store).await;
+    half_closed_client_gets_its_produces_done(store).await;
+    made_up_topics_leave_no_state(store).await;
+    fetch_size_is_capped(store).await;
+    partial_frames_time_out(store).await;
+    slow_reader_does_not_stall_other_producers(store).await;
+    non_reading_client_is_closed_after_write_timeout(store).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hardening_on_memory() {
+    all_scenarios(Store::Memory).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hardening_on_iggy() {
+    let Some(server) = IggyServer::from_env().await else {
+        return;
+    };
+    all_scenarios(Store::Iggy(&server)).await;
+}
