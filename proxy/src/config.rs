@@ -122,6 +122,11 @@ pub struct Cli {
     #[arg(long, env = "KAFKA_IGGY_GROUP_MIN_SESSION_TIMEOUT_MS")]
     pub group_min_session_timeout_ms: Option<u64>,
 
+    /// Consumer groups without members kept in memory; the least recently used beyond it are
+    /// read back from the offsets log when used again [default: 10000]
+    #[arg(long, env = "KAFKA_IGGY_GROUP_MAX_EMPTY_GROUPS")]
+    pub group_max_empty_groups: Option<usize>,
+
     /// Log format
     #[arg(long, env = "KAFKA_IGGY_LOG_FORMAT", value_enum)]
     pub log_format: Option<LogFormat>,
@@ -204,9 +209,13 @@ pub struct GroupSettings {
     /// How long the first rebalance of an empty group waits for more members
     /// (Kafka: group.initial.rebalance.delay.ms).
     pub initial_rebalance_delay_ms: u64,
-    /// Groups this proxy coordinates at most, with or without members; creating one more is
-    /// refused with POLICY_VIOLATION.
+    /// Groups with members this proxy coordinates at most; the first member of one more gets
+    /// POLICY_VIOLATION. Groups without members do not count (see `max_empty_groups`).
     pub max_groups: usize,
+    /// Groups without members (only committed offsets) held in memory at most; beyond it the
+    /// least recently used leave memory. Their offsets stay in the offsets log and are read
+    /// back when the group is used again.
+    pub max_empty_groups: usize,
     /// Members per group (Kafka: group.max.size); one more gets GROUP_MAX_SIZE_REACHED.
     pub max_members_per_group: usize,
     /// Largest commit metadata string (Kafka: offset.metadata.max.bytes).
@@ -228,6 +237,7 @@ impl Default for GroupSettings {
             max_session_timeout_ms: 1_800_000,
             initial_rebalance_delay_ms: 3_000,
             max_groups: 10_000,
+            max_empty_groups: 10_000,
             max_members_per_group: 1_000,
             max_offset_metadata_bytes: 4_096,
             max_member_metadata_bytes: 1024 * 1024,
@@ -481,6 +491,10 @@ impl ProxyConfig {
             &mut self.groups.min_session_timeout_ms,
             cli.group_min_session_timeout_ms,
         );
+        set(
+            &mut self.groups.max_empty_groups,
+            cli.group_max_empty_groups,
+        );
     }
 
     fn validate(&self) -> Vec<String> {
@@ -516,8 +530,11 @@ impl ProxyConfig {
                     .into(),
             );
         }
-        if g.max_groups == 0 || g.max_members_per_group == 0 {
-            problems.push("groups.max_groups and max_members_per_group must be at least 1".into());
+        if g.max_groups == 0 || g.max_empty_groups == 0 || g.max_members_per_group == 0 {
+            problems.push(
+                "groups.max_groups, max_empty_groups and max_members_per_group must be at least 1"
+                    .into(),
+            );
         }
         if g.offsets_topic_partitions == 0 || g.offsets_topic_partitions > 1000 {
             problems.push("groups.offsets_topic_partitions must be within 1..=1000".into());

@@ -488,3 +488,208 @@ async fn group_protocol_on_iggy() {
     );
     proxy.shutdown().await;
 }
+
+/// Joins `group` as a new member (KIP-394 round trip), syncs as its leader and returns
+/// (member id, generation).
+async fn join_and_sync(w: &mut Wire, group: &str) -> (String, i32) {
+    let first = join(w, group, "", 10_000, subscription(&["gt"])).await;
+    assert_eq!(first.error_code, 79, "MEMBER_ID_REQUIRED");
+    let member = first.member_id.to_string();
+    let joined = join(w, group, &member, 10_000, subscription(&["gt"])).await;
+    assert_eq!(joined.error_code, 0, "join {group}");
+    let sync = SyncGroupRequest::default()
+        .with_group_id(GroupId(s(group)))
+        .with_generation_id(joined.generation_id)
+        .with_member_id(s(&member))
+        .with_assignments(vec![
+            sync_group_request::SyncGroupRequestAssignment::default()
+                .with_member_id(s(&member))
+                .with_assignment(Bytes::new()),
+        ]);
+    let ResponseKind::SyncGroup(synced) = w.call(ApiKey::SyncGroup, 5, sync.into()).await else {
+        panic!("kind")
+    };
+    assert_eq!(synced.error_code, 0, "sync {group}");
+    (member, joined.generation_id)
+}
+
+async fn leave(w: &mut Wire, group: &str, member: &str) {
+    let leave = LeaveGroupRequest::default()
+        .with_group_id(GroupId(s(group)))
+        .with_members(vec![
+            leave_group_request::MemberIdentity::default().with_member_id(s(member))
+        ]);
+    let ResponseKind::LeaveGroup(left) = w.call(ApiKey::LeaveGroup, 4, leave.into()).await else {
+        panic!("kind")
+    };
+    assert_eq!(left.members[0].error_code, 0, "leave {group}");
+}
+
+/// The committed offset of `group` for partition 0 of topic `gt` (-1: nothing committed).
+async fn committed(w: &mut Wire, group: &str) -> i64 {
+    let fetch = OffsetFetchRequest::default()
+        .with_group_id(GroupId(s(group)))
+        .with_topics(Some(vec![
+            offset_fetch_request::OffsetFetchRequestTopic::default()
+                .with_name(topic("gt"))
+                .with_partition_indexes(vec![0]),
+        ]));
+    let ResponseKind::OffsetFetch(fetched) = w.call(ApiKey::OffsetFetch, 7, fetch.into()).await
+    else {
+        panic!("kind")
+    };
+    assert_eq!(fetched.error_code, 0);
+    fetched.topics[0].partitions[0].committed_offset
+}
+
+/// Offsets expire after this long in the retention tests: short, so they run in seconds.
+const SHORT_RETENTION_MS: u64 = 2_000;
+
+fn short_retention(mut config: ProxyConfig) -> ProxyConfig {
+    config.groups.offsets_retention_ms = SHORT_RETENTION_MS;
+    config
+}
+
+/// The reported defect: a member commits once, then stays in its group without committing for
+/// longer than the retention; after a proxy restart its offset must still be there, because
+/// offsets of a group with members never expire.
+async fn idle_member_keeps_offsets_across_restart(start: impl AsyncFn() -> Proxy) {
+    let proxy = start().await;
+    let mut w = Wire::connect(proxy.kafka_addr).await;
+    assert_eq!(create_topic(&mut w, "gt", 1).await, 0);
+    let (member, generation) = join_and_sync(&mut w, "idle").await;
+    assert_eq!(
+        commit(&mut w, "idle", &member, generation, &[("gt", 0, 10, "")]).await,
+        vec![(0, 0)]
+    );
+    let idle_until =
+        tokio::time::Instant::now() + std::time::Duration::from_millis(SHORT_RETENTION_MS * 3 / 2);
+    while tokio::time::Instant::now() < idle_until {
+        assert_eq!(heartbeat(&mut w, "idle", &member, generation).await, 0);
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    assert_eq!(committed(&mut w, "idle").await, 10, "before the restart");
+    proxy.shutdown().await;
+
+    let proxy = start().await;
+    let mut w = Wire::connect(proxy.kafka_addr).await;
+    assert_eq!(committed(&mut w, "idle").await, 10, "after the restart");
+    proxy.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_member_keeps_offsets_across_restart_on_memory() {
+    let backend = Arc::new(MemoryBackend::new());
+    idle_member_keeps_offsets_across_restart(async || {
+        let config = short_retention(group_config());
+        Proxy::start_with_backend(config, backend.clone(), Arc::new(Metrics::new()))
+            .await
+            .unwrap()
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_member_keeps_offsets_across_restart_on_iggy() {
+    let Some(server) = IggyServer::from_env().await else {
+        return;
+    };
+    let mut config = short_retention(group_config());
+    config.backend = BackendKind::Iggy;
+    config.iggy.address = server.address().to_string();
+    idle_member_keeps_offsets_across_restart(async || Proxy::start(config.clone()).await.unwrap())
+        .await;
+}
+
+/// Kafka's rule for a group whose members all left: its offsets are kept for the retention
+/// counted from when it became empty (not from the commit), across restarts, and then expire.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn emptied_group_keeps_offsets_for_the_retention_from_when_it_became_empty() {
+    let backend = Arc::new(MemoryBackend::new());
+    let start = async || {
+        let config = short_retention(group_config());
+        Proxy::start_with_backend(config, backend.clone(), Arc::new(Metrics::new()))
+            .await
+            .unwrap()
+    };
+    let ms = std::time::Duration::from_millis;
+    let proxy = start().await;
+    let mut w = Wire::connect(proxy.kafka_addr).await;
+    assert_eq!(create_topic(&mut w, "gt", 1).await, 0);
+    let (member, generation) = join_and_sync(&mut w, "emptied").await;
+    assert_eq!(
+        commit(&mut w, "emptied", &member, generation, &[("gt", 0, 7, "")]).await,
+        vec![(0, 0)]
+    );
+    // Stays a member for most of the retention, then leaves.
+    tokio::time::sleep(ms(SHORT_RETENTION_MS * 3 / 4)).await;
+    assert_eq!(heartbeat(&mut w, "emptied", &member, generation).await, 0);
+    leave(&mut w, "emptied", &member).await;
+    let emptied_at = tokio::time::Instant::now();
+    // Past the retention counted from the commit, within it counted from the leave.
+    tokio::time::sleep(ms(SHORT_RETENTION_MS / 2)).await;
+    assert_eq!(committed(&mut w, "emptied").await, 7, "before the restart");
+    proxy.shutdown().await;
+    let proxy = start().await;
+    let mut w = Wire::connect(proxy.kafka_addr).await;
+    assert_eq!(committed(&mut w, "emptied").await, 7, "after the restart");
+    proxy.shutdown().await;
+    // Once the retention has passed since the group became empty, the offsets are gone, in
+    // memory and after a restart.
+    tokio::time::sleep_until(emptied_at + ms(SHORT_RETENTION_MS + 500)).await;
+    let proxy = start().await;
+    let mut w = Wire::connect(proxy.kafka_addr).await;
+    assert_eq!(committed(&mut w, "emptied").await, -1, "expired");
+    proxy.shutdown().await;
+}
+
+/// Groups whose members left keep only committed offsets; they must not count against
+/// `max_groups`, or throw-away groups (console consumers, one-off jobs) lock out new ones.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn throw_away_groups_do_not_lock_out_new_groups() {
+    let mut config = group_config();
+    config.groups.max_groups = 3;
+    let proxy = Proxy::start_with_backend(
+        config,
+        Arc::new(MemoryBackend::new()),
+        Arc::new(Metrics::new()),
+    )
+    .await
+    .unwrap();
+    let mut w = Wire::connect(proxy.kafka_addr).await;
+    assert_eq!(create_topic(&mut w, "gt", 1).await, 0);
+    for i in 0..5 {
+        let group = format!("throw-away-{i}");
+        let (member, generation) = join_and_sync(&mut w, &group).await;
+        assert_eq!(
+            commit(&mut w, &group, &member, generation, &[("gt", 0, i, "")]).await,
+            vec![(0, 0)]
+        );
+        leave(&mut w, &group, &member).await;
+    }
+    let (member, generation) = join_and_sync(&mut w, "newcomer").await;
+    assert_eq!(
+        commit(
+            &mut w,
+            "newcomer",
+            &member,
+            generation,
+            &[("gt", 0, 99, "")]
+        )
+        .await,
+        vec![(0, 0)]
+    );
+    assert_eq!(committed(&mut w, "throw-away-4").await, 4);
+    assert_eq!(committed(&mut w, "newcomer").await, 99);
+    // Groups with members are still limited: two more fill the limit, a fourth is refused.
+    let mut live = vec![];
+    for group in ["live-1", "live-2"] {
+        live.push(join_and_sync(&mut w, group).await);
+    }
+    let refused = join(&mut w, "one-too-many", "", 10_000, subscription(&["gt"])).await;
+    assert_eq!(refused.error_code, 44, "POLICY_VIOLATION");
+    // Existing groups keep working.
+    let (member, generation) = &live[0];
+    assert_eq!(heartbeat(&mut w, "live-1", member, *generation).await, 0);
+    proxy.shutdown().await;
+}

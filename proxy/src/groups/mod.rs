@@ -29,8 +29,8 @@ pub type SharedGroup = Arc<Mutex<Group>>;
 const TICK: Duration = Duration::from_millis(100);
 /// How often consumer lag is recomputed for the metrics.
 const LAG_INTERVAL: Duration = Duration::from_secs(5);
-/// How often offsets are expired and refreshed.
-const HOUSEKEEPING_INTERVAL: Duration = Duration::from_secs(60);
+/// Offsets are expired and refreshed every quarter of the retention, at most this far apart.
+const MAX_HOUSEKEEPING_INTERVAL: Duration = Duration::from_secs(60);
 
 struct OffsetsPartition {
     loaded: tokio::sync::OnceCell<()>,
@@ -44,13 +44,25 @@ pub struct GroupCoordinator {
     rules: Rules,
     backend: SharedBackend,
     metrics: Arc<Metrics>,
-    groups: Mutex<HashMap<String, SharedGroup>>,
+    registry: Mutex<Registry>,
+    /// Evicted groups are read back one at a time.
+    reloading: tokio::sync::Mutex<()>,
     topic_ready: tokio::sync::OnceCell<()>,
     partitions: Vec<OffsetsPartition>,
     /// Lag series reported last time, so vanished ones are removed.
     lag_series: Mutex<BTreeSet<(String, String, String)>>,
     /// Member-count series reported last time.
     member_series: Mutex<BTreeSet<String>>,
+}
+
+/// The groups this coordinator knows. One lock, so a group is in exactly one of the two maps.
+#[derive(Default)]
+struct Registry {
+    /// Groups in memory: all with members, and the most recently used without.
+    groups: HashMap<String, SharedGroup>,
+    /// Groups without members moved out of memory (`max_empty_groups`), with the time (ms) their
+    /// newest offset expires. Their offsets are in the offsets log; `ready` reads them back.
+    evicted: HashMap<String, i64>,
 }
 
 /// A committed offset as OffsetFetch reports it.
@@ -81,7 +93,8 @@ impl GroupCoordinator {
             rules,
             backend,
             metrics,
-            groups: Mutex::new(HashMap::new()),
+            registry: Mutex::new(Registry::default()),
+            reloading: tokio::sync::Mutex::new(()),
             topic_ready: tokio::sync::OnceCell::new(),
             partitions,
             lag_series: Mutex::new(BTreeSet::new()),
@@ -97,8 +110,9 @@ impl GroupCoordinator {
         Cluster::offsets_partition(group, self.settings.offsets_topic_partitions) as u32
     }
 
-    /// Makes sure the offsets topic exists and the group's partition was replayed. Errors are
-    /// retriable for clients (COORDINATOR_LOAD_IN_PROGRESS / COORDINATOR_NOT_AVAILABLE).
+    /// Makes sure the offsets topic exists, the group's partition was replayed and, if the group
+    /// was evicted, that it is back in memory. Errors are retriable for clients
+    /// (COORDINATOR_LOAD_IN_PROGRESS / COORDINATOR_NOT_AVAILABLE).
     pub async fn ready(&self, group: &str) -> Result<(), ResponseError> {
         self.topic_ready
             .get_or_try_init(|| self.ensure_offsets_topic())
@@ -117,6 +131,12 @@ impl GroupCoordinator {
                 tracing::warn!(partition = p, error = %e, "cannot load committed offsets");
                 ResponseError::CoordinatorNotAvailable
             })?;
+        if lock(&self.registry).evicted.contains_key(group) {
+            self.reload(group, p).await.map_err(|e| {
+                tracing::warn!(group, error = %e, "cannot read back committed offsets");
+                ResponseError::CoordinatorNotAvailable
+            })?;
+        }
         Ok(())
     }
 
@@ -142,10 +162,74 @@ impl GroupCoordinator {
         }
     }
 
-    /// Replays one offsets partition into memory: the last entry per key wins; entries older
-    /// than the retention are dropped.
+    /// Replays one offsets partition into memory.
     async fn load_partition(&self, p: u32) -> Result<(), crate::backend::BackendError> {
         let started = Instant::now();
+        let (loaded, records) = self.replay(p, None).await?;
+        let now = Instant::now();
+        let mut registry = lock(&self.registry);
+        let mut restored = 0;
+        for (id, offsets) in loaded {
+            if offsets.is_empty() {
+                continue;
+            }
+            restored += 1;
+            let group = registry
+                .groups
+                .entry(id.clone())
+                .or_insert_with(|| Arc::new(Mutex::new(Group::new(id, now))));
+            let mut g = lock(group);
+            for (k, v) in offsets {
+                g.offsets.entry(k).or_insert(v);
+            }
+        }
+        tracing::info!(
+            partition = p,
+            records,
+            groups = restored,
+            ms = started.elapsed().as_millis() as u64,
+            "loaded committed offsets"
+        );
+        Ok(())
+    }
+
+    /// Brings an evicted group back into memory from its offsets partition. Every request for
+    /// the group waits in `ready` until it is back, so nothing changes its offsets meanwhile.
+    async fn reload(&self, group: &str, p: u32) -> Result<(), crate::backend::BackendError> {
+        let _one_at_a_time = self.reloading.lock().await;
+        if !lock(&self.registry).evicted.contains_key(group) {
+            return Ok(()); // read back while this request waited
+        }
+        let started = Instant::now();
+        let (mut loaded, records) = self.replay(p, Some(group)).await?;
+        let offsets = loaded.remove(group).unwrap_or_default();
+        let mut registry = lock(&self.registry);
+        registry.evicted.remove(group);
+        if !offsets.is_empty() {
+            let mut g = Group::new(group.to_string(), Instant::now());
+            g.offsets = offsets;
+            registry
+                .groups
+                .insert(group.to_string(), Arc::new(Mutex::new(g)));
+        }
+        tracing::info!(
+            group,
+            partition = p,
+            records,
+            ms = started.elapsed().as_millis() as u64,
+            "read back an evicted group's offsets"
+        );
+        Ok(())
+    }
+
+    /// Reads one offsets partition from its start (only `only`'s entries when given): the last
+    /// entry per key wins; entries older than the retention are dropped. Returns the offsets
+    /// per group and the number of records read.
+    async fn replay(
+        &self,
+        p: u32,
+        only: Option<&str>,
+    ) -> Result<(HashMap<String, GroupOffsets>, u64), crate::backend::BackendError> {
         let bounds = self.backend.bounds(OFFSETS_TOPIC, p).await?;
         let oldest_kept = now_ms() - self.settings.offsets_retention_ms as i64;
         let mut offset = bounds.log_start;
@@ -170,6 +254,9 @@ impl GroupCoordinator {
                         continue;
                     }
                 };
+                if only.is_some_and(|g| g != entry.group) {
+                    continue;
+                }
                 let offsets = loaded.entry(entry.group).or_default();
                 let key = (entry.topic, entry.partition);
                 match entry.offset {
@@ -182,54 +269,41 @@ impl GroupCoordinator {
                 }
             }
         }
-        let now = Instant::now();
-        let mut groups = lock(&self.groups);
-        let mut restored = 0;
-        for (id, offsets) in loaded {
-            if offsets.is_empty() {
-                continue;
-            }
-            restored += 1;
-            let group = groups
-                .entry(id.clone())
-                .or_insert_with(|| Arc::new(Mutex::new(Group::new(id, now))));
-            let mut g = lock(group);
-            for (k, v) in offsets {
-                g.offsets.entry(k).or_insert(v);
-            }
-        }
-        tracing::info!(
-            partition = p,
-            records,
-            groups = restored,
-            ms = started.elapsed().as_millis() as u64,
-            "loaded committed offsets"
-        );
-        Ok(())
+        Ok((loaded, records))
     }
 
-    /// The group, created (Empty) when `create` is true and the group limit allows.
+    /// The group, created (Empty) when `create` is true. Marks it used, so it is the last to be
+    /// evicted.
     fn group(&self, id: &str, create: bool) -> Result<Option<SharedGroup>, ResponseError> {
-        let mut groups = lock(&self.groups);
-        if let Some(g) = groups.get(id) {
-            if lock(g).state != GroupState::Dead {
+        let mut registry = lock(&self.registry);
+        if let Some(g) = registry.groups.get(id) {
+            let mut locked = lock(g);
+            if locked.state != GroupState::Dead {
+                locked.last_used = Instant::now();
                 return Ok(Some(g.clone()));
             }
+        }
+        if registry.evicted.contains_key(id) {
+            // Evicted again right after `ready` read it back: the client retries, and `ready`
+            // reads it back again. Creating it afresh would hide its offsets.
+            return Err(ResponseError::CoordinatorLoadInProgress);
         }
         if !create {
             return Ok(None);
         }
-        if groups.len() >= self.settings.max_groups {
-            tracing::warn!(
-                group = id,
-                max = self.settings.max_groups,
-                "group limit reached"
-            );
-            return Err(ResponseError::PolicyViolation);
-        }
         let g = Arc::new(Mutex::new(Group::new(id.to_string(), Instant::now())));
-        groups.insert(id.to_string(), g.clone());
+        registry.groups.insert(id.to_string(), g.clone());
         Ok(Some(g))
+    }
+
+    /// Groups with members (or members being admitted), not counting `except`, whose lock the
+    /// caller holds.
+    fn groups_with_members(registry: &Registry, except: &SharedGroup) -> usize {
+        registry
+            .groups
+            .values()
+            .filter(|g| !Arc::ptr_eq(g, except) && !lock(g).is_empty())
+            .count()
     }
 
     pub async fn join(&self, group_id: &str, req: JoinRequest) -> JoinOutcome {
@@ -239,7 +313,25 @@ impl GroupCoordinator {
             Ok(None) => return JoinOutcome::error(ResponseError::UnknownMemberId, &member_id),
             Err(e) => return JoinOutcome::error(e, &member_id),
         };
-        let reply = lock(&group).join(req, &self.rules, Instant::now());
+        let reply = {
+            // The registry stays locked while a group gains its first member, so first joins of
+            // different groups at the same time count each other.
+            let registry = lock(&self.registry);
+            let mut g = lock(&group);
+            if g.is_empty()
+                && req.member_id.is_empty()
+                && Self::groups_with_members(&registry, &group) >= self.settings.max_groups
+            {
+                tracing::warn!(
+                    group = group_id,
+                    max = self.settings.max_groups,
+                    "limit of groups with members reached"
+                );
+                return JoinOutcome::error(ResponseError::PolicyViolation, &member_id);
+            }
+            drop(registry);
+            g.join(req, &self.rules, Instant::now())
+        };
         match reply {
             Reply::Now(outcome) => outcome,
             Reply::Wait(rx) => rx.await.unwrap_or_else(|_| {
@@ -365,26 +457,41 @@ impl GroupCoordinator {
         }
         let p = self.partition_of(group_id);
         let _turn = self.partitions[p as usize].write.lock().await;
+        self.append(p, group_id, entries).await?;
+        apply();
+        Ok(())
+    }
+
+    /// Appends to offsets partition `p`; the caller holds that partition's write lock.
+    async fn append(
+        &self,
+        p: u32,
+        group_id: &str,
+        entries: &[OffsetEntry],
+    ) -> Result<(), ResponseError> {
         let records = entries.iter().map(OffsetEntry::to_record).collect();
         if let Err(e) = self.backend.append(OFFSETS_TOPIC, p, records).await {
             tracing::warn!(group = group_id, error = %e, "cannot store committed offsets");
             return Err(ResponseError::CoordinatorNotAvailable);
         }
-        apply();
         Ok(())
     }
 
-    /// Committed offsets of a group, all or those of `topics`.
-    pub fn fetch_offsets(&self, group_id: &str) -> GroupOffsets {
-        match self.group(group_id, false) {
-            Ok(Some(g)) => lock(&g).offsets.clone(),
-            _ => GroupOffsets::new(),
-        }
+    /// Committed offsets of a group (none for an unknown group).
+    pub fn fetch_offsets(&self, group_id: &str) -> Result<GroupOffsets, ResponseError> {
+        Ok(match self.group(group_id, false)? {
+            Some(g) => lock(&g).offsets.clone(),
+            None => GroupOffsets::new(),
+        })
     }
 
-    /// Groups with their state and protocol type (ListGroups).
+    /// Groups with their state and protocol type (ListGroups); evicted groups are Empty.
     pub fn list(&self) -> Vec<(String, GroupState, String)> {
-        let groups: Vec<SharedGroup> = lock(&self.groups).values().cloned().collect();
+        let (groups, evicted): (Vec<SharedGroup>, Vec<String>) = {
+            let registry = lock(&self.registry);
+            let groups = registry.groups.values().cloned().collect();
+            (groups, registry.evicted.keys().cloned().collect())
+        };
         let mut out: Vec<_> = groups
             .iter()
             .map(|g| {
@@ -396,6 +503,11 @@ impl GroupCoordinator {
                 )
             })
             .filter(|(_, state, _)| *state != GroupState::Dead)
+            .chain(
+                evicted
+                    .into_iter()
+                    .map(|id| (id, GroupState::Empty, String::new())),
+            )
             .collect();
         out.sort();
         out
@@ -436,7 +548,7 @@ impl GroupCoordinator {
                 g.mark_dead();
             }
             // Lock order is always map, then group: the group lock is released first.
-            lock(&self.groups).remove(group_id);
+            lock(&self.registry).groups.remove(group_id);
         })
         .await
     }
@@ -491,8 +603,9 @@ impl GroupCoordinator {
 
     /// Deletes every group's committed offsets of a deleted topic (best effort: a failure is
     /// logged, and replay would bring those offsets back only for a topic that no longer exists).
+    /// Evicted groups are not read back for this: theirs come back with them.
     pub async fn forget_topic(&self, topic: &str) {
-        let groups: Vec<SharedGroup> = lock(&self.groups).values().cloned().collect();
+        let groups = self.in_memory();
         for group in groups {
             let (id, entries) = {
                 let g = lock(&group);
@@ -521,36 +634,57 @@ impl GroupCoordinator {
         }
     }
 
-    /// Background work: timers every 100 ms, lag metrics every few seconds, offset expiry and
-    /// refresh every minute. Ends when `shutdown` fires.
+    /// Background work: timers every 100 ms (with the offsets of groups whose members came or
+    /// all left kept at once, and empty groups beyond the limit evicted), lag metrics every few
+    /// seconds, offset expiry and refresh every quarter of the retention. Ends when `shutdown`
+    /// fires.
     pub async fn run(self: Arc<Self>, mut shutdown: crate::shutdown::Shutdown) {
         let mut ticker = tokio::time::interval(TICK);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut last_lag = Instant::now();
         let mut last_housekeeping = Instant::now();
+        let housekeeping_interval = self.housekeeping_interval();
         loop {
             tokio::select! {
                 _ = ticker.tick() => {}
                 () = shutdown.recv() => return,
             }
-            self.tick(Instant::now());
+            for group in self.tick(Instant::now()) {
+                self.keep_offsets(&group).await;
+            }
             if last_lag.elapsed() >= LAG_INTERVAL {
                 last_lag = Instant::now();
                 self.update_lag().await;
             }
-            if last_housekeeping.elapsed() >= HOUSEKEEPING_INTERVAL {
+            if last_housekeeping.elapsed() >= housekeeping_interval {
                 last_housekeeping = Instant::now();
                 self.housekeeping().await;
             }
         }
     }
 
-    /// Advances every group's timers and refreshes the state gauges.
-    pub fn tick(&self, now: Instant) {
-        let groups: Vec<SharedGroup> = lock(&self.groups).values().cloned().collect();
+    /// Offsets of groups with members are rewritten once half the retention has passed since
+    /// they were written; checking every quarter of the retention keeps the newest record of
+    /// each younger than three quarters of it.
+    fn housekeeping_interval(&self) -> Duration {
+        Duration::from_millis(self.settings.offsets_retention_ms / 4)
+            .clamp(TICK, MAX_HOUSEKEEPING_INTERVAL)
+    }
+
+    fn in_memory(&self) -> Vec<SharedGroup> {
+        lock(&self.registry).groups.values().cloned().collect()
+    }
+
+    /// Advances every group's timers, refreshes the state gauges, forgets groups with nothing
+    /// left and evicts empty groups beyond `max_empty_groups`. Returns the groups that gained
+    /// their first member or lost their last since their offsets were last kept
+    /// ([`Self::keep_offsets`] is due for them).
+    pub fn tick(&self, now: Instant) -> Vec<SharedGroup> {
+        let groups = self.in_memory();
         let mut by_state: HashMap<GroupState, i64> = HashMap::new();
         let mut members = BTreeSet::new();
         let mut dead = Vec::new();
+        let mut changed = Vec::new();
         for group in groups {
             let mut g = lock(&group);
             g.tick(now);
@@ -572,25 +706,31 @@ impl GroupCoordinator {
                     .with_label_values(&[&g.id])
                     .set(g.members.len() as i64);
                 members.insert(g.id.clone());
+                if g.emptiness_changes != g.emptiness_changes_persisted {
+                    drop(g);
+                    changed.push(group);
+                }
             }
         }
         if !dead.is_empty() {
-            let mut map = lock(&self.groups);
+            let mut registry = lock(&self.registry);
             for id in dead {
-                let remove = map.get(&id).is_some_and(|g| {
+                let remove = registry.groups.get(&id).is_some_and(|g| {
                     let g = lock(g);
                     g.state == GroupState::Empty && g.offsets.is_empty()
                 });
                 if remove {
-                    map.remove(&id);
-                    self.metrics
-                        .group_rebalances
-                        .remove_label_values(&[&id])
-                        .ok();
-                    self.metrics.offset_commits.remove_label_values(&[&id]).ok();
+                    registry.groups.remove(&id);
+                    self.forget_metrics(&id);
                 }
             }
         }
+        let empty = by_state.get(&GroupState::Empty).copied().unwrap_or(0);
+        if empty > self.settings.max_empty_groups as i64 {
+            self.evict_empty_groups();
+        }
+        *by_state.entry(GroupState::Empty).or_default() +=
+            lock(&self.registry).evicted.len() as i64;
         for state in GroupState::ALL {
             self.metrics
                 .groups
@@ -602,12 +742,57 @@ impl GroupCoordinator {
             self.metrics.group_members.remove_label_values(&[gone]).ok();
         }
         *previous = members;
+        changed
+    }
+
+    fn forget_metrics(&self, id: &str) {
+        self.metrics
+            .group_rebalances
+            .remove_label_values(&[id])
+            .ok();
+        self.metrics.offset_commits.remove_label_values(&[id]).ok();
+    }
+
+    /// Moves the least recently used groups without members out of memory while more than
+    /// `max_empty_groups` are held. Their offsets stay in the offsets log and [`Self::ready`]
+    /// reads them back when the group is used again; memory keeps only the id and when its
+    /// offsets expire (for ListGroups, and to know that a read-back is needed). Groups a request
+    /// is using, and groups whose offsets were not yet kept after their last member left, stay.
+    fn evict_empty_groups(&self) {
+        let retention = self.settings.offsets_retention_ms as i64;
+        let mut registry = lock(&self.registry);
+        let mut empty = 0usize;
+        let mut candidates: Vec<(Instant, String, i64)> = Vec::new();
+        for (id, group) in &registry.groups {
+            let g = lock(group);
+            if g.state != GroupState::Empty || !g.is_empty() {
+                continue;
+            }
+            empty += 1;
+            // Only the registry holds it: no request is using it, and none can pick it up
+            // while the registry is locked.
+            if Arc::strong_count(group) == 1 && g.emptiness_changes == g.emptiness_changes_persisted
+            {
+                let newest = g.offsets.values().map(|c| c.written_ms).max();
+                candidates.push((g.last_used, id.clone(), newest.unwrap_or(0) + retention));
+            }
+        }
+        let excess = empty.saturating_sub(self.settings.max_empty_groups);
+        if excess == 0 {
+            return;
+        }
+        candidates.sort_unstable();
+        for (_, id, expires_ms) in candidates.into_iter().take(excess) {
+            registry.groups.remove(&id);
+            self.forget_metrics(&id);
+            registry.evicted.insert(id, expires_ms);
+        }
     }
 
     /// Recomputes consumer lag (high watermark − committed offset) for every committed
     /// partition.
     pub async fn update_lag(&self) {
-        let groups: Vec<SharedGroup> = lock(&self.groups).values().cloned().collect();
+        let groups = self.in_memory();
         let mut committed: Vec<(String, String, i32, i64)> = Vec::new();
         for g in groups {
             let g = lock(&g);
@@ -650,48 +835,97 @@ impl GroupCoordinator {
         *previous = series;
     }
 
-    /// Offsets of groups without members expire `offsets_retention_ms` after their last
-    /// write; those of groups with members are rewritten before the offsets topic's own
-    /// retention would drop them.
+    /// Offset expiry, Kafka's rule: offsets of a group with members never expire; those of a
+    /// group without members expire `offsets_retention_ms` after it became empty or after their
+    /// last commit, whichever is later. Both instants are the entry's `written_ms`, because
+    /// [`Self::keep_offsets`] rewrites a group's offsets when its last member leaves. Here,
+    /// expired offsets leave memory (and evicted groups whose offsets expired are forgotten),
+    /// and the offsets of groups with members are refreshed in the log.
     async fn housekeeping(&self) {
         let retention = self.settings.offsets_retention_ms as i64;
         let now = now_ms();
-        let groups: Vec<SharedGroup> = lock(&self.groups).values().cloned().collect();
-        for group in groups {
-            let (id, refresh) = {
+        lock(&self.registry)
+            .evicted
+            .retain(|_, expires_ms| *expires_ms > now);
+        for group in self.in_memory() {
+            {
                 let mut g = lock(&group);
-                if g.members.is_empty() {
-                    g.offsets
-                        .retain(|_, c| c.written_ms.max(c.commit_timestamp_ms) + retention > now);
-                    continue;
+                if g.members.is_empty() && g.emptiness_changes == g.emptiness_changes_persisted {
+                    g.offsets.retain(|_, c| c.written_ms + retention > now);
                 }
-                let refresh: Vec<OffsetEntry> = g
-                    .offsets
-                    .iter()
-                    .filter(|(_, c)| c.written_ms + retention / 2 < now)
-                    .map(|((topic, partition), c)| OffsetEntry {
-                        group: g.id.clone(),
-                        topic: topic.clone(),
-                        partition: *partition,
-                        offset: Some(c.clone()),
-                    })
-                    .collect();
-                (g.id.clone(), refresh)
-            };
-            if refresh.is_empty() {
-                continue;
             }
-            let _ = self
-                .write(&id, &refresh, || {
-                    let mut g = lock(&group);
-                    for e in &refresh {
-                        if let Some(c) = g.offsets.get_mut(&(e.topic.clone(), e.partition)) {
-                            c.written_ms = now;
-                        }
+            self.keep_offsets(&group).await;
+        }
+    }
+
+    /// The partitions of `g` whose log records must be rewritten at `now` so that replay after a
+    /// restart, and the offsets topic's own message expiry, keep them as long as they must live:
+    /// for a group with members, those written half the retention ago or earlier (so the newest
+    /// record of each stays younger than the retention while the group lives); for a group whose
+    /// last member left since its offsets were last kept, all of them (their retention counts
+    /// from now).
+    fn offsets_to_keep(g: &Group, now: i64, retention: i64) -> Vec<(String, i32)> {
+        let emptied = g.emptiness_changes != g.emptiness_changes_persisted;
+        g.offsets
+            .iter()
+            .filter(|(_, c)| {
+                if g.members.is_empty() {
+                    emptied
+                } else {
+                    c.written_ms + retention / 2 <= now
+                }
+            })
+            .map(|(k, _)| k.clone())
+            .collect()
+    }
+
+    /// Rewrites [`Self::offsets_to_keep`] with the current time as their log timestamp (the
+    /// values unchanged). Runs under the partition's write lock, so no commit can come between
+    /// reading an offset and rewriting it (which would bring back the older value). A failure is
+    /// logged by `append` and retried at the next tick or housekeeping.
+    async fn keep_offsets(&self, group: &SharedGroup) {
+        let retention = self.settings.offsets_retention_ms as i64;
+        let (id, due) = {
+            let g = lock(group);
+            let due = g.emptiness_changes != g.emptiness_changes_persisted
+                || !Self::offsets_to_keep(&g, now_ms(), retention).is_empty();
+            (g.id.clone(), due)
+        };
+        if !due {
+            return;
+        }
+        let p = self.partition_of(&id);
+        let _turn = self.partitions[p as usize].write.lock().await;
+        let now = now_ms();
+        let (changes, entries) = {
+            let g = lock(group);
+            let entries: Vec<OffsetEntry> = Self::offsets_to_keep(&g, now, retention)
+                .into_iter()
+                .map(|(topic, partition)| {
+                    let kept = g.offsets[&(topic.clone(), partition)].clone();
+                    OffsetEntry {
+                        group: id.clone(),
+                        topic,
+                        partition,
+                        offset: Some(CommittedOffset {
+                            written_ms: now,
+                            ..kept
+                        }),
                     }
                 })
-                .await;
+                .collect();
+            (g.emptiness_changes, entries)
+        };
+        if !entries.is_empty() && self.append(p, &id, &entries).await.is_err() {
+            return;
         }
+        let mut g = lock(group);
+        for e in &entries {
+            if let Some(c) = g.offsets.get_mut(&(e.topic.clone(), e.partition)) {
+                c.written_ms = now;
+            }
+        }
+        g.emptiness_changes_persisted = changes;
     }
 }
 

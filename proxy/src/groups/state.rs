@@ -195,6 +195,13 @@ pub struct Group {
     pub offsets: BTreeMap<(String, i32), CommittedOffset>,
     /// When the group last became Empty (for offset expiry).
     pub empty_since: Option<Instant>,
+    /// Times the group went from no members to some or back. The coordinator rewrites the
+    /// offsets' log timestamps after each change (see `GroupCoordinator::keep_offsets`), then
+    /// sets `emptiness_changes_persisted` to the value it handled.
+    pub emptiness_changes: u64,
+    pub emptiness_changes_persisted: u64,
+    /// Last request for this group; the least recently used empty groups leave memory first.
+    pub last_used: Instant,
 }
 
 impl Group {
@@ -217,6 +224,9 @@ impl Group {
             rebalances_reported: 0,
             offsets: BTreeMap::new(),
             empty_since: Some(now),
+            emptiness_changes: 0,
+            emptiness_changes_persisted: 0,
+            last_used: now,
         }
     }
 
@@ -387,6 +397,9 @@ impl Group {
         }
         self.next_seq += 1;
         let was_empty = self.state == GroupState::Empty;
+        if self.members.is_empty() {
+            self.emptiness_changes += 1;
+        }
         self.members.insert(
             member_id.clone(),
             Member {
@@ -614,6 +627,7 @@ impl Group {
         self.phase_deadline = None;
         self.initial_delay_limit = None;
         self.empty_since = Some(now);
+        self.emptiness_changes += 1;
     }
 
     /// The protocol most members prefer among those all support (Kafka's vote).

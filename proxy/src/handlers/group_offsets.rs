@@ -156,17 +156,23 @@ async fn fetch_group(
     group: &str,
     wanted: Option<Vec<(String, Vec<i32>)>>,
 ) -> FetchedGroup {
-    if let Err(e) = coordinate(broker, group).await {
-        return FetchedGroup {
-            error: Some(e),
-            topics: wanted
-                .unwrap_or_default()
-                .into_iter()
-                .map(|(t, ps)| (t, ps.into_iter().map(|p| (p, None)).collect()))
-                .collect(),
-        };
-    }
-    let committed = broker.groups.fetch_offsets(group);
+    let committed = match coordinate(broker, group).await {
+        Ok(()) => broker.groups.fetch_offsets(group),
+        Err(e) => Err(e),
+    };
+    let committed = match committed {
+        Ok(committed) => committed,
+        Err(e) => {
+            return FetchedGroup {
+                error: Some(e),
+                topics: wanted
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|(t, ps)| (t, ps.into_iter().map(|p| (p, None)).collect()))
+                    .collect(),
+            }
+        }
+    };
     let topics = match wanted {
         Some(wanted) => wanted
             .into_iter()
