@@ -158,6 +158,7 @@ pub struct Limits {
     pub max_fetch_wait_ms: u64,
     /// Most bytes one produced record batch may decompress to [default: max_frame_bytes];
     /// beyond it the partition is answered MESSAGE_TOO_LARGE.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub max_decompressed_bytes: Option<usize>,
     /// Upper bound applied to a Fetch's max_bytes and to each partition's max_bytes
     /// (Kafka's broker setting fetch.max.bytes).
