@@ -24,7 +24,7 @@ use std::sync::Arc;
 
 use tokio::net::TcpListener;
 
-use crate::backend::iggy::{IggyBackend, IggyConfig, IggyTarget};
+use crate::backend::iggy::{DeferredIggy, IggyConfig, IggyTarget};
 use crate::backend::instrumented::Instrumented;
 use crate::backend::memory::MemoryBackend;
 use crate::backend::SharedBackend;
@@ -47,11 +47,30 @@ pub struct Proxy {
 }
 
 impl Proxy {
-    /// Connects the back end, binds the listeners and starts serving.
+    /// Binds the listeners and starts serving. The Iggy back end connects in the background:
+    /// until it has, clients get retriable errors and /readyz says why it is not ready. Only a
+    /// setup that cannot work (Iggy reached but the TLS handshake failed) stops startup.
     pub async fn start(config: ProxyConfig) -> anyhow::Result<Self> {
         let metrics = Arc::new(Metrics::new());
-        let backend = connect_backend(&config).await?;
-        Self::start_with_backend(config, backend, metrics).await
+        if config.backend == BackendKind::Memory {
+            return Self::start_with_backend(config, Arc::new(MemoryBackend::new()), metrics).await;
+        }
+        let (backend, first_attempt) = DeferredIggy::spawn(iggy_config(&config));
+        let failed = |reason: String| {
+            anyhow::anyhow!(
+                "cannot connect to Iggy at {}{}: {reason}",
+                config.iggy.address,
+                config.iggy.tls.describe()
+            )
+        };
+        let proxy = Self::start_with_backend(config.clone(), backend, metrics).await?;
+        match first_attempt.await {
+            Ok(Err(reason)) => {
+                proxy.shutdown().await;
+                Err(failed(reason))
+            }
+            _ => Ok(proxy),
+        }
     }
 
     /// As [`Proxy::start`] with a back end the caller built (tests share one between proxies).
@@ -110,41 +129,28 @@ impl Proxy {
     }
 }
 
-async fn connect_backend(config: &ProxyConfig) -> anyhow::Result<SharedBackend> {
-    Ok(match config.backend {
-        BackendKind::Memory => Arc::new(MemoryBackend::new()),
-        BackendKind::Iggy => {
-            let iggy = IggyConfig {
-                address: config.iggy.address.clone(),
-                username: config.iggy.username.clone(),
-                password: config.iggy.password.clone(),
-                default_stream: config.default_stream.clone(),
-                topic_overrides: config
-                    .topics
-                    .iter()
-                    .map(|(kafka, m)| {
-                        (
-                            kafka.clone(),
-                            IggyTarget {
-                                stream: m.stream.clone(),
-                                topic: m.topic.clone().unwrap_or_else(|| kafka.clone()),
-                            },
-                        )
-                    })
-                    .collect(),
-                connections: config.iggy.connections,
-                fsync_on_append: config.iggy.fsync_on_append,
-                tls: config.iggy.tls.clone(),
-                read_ahead_bytes: config.iggy.read_ahead_bytes,
-            };
-            let backend = IggyBackend::connect(iggy).await.map_err(|e| {
-                anyhow::anyhow!(
-                    "cannot connect to Iggy at {}{}: {e}",
-                    config.iggy.address,
-                    config.iggy.tls.describe()
+fn iggy_config(config: &ProxyConfig) -> IggyConfig {
+    IggyConfig {
+        address: config.iggy.address.clone(),
+        username: config.iggy.username.clone(),
+        password: config.iggy.password.clone(),
+        default_stream: config.default_stream.clone(),
+        topic_overrides: config
+            .topics
+            .iter()
+            .map(|(kafka, m)| {
+                (
+                    kafka.clone(),
+                    IggyTarget {
+                        stream: m.stream.clone(),
+                        topic: m.topic.clone().unwrap_or_else(|| kafka.clone()),
+                    },
                 )
-            })?;
-            Arc::new(backend)
-        }
-    })
+            })
+            .collect(),
+        connections: config.iggy.connections,
+        fsync_on_append: config.iggy.fsync_on_append,
+        tls: config.iggy.tls.clone(),
+        read_ahead_bytes: config.iggy.read_ahead_bytes,
+    }
 }

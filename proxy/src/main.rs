@@ -1,4 +1,5 @@
-//! The `kafka-iggy-proxy` binary: configuration → back end → listeners → run until signalled.
+//! The `kafka-iggy-proxy` binary: configuration → listeners (the back end connects in the
+//! background) → run until signalled.
 
 use clap::Parser;
 use kafka_iggy_proxy::config::{Cli, LogFormat, ProxyConfig};

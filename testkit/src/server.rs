@@ -1,10 +1,10 @@
 //! Runs a real Iggy server as a child process and kills it when dropped.
 //!
 //! Each server gets a fresh data directory under the system temp dir, root credentials
-//! (`iggy`/`iggy` unless [`Options`] say otherwise), TCP on `127.0.0.1:0` and every other
-//! transport off. With port 0 the server binds an ephemeral port and writes the bound address to
-//! `<data>/runtime/current_config.toml`, which is read back here, so parallel tests never race
-//! for ports. Startup is ready once a login succeeds (Iggy 0.8: about 0.2 s to bind plus one
+//! (`iggy`/`iggy` unless [`Options`] say otherwise), TCP on `127.0.0.1:0` (or the address
+//! [`Options`] name) and every other transport off. With port 0 the server binds an ephemeral
+//! port and writes the bound address to `<data>/runtime/current_config.toml`, which is read
+//! back here, so parallel tests never race for ports. Startup is ready once a login succeeds (Iggy 0.8: about 0.2 s to bind plus one
 //! Argon2 login).
 
 use std::fs;
@@ -38,6 +38,8 @@ pub struct Options {
     /// Serve TCP over TLS only, with a certificate from a fresh test CA
     /// ([`IggyServer::tls_ca_file`]).
     pub tls: bool,
+    /// TCP address to serve on; `None` for a free port on 127.0.0.1.
+    pub tcp_address: Option<String>,
 }
 
 impl Default for Options {
@@ -49,6 +51,7 @@ impl Default for Options {
             keep_data: false,
             dir_prefix: "iggy-test".to_string(),
             tls: false,
+            tcp_address: None,
         }
     }
 }
@@ -90,6 +93,16 @@ impl IggyServer {
         .await
     }
 
+    /// Like [`IggyServer::from_env`], serving TCP on `address` (for a client started before
+    /// the server, that must find it there).
+    pub async fn from_env_at(address: &str) -> Option<Self> {
+        Self::from_env_options(Options {
+            tcp_address: Some(address.to_string()),
+            ..Options::default()
+        })
+        .await
+    }
+
     async fn from_env_options(options: Options) -> Option<Self> {
         let Some(binary) = std::env::var_os(ENV_BIN) else {
             eprintln!("SKIPPED: {ENV_BIN} not set");
@@ -119,7 +132,9 @@ impl IggyServer {
         } else {
             None
         };
-        let child = spawn(binary, &options, tls.as_ref(), &dir, "127.0.0.1:0")?;
+        let tcp_address = options.tcp_address.clone();
+        let bind = tcp_address.as_deref().unwrap_or("127.0.0.1:0");
+        let child = spawn(binary, &options, tls.as_ref(), &dir, bind)?;
         let mut server = Self {
             child,
             binary: binary.to_path_buf(),
@@ -128,7 +143,7 @@ impl IggyServer {
             address: String::new(),
             tls,
         };
-        server.address = server.wait_ready(None).await?;
+        server.address = server.wait_ready(tcp_address).await?;
         Ok(server)
     }
 

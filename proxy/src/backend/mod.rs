@@ -118,6 +118,14 @@ pub enum BackendError {
     Internal(String),
 }
 
+impl BackendError {
+    /// Storage cannot be reached (rather than refusing this request): clients should retry
+    /// and logs should not repeat it per request.
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, Self::Unavailable(_))
+    }
+}
+
 pub type BackendResult<T> = Result<T, BackendError>;
 
 /// The storage seam. Object safe: the server holds an `Arc<dyn Backend>`.

@@ -73,6 +73,16 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
+/// Failing to load group state is tried again on the next group request; while Iggy is
+/// unreachable (logged once by the back end) that is not worth a warning per request.
+fn log_load_failure(e: &crate::backend::BackendError, partition: Option<u32>) {
+    if e.is_unavailable() {
+        tracing::debug!(?partition, error = %e, "cannot load committed offsets yet");
+    } else {
+        tracing::warn!(?partition, error = %e, "cannot load committed offsets");
+    }
+}
+
 impl GroupCoordinator {
     pub fn new(settings: GroupSettings, backend: SharedBackend, metrics: Arc<Metrics>) -> Self {
         let rules = Rules {
@@ -118,7 +128,7 @@ impl GroupCoordinator {
             .get_or_try_init(|| self.ensure_offsets_topic())
             .await
             .map_err(|e| {
-                tracing::warn!(error = %e, "offsets topic unavailable");
+                log_load_failure(&e, None);
                 ResponseError::CoordinatorNotAvailable
             })?;
         let p = self.partition_of(group);
@@ -128,7 +138,7 @@ impl GroupCoordinator {
             .get_or_try_init(|| self.load_partition(p))
             .await
             .map_err(|e| {
-                tracing::warn!(partition = p, error = %e, "cannot load committed offsets");
+                log_load_failure(&e, Some(p));
                 ResponseError::CoordinatorNotAvailable
             })?;
         if lock(&self.registry).evicted.contains_key(group) {

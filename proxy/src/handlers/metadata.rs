@@ -1,4 +1,11 @@
 //! Metadata: brokers, and topics with their partition leaders.
+//!
+//! When the back end cannot list or look up topics (Iggy unreachable), the answer has no
+//! brokers and no topics: Java clients ("Ignoring empty metadata response"), librdkafka ("No
+//! brokers or topics in metadata: should retry") and kafka-python all discard such a response
+//! and keep their previous view, as they do with a broker that is still starting. An empty
+//! topic list with brokers would instead read as "every topic is gone", and a pattern
+//! subscription would revoke all its partitions.
 
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::metadata_response::{
@@ -8,7 +15,7 @@ use kafka_protocol::messages::{ApiKey, BrokerId, MetadataRequest, MetadataRespon
 use kafka_protocol::protocol::StrBytes;
 
 use super::tally;
-use crate::backend::TopicInfo;
+use crate::backend::{BackendError, TopicInfo};
 use crate::broker::{validate_topic_name, Broker};
 use crate::error::backend_error_code;
 
@@ -33,15 +40,15 @@ pub async fn handle(broker: &Broker, version: i16, request: MetadataRequest) -> 
     let topics = match requested {
         None => match broker.backend.list_topics().await {
             Ok(all) => all.iter().map(|t| topic_metadata(broker, t)).collect(),
-            Err(e) => {
-                tracing::warn!(error = %e, "listing topics failed");
-                Vec::new()
-            }
+            Err(e) => return unavailable(broker, &e),
         },
         Some(names) => {
             let mut out = Vec::with_capacity(names.len());
             for name in names {
-                out.push(named_topic(broker, &name, allow_create).await);
+                match named_topic(broker, &name, allow_create).await {
+                    Ok(topic) => out.push(topic),
+                    Err(e) => return unavailable(broker, &e),
+                }
             }
             out
         }
@@ -68,7 +75,29 @@ pub async fn handle(broker: &Broker, version: i16, request: MetadataRequest) -> 
         .with_topics(topics)
 }
 
-async fn named_topic(broker: &Broker, name: &str, allow_create: bool) -> MetadataResponseTopic {
+/// The answer while topics cannot be looked up: no brokers and no topics (see the module
+/// documentation), counted as a KAFKA_STORAGE_ERROR in the error metrics.
+fn unavailable(broker: &Broker, e: &BackendError) -> MetadataResponse {
+    if e.is_unavailable() {
+        tracing::debug!(error = %e, "metadata unavailable");
+    } else {
+        tracing::warn!(error = %e, "metadata unavailable");
+    }
+    tally(broker, ApiKey::Metadata, backend_error_code(e));
+    MetadataResponse::default()
+        .with_controller_id(BrokerId(-1))
+        .with_cluster_id(Some(StrBytes::from_string(
+            broker.cluster.cluster_id.clone(),
+        )))
+        .with_cluster_authorized_operations(OPERATIONS_NOT_REQUESTED)
+}
+
+/// One requested topic; `Err` when the back end is unavailable.
+async fn named_topic(
+    broker: &Broker,
+    name: &str,
+    allow_create: bool,
+) -> Result<MetadataResponseTopic, BackendError> {
     let error = |code: ResponseError| {
         MetadataResponseTopic::default()
             .with_name(Some(TopicName(StrBytes::from_string(name.to_string()))))
@@ -76,16 +105,17 @@ async fn named_topic(broker: &Broker, name: &str, allow_create: bool) -> Metadat
             .with_topic_authorized_operations(OPERATIONS_NOT_REQUESTED)
     };
     if validate_topic_name(name).is_err() {
-        return error(ResponseError::InvalidTopicException);
+        return Ok(error(ResponseError::InvalidTopicException));
     }
     match broker.topic_or_create(name, allow_create).await {
-        Ok(Some(info)) => topic_metadata(broker, &info),
-        Ok(None) => error(ResponseError::UnknownTopicOrPartition),
+        Ok(Some(info)) => Ok(topic_metadata(broker, &info)),
+        Ok(None) => Ok(error(ResponseError::UnknownTopicOrPartition)),
+        Err(e) if e.is_unavailable() => Err(e),
         Err(e) => {
             tracing::warn!(topic = name, error = %e, "topic lookup failed");
-            MetadataResponseTopic::default()
+            Ok(MetadataResponseTopic::default()
                 .with_name(Some(TopicName(StrBytes::from_string(name.to_string()))))
-                .with_error_code(tally(broker, ApiKey::Metadata, backend_error_code(&e)))
+                .with_error_code(tally(broker, ApiKey::Metadata, backend_error_code(&e))))
         }
     }
 }

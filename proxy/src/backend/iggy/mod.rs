@@ -11,27 +11,31 @@
 //! mapping from Iggy errors to `BackendError`.
 
 mod admin;
+mod deferred;
 mod error;
 mod log;
 mod mapping;
 mod offsets;
 mod pool;
+mod reachability;
 mod read_ahead;
 #[cfg(test)]
 mod tests;
 
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use async_trait::async_trait;
 use iggy::prelude::{Consumer, Identifier, StreamClient, SystemClient};
 
+pub use self::deferred::DeferredIggy;
 use self::error::map_error;
 use self::offsets::{OffsetTable, PartitionKey};
 pub use self::pool::Credentials;
 use self::pool::{Pool, Retry};
+use self::reachability::Reachability;
 use self::read_ahead::ReadAhead;
 use super::{
     Backend, BackendError, BackendResult, PartitionBounds, ReadLimits, ReadResult, StoredRecord,
@@ -147,13 +151,23 @@ impl Target {
 impl IggyBackend {
     /// Logs in `config.connections` clients and makes sure the default stream exists.
     pub async fn connect(config: IggyConfig) -> Result<Self, BackendError> {
+        let reachability = Arc::new(Reachability::new(&config.address));
+        Self::connect_with(config, reachability).await
+    }
+
+    /// [`IggyBackend::connect`] reporting connection failures, then and later, to
+    /// `reachability`.
+    async fn connect_with(
+        config: IggyConfig,
+        reachability: Arc<Reachability>,
+    ) -> Result<Self, BackendError> {
         let credentials = Credentials {
             address: config.address.clone(),
             username: config.username.clone(),
             password: config.password.clone(),
             tls: config.tls.clone(),
         };
-        let pool = Pool::connect(credentials, config.connections)
+        let pool = Pool::connect(credentials, config.connections, reachability)
             .await
             .map_err(|e| map_error(e, &config.address))?;
         let reader = Consumer::new(named(READER_NAME)?);
@@ -169,11 +183,11 @@ impl IggyBackend {
             reader,
         };
         backend.ensure_stream(&backend.default_stream).await?;
-        tracing::info!(
+        tracing::debug!(
             address = %config.address,
             stream = %backend.default_stream,
             connections = config.connections.max(1),
-            "connected to iggy"
+            "iggy back end ready"
         );
         Ok(backend)
     }

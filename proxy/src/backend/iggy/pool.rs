@@ -8,6 +8,9 @@
 //! which for a send can append the batch twice and break offset assignment. Instead a failed
 //! connection is dropped and rebuilt (connect + login) by the next caller or by the keepalive
 //! task, and only requests that are safe to repeat are retried.
+//!
+//! While Iggy cannot be reached (see `reachability`), requests do not open connections: they
+//! fail at once, and the keepalive task alone tries again, with backoff.
 
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -22,6 +25,7 @@ use tokio::sync::RwLock;
 use tokio::task::JoinHandle;
 
 use super::error::is_connection_error;
+use super::reachability::{Backoff, Failure, Reachability};
 use crate::config::IggyTls;
 
 /// Bound on connect + login; an unreachable address otherwise waits for the OS TCP timeout.
@@ -104,6 +108,7 @@ struct Inner {
     /// Connections lost so far. A lost connection may mean a restarted server that dropped
     /// unsaved messages, so offset state learned before a loss is re-read (see `offsets`).
     losses: AtomicU64,
+    reachability: Arc<Reachability>,
 }
 
 #[derive(Default)]
@@ -123,17 +128,27 @@ impl Drop for Pool {
 }
 
 impl Pool {
-    /// Connects and logs in `size` clients (at least one) concurrently; fails if any fails, so a
-    /// wrong address or password is reported at startup.
-    pub(crate) async fn connect(credentials: Credentials, size: usize) -> Result<Self, IggyError> {
+    /// Connects and logs in `size` clients (at least one) concurrently; fails if any fails.
+    /// Connection failures, then and later, are reported to `reachability`.
+    pub(crate) async fn connect(
+        credentials: Credentials,
+        size: usize,
+        reachability: Arc<Reachability>,
+    ) -> Result<Self, IggyError> {
         let inner = Arc::new(Inner {
             slots: (0..size.max(1)).map(|_| Slot::default()).collect(),
             next: AtomicUsize::new(0),
             credentials,
             losses: AtomicU64::new(0),
+            reachability,
         });
-        let opened =
-            futures::future::join_all(inner.slots.iter().map(|slot| inner.open(slot))).await;
+        let opened = futures::future::join_all(
+            inner
+                .slots
+                .iter()
+                .map(|slot| inner.open(slot, Opener::Background)),
+        )
+        .await;
         opened.into_iter().collect::<Result<Vec<_>, _>>()?;
         let keepalive = tokio::spawn(keepalive(Arc::downgrade(&inner)));
         Ok(Self { inner, keepalive })
@@ -183,9 +198,9 @@ impl Inner {
         Fut: Future<Output = Result<T, IggyError>>,
     {
         let slot = self.pick();
-        match self.attempt(slot, &f).await {
+        match self.attempt(slot, &f, Opener::Request).await {
             Err(e) if retry == Retry::Once && is_connection_error(&e) => {
-                self.attempt(slot, &f).await
+                self.attempt(slot, &f, Opener::Request).await
             }
             result => result,
         }
@@ -207,14 +222,14 @@ impl Inner {
             .unwrap_or(&self.slots[0])
     }
 
-    async fn attempt<T, F, Fut>(&self, slot: &Slot, f: &F) -> Result<T, IggyError>
+    async fn attempt<T, F, Fut>(&self, slot: &Slot, f: &F, opener: Opener) -> Result<T, IggyError>
     where
         F: Fn(Arc<TcpClient>) -> Fut,
         Fut: Future<Output = Result<T, IggyError>>,
     {
         slot.in_flight.fetch_add(1, Ordering::Relaxed);
         let _guard = InFlight(&slot.in_flight);
-        let (client, generation) = self.client(slot).await?;
+        let (client, generation) = self.client(slot, opener).await?;
         let result = match tokio::time::timeout(REQUEST_TIMEOUT, f(client)).await {
             Ok(result) => result,
             Err(_) => Err(IggyError::TaskTimeout),
@@ -233,27 +248,40 @@ impl Inner {
     }
 
     /// The slot's client, connecting and logging in first if it has none.
-    async fn client(&self, slot: &Slot) -> Result<(Arc<TcpClient>, u64), IggyError> {
+    async fn client(
+        &self,
+        slot: &Slot,
+        opener: Opener,
+    ) -> Result<(Arc<TcpClient>, u64), IggyError> {
         {
             let state = slot.state.read().await;
             if let Some(client) = &state.0 {
                 return Ok((client.clone(), state.1));
             }
         }
-        self.open(slot).await
+        self.open(slot, opener).await
     }
 
     /// Builds a client for an empty slot. Callers racing here wait on the write lock and then
     /// use the client the first one built.
-    async fn open(&self, slot: &Slot) -> Result<(Arc<TcpClient>, u64), IggyError> {
+    async fn open(&self, slot: &Slot, opener: Opener) -> Result<(Arc<TcpClient>, u64), IggyError> {
+        if opener == Opener::Request && self.reachability.is_down() {
+            return Err(IggyError::NotConnected);
+        }
         let mut state = slot.state.write().await;
         if let Some(client) = &state.0 {
             return Ok((client.clone(), state.1));
         }
-        let client = match tokio::time::timeout(CONNECT_TIMEOUT, self.credentials.login()).await {
-            Ok(result) => Arc::new(result?),
-            Err(_) => return Err(IggyError::CannotEstablishConnection),
+        let login = tokio::time::timeout(CONNECT_TIMEOUT, self.credentials.login()).await;
+        let client = match login.unwrap_or(Err(IggyError::CannotEstablishConnection)) {
+            Ok(client) => Arc::new(client),
+            Err(e) => {
+                let failure = Failure::diagnose(&self.credentials, &e).await;
+                self.reachability.down(failure);
+                return Err(e);
+            }
         };
+        self.reachability.up();
         state.0 = Some(client.clone());
         state.1 += 1;
         slot.connected.store(true, Ordering::Relaxed);
@@ -270,6 +298,14 @@ async fn discard(slot: &Slot, generation: u64) {
     }
 }
 
+/// Who needs a connection opened: requests fail fast while Iggy is unreachable, the
+/// background tasks (startup, keepalive) try anyway.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Opener {
+    Request,
+    Background,
+}
+
 struct InFlight<'a>(&'a AtomicUsize);
 
 impl Drop for InFlight<'_> {
@@ -278,21 +314,34 @@ impl Drop for InFlight<'_> {
     }
 }
 
-/// Pings idle clients and rebuilds lost ones until the pool is dropped.
+/// Pings idle clients and rebuilds lost ones until the pool is dropped: every
+/// [`KEEPALIVE_INTERVAL`] while Iggy is reachable, with backoff while it is not (then one
+/// connection is tried per round, not all).
 async fn keepalive(pool: Weak<Inner>) {
-    let mut tick = tokio::time::interval(KEEPALIVE_INTERVAL);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    tick.tick().await;
+    let mut backoff = Backoff::default();
     loop {
-        tick.tick().await;
+        let down = match pool.upgrade() {
+            Some(pool) => pool.reachability.is_down(),
+            None => return,
+        };
+        let delay = if down {
+            backoff.next_delay()
+        } else {
+            backoff = Backoff::default();
+            KEEPALIVE_INTERVAL
+        };
+        tokio::time::sleep(delay).await;
         let Some(pool) = pool.upgrade() else { return };
         for slot in &pool.slots {
             if slot.in_flight.load(Ordering::Relaxed) > 0 {
                 continue;
             }
-            let result = pool.attempt(slot, &|c: Arc<TcpClient>| async move { c.ping().await });
-            if let Err(e) = result.await {
+            let ping = |c: Arc<TcpClient>| async move { c.ping().await };
+            if let Err(e) = pool.attempt(slot, &ping, Opener::Background).await {
                 tracing::debug!(error = %e, "iggy keepalive failed");
+                if pool.reachability.is_down() {
+                    break;
+                }
             }
         }
     }
