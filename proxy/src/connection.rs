@@ -264,6 +264,9 @@ async fn run(
     ));
     let mut in_flight: FuturesOrdered<BoxFuture<'_, Finished>> = FuturesOrdered::new();
     let mut reading = true;
+    // A slot is taken before the next frame is received, so that slots given back by the
+    // writer task wake this loop.
+    let mut slot: Option<OwnedSemaphorePermit> = None;
     loop {
         if !reading && in_flight.is_empty() {
             // The client closed its side and everything it sent was answered.
@@ -280,7 +283,10 @@ async fn run(
             Some(done) = in_flight.next(), if !in_flight.is_empty() => {
                 answer(broker, out, done)?;
             }
-            frame = frames.recv(), if reading && slots.available_permits() > 0 => {
+            taken = slots.clone().acquire_owned(), if reading && slot.is_none() => {
+                slot = taken.ok();
+            }
+            frame = frames.recv(), if reading && slot.is_some() => {
                 let Some(frame) = frame else {
                     // Half-closed: requests already read are still worked on and answered.
                     reading = false;
@@ -290,7 +296,7 @@ async fn run(
                 let held = Held {
                     _frame: budget,
                     _response: Reservation::default(),
-                    _slot: slots.clone().try_acquire_owned().ok(),
+                    _slot: slot.take(),
                 };
                 match dispatch(broker, frame, held)? {
                     Step::Concurrent(work) => in_flight.push_back(work),
