@@ -109,6 +109,19 @@ pub struct Cli {
     #[arg(long, env = "KAFKA_IGGY_MAX_FRAME_BYTES")]
     pub max_frame_bytes: Option<usize>,
 
+    /// Bytes the whole proxy may hold for requests, decoded records and unwritten responses;
+    /// at the limit it stops reading sockets [default: 536870912]
+    #[arg(long, env = "KAFKA_IGGY_MEMORY_BUDGET_BYTES")]
+    pub memory_budget_bytes: Option<usize>,
+
+    /// Most bytes one produced batch may decompress and decode to [default: max-frame-bytes]
+    #[arg(long, env = "KAFKA_IGGY_MAX_DECOMPRESSED_BYTES")]
+    pub max_decompressed_bytes: Option<usize>,
+
+    /// Upper bound on a Fetch's max_bytes and per-partition max_bytes [default: 57671680]
+    #[arg(long, env = "KAFKA_IGGY_MAX_FETCH_BYTES")]
+    pub max_fetch_bytes: Option<usize>,
+
     /// Most simultaneous client connections; further ones are closed at once [default: 10000]
     #[arg(long, env = "KAFKA_IGGY_MAX_CONNECTIONS")]
     pub max_connections: Option<usize>,
@@ -483,6 +496,14 @@ impl ProxyConfig {
         }
         set(&mut self.limits.max_frame_bytes, cli.max_frame_bytes);
         set(&mut self.limits.max_connections, cli.max_connections);
+        set(
+            &mut self.limits.memory_budget_bytes,
+            cli.memory_budget_bytes,
+        );
+        set(&mut self.limits.max_fetch_bytes, cli.max_fetch_bytes);
+        if cli.max_decompressed_bytes.is_some() {
+            self.limits.max_decompressed_bytes = cli.max_decompressed_bytes;
+        }
         set(&mut self.log_format, cli.log_format);
         set(
             &mut self.groups.initial_rebalance_delay_ms,

@@ -30,7 +30,12 @@ pub async fn run(broker: Arc<Broker>, listener: TcpListener, mut shutdown: Shutd
 }
 
 async fn metrics(State(broker): State<Arc<Broker>>) -> String {
-    broker.metrics.render()
+    let m = &broker.metrics;
+    m.memory_budget_used
+        .set(i64::try_from(broker.budget.used_bytes()).unwrap_or(i64::MAX));
+    m.memory_budget
+        .set(i64::try_from(broker.config.limits.memory_budget_bytes).unwrap_or(i64::MAX));
+    m.render()
 }
 
 async fn ready(State(broker): State<Arc<Broker>>) -> (StatusCode, String) {

@@ -29,6 +29,8 @@ pub struct Metrics {
     pub group_rebalances: IntCounterVec,
     pub offset_commits: IntCounterVec,
     pub consumer_lag: IntGaugeVec,
+    pub memory_budget_used: IntGauge,
+    pub memory_budget: IntGauge,
 }
 
 fn must<T>(r: prometheus::Result<T>) -> T {
@@ -138,6 +140,15 @@ impl Metrics {
                 ),
                 &["group", "topic", "partition"],
             )),
+            memory_budget_used: must(IntGauge::new(
+                "memory_budget_used_bytes",
+                "Bytes reserved from limits.memory_budget_bytes (requests, decoded records, \
+                 unwritten responses); at the budget the proxy stops reading sockets",
+            )),
+            memory_budget: must(IntGauge::new(
+                "memory_budget_bytes",
+                "limits.memory_budget_bytes",
+            )),
             registry,
         };
         m.register_all();
@@ -167,6 +178,8 @@ impl Metrics {
         must(r.register(Box::new(self.group_rebalances.clone())));
         must(r.register(Box::new(self.offset_commits.clone())));
         must(r.register(Box::new(self.consumer_lag.clone())));
+        must(r.register(Box::new(self.memory_budget_used.clone())));
+        must(r.register(Box::new(self.memory_budget.clone())));
     }
 
     /// Counts a non-zero Kafka error code returned by `api`.

@@ -304,15 +304,22 @@ async fn failed_acks_zero_produce_closes_the_connection(store: Store<'_>) {
 }
 
 /// Requests sent before the client shut down its sending side are still carried out and
-/// answered.
+/// answered: here ten produces queued behind a Fetch that long-polls for a second.
 async fn half_closed_client_gets_its_produces_done(store: Store<'_>) {
     let proxy = start(store, Limits::default()).await;
     let name = format!("half-close-{}", std::process::id());
     let mut wire = Wire::connect(proxy.kafka_addr).await;
-    assert_eq!(create_topic(&mut wire, &name, 1).await, 0);
+    assert_eq!(create_topic(&mut wire, &name, 2).await, 0);
+    let long_poll = fetch_request(&name, 0, MIB as i32)
+        .with_max_wait_ms(1000)
+        .with_min_bytes(1);
+    let (_, frame) = wire
+        .encode_request(ApiKey::Fetch, 12, &long_poll.into())
+        .unwrap();
+    wire.send_raw(&frame).await;
     for i in 0..10 {
         let value = format!("v{i}");
-        let request = produce_request(&name, 0, -1, batch(&[&value], None, Compression::None));
+        let request = produce_request(&name, 1, -1, batch(&[&value], None, Compression::None));
         let (_, frame) = wire
             .encode_request(ApiKey::Produce, 9, &request.into())
             .unwrap();
@@ -324,12 +331,12 @@ async fn half_closed_client_gets_its_produces_done(store: Store<'_>) {
         answers += 1;
     }
     assert_eq!(
-        answers, 10,
-        "every produce sent before the half-close was answered"
+        answers, 11,
+        "every request sent before the half-close was answered"
     );
     let mut reader = Wire::connect(proxy.kafka_addr).await;
     assert_eq!(
-        fetch(&mut reader, &name, 0, 0, 0, 0).await.records.len(),
+        fetch(&mut reader, &name, 1, 0, 0, 0).await.records.len(),
         10
     );
     proxy.shutdown().await;

@@ -153,3 +153,37 @@ fn iggy_tls_problems_are_reported() {
     .unwrap();
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[test]
+fn memory_limits_from_flags_and_their_checks() {
+    let c = ProxyConfig::resolve(
+        cli(&[
+            "--memory-budget-bytes",
+            "268435456",
+            "--max-decompressed-bytes",
+            "16777216",
+            "--max-fetch-bytes",
+            "8388608",
+        ]),
+        [],
+    )
+    .unwrap();
+    assert_eq!(c.limits.memory_budget_bytes, 256 * 1024 * 1024);
+    assert_eq!(c.limits.decompressed_cap(), 16 * 1024 * 1024);
+    assert_eq!(c.limits.max_fetch_bytes, 8 * 1024 * 1024);
+    assert_eq!(
+        ProxyConfig::default().limits.decompressed_cap(),
+        100 * 1024 * 1024,
+        "the decompression cap follows max_frame_bytes by default"
+    );
+
+    // Every piece of work must fit in half the budget, or it could never start.
+    let err = ProxyConfig::resolve(cli(&["--memory-budget-bytes", "104857600"]), [])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("limits.max_frame_bytes (104857600) must be at most half"),
+        "{err}"
+    );
+    assert!(err.contains("limits.max_fetch_bytes"), "{err}");
+}
