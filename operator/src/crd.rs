@@ -44,6 +44,9 @@ pub struct KafkaBridgeSpec {
     pub image: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub image_pull_policy: Option<PullPolicy>,
+    /// Proxy container resources. Default: requests 100m CPU and 128Mi, memory limit the proxy's
+    /// memory bound at its default limits with 1,000 connections (703Mi; see the README's
+    /// "Memory bound").
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resources: Option<ResourceRequirements>,
     #[serde(default)]

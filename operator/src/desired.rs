@@ -15,6 +15,8 @@ use k8s_openapi::api::core::v1::{
 };
 use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
+use k8s_openapi::api::core::v1::ResourceRequirements;
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kafka_iggy_proxy::config::{BackendKind, IggyTls as IggyTlsConfig, LogFormat, ProxyConfig};
 use kube::{Resource, ResourceExt};
@@ -280,6 +282,26 @@ fn proxy_config_yaml(kb: &KafkaBridge, bootstrap_address: &str) -> Result<String
     serde_yaml::to_string(&config).map_err(|e| DesiredError::Config(e.to_string()))
 }
 
+/// Connections a proxy pod is sized for when the bridge does not say.
+const SIZED_FOR_CONNECTIONS: usize = 1000;
+
+/// Resources of a proxy pod when the KafkaBridge gives none: the memory limit is the proxy's
+/// documented memory bound at its default limits with [`SIZED_FOR_CONNECTIONS`] clients, so the
+/// pod is never OOM-killed by what clients send; the request is what an idle proxy uses.
+fn default_proxy_resources() -> ResourceRequirements {
+    const MIB: usize = 1024 * 1024;
+    let bound = ProxyConfig::default().memory_bound_bytes(SIZED_FOR_CONNECTIONS);
+    let limit = format!("{}Mi", bound.div_ceil(MIB));
+    ResourceRequirements {
+        requests: Some(BTreeMap::from([
+            ("cpu".to_string(), Quantity("100m".into())),
+            ("memory".to_string(), Quantity("128Mi".into())),
+        ])),
+        limits: Some(BTreeMap::from([("memory".to_string(), Quantity(limit))])),
+        ..ResourceRequirements::default()
+    }
+}
+
 fn port(p: i32) -> u16 {
     u16::try_from(p).unwrap_or(0)
 }
@@ -423,7 +445,7 @@ fn pod_spec(kb: &KafkaBridge, names: &Names) -> PodSpec {
             },
         ]),
         env: Some(envs),
-        resources: spec.resources.clone(),
+        resources: Some(spec.resources.clone().unwrap_or_else(default_proxy_resources)),
         liveness_probe: Some(probe("/healthz", 10)),
         readiness_probe: Some(probe("/readyz", 5)),
         security_context: Some(SecurityContext {

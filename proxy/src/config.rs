@@ -426,6 +426,23 @@ impl Default for ProxyConfig {
     }
 }
 
+/// What the process needs besides its budgets: the runtime, Iggy connections, metrics and
+/// group state at their default limits.
+pub const MEMORY_BASELINE_BYTES: usize = 64 * 1024 * 1024;
+/// What an open client connection costs besides the budget (task, buffers, channels).
+pub const MEMORY_PER_CONNECTION_BYTES: usize = 64 * 1024;
+
+impl ProxyConfig {
+    /// The documented upper bound of the proxy's resident memory with `connections` clients
+    /// (README, "Memory bound"), leaving out the one-record overshoot a Fetch may take.
+    pub fn memory_bound_bytes(&self, connections: usize) -> usize {
+        MEMORY_BASELINE_BYTES
+            + self.limits.memory_budget_bytes
+            + self.iggy.read_ahead_bytes
+            + connections.saturating_mul(MEMORY_PER_CONNECTION_BYTES)
+    }
+}
+
 /// A configuration problem, reported all at once in readable form.
 #[derive(Debug, thiserror::Error)]
 #[error("invalid configuration:\n  - {}", .0.join("\n  - "))]
