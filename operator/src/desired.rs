@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::apps::v1::{
     Deployment, DeploymentSpec, DeploymentStrategy, RollingUpdateDeployment,
 };
+use k8s_openapi::api::core::v1::ResourceRequirements;
 use k8s_openapi::api::core::v1::{
     Capabilities, ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, EnvVar, EnvVarSource,
     HTTPGetAction, KeyToPath, ObjectFieldSelector, PodSecurityContext, PodSpec, PodTemplateSpec,
@@ -14,9 +15,8 @@ use k8s_openapi::api::core::v1::{
     ServicePort, ServiceSpec, Volume, VolumeMount,
 };
 use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
-use k8s_openapi::api::core::v1::ResourceRequirements;
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kafka_iggy_proxy::config::{BackendKind, IggyTls as IggyTlsConfig, LogFormat, ProxyConfig};
 use kube::{Resource, ResourceExt};
@@ -445,7 +445,11 @@ fn pod_spec(kb: &KafkaBridge, names: &Names) -> PodSpec {
             },
         ]),
         env: Some(envs),
-        resources: Some(spec.resources.clone().unwrap_or_else(default_proxy_resources)),
+        resources: Some(
+            spec.resources
+                .clone()
+                .unwrap_or_else(default_proxy_resources),
+        ),
         liveness_probe: Some(probe("/healthz", 10)),
         readiness_probe: Some(probe("/readyz", 5)),
         security_context: Some(SecurityContext {

@@ -69,31 +69,28 @@ where
     // Frames are read by their own task: reading is not cancel-safe, and the loop below waits
     // on new frames and finished requests at the same time.
     let (frames_tx, frames) = mpsc::channel(1);
-    let reader_task = tokio::spawn(read_frames(reader, broker.clone(), frames_tx));
+    let reader_task = AbortOnDrop(tokio::spawn(read_frames(reader, broker.clone(), frames_tx)));
     // Responses are written by their own task too, so a client that stops reading never stops
     // this connection's requests from being worked on (a Produce holds its partition's place in
     // the append line until it runs); only the reading of new requests waits.
     let (out_tx, out_rx) = mpsc::unbounded_channel();
-    let mut writer_task = tokio::spawn(write_responses(
+    let mut writer_task = AbortOnDrop(tokio::spawn(write_responses(
         writer,
         out_rx,
         write_timeout,
         broker.clone(),
-    ));
+    )));
     let client_host = client_host(&peer);
-    let result = run(&broker, &client_host, frames, &out_tx, &mut writer_task).await;
-    reader_task.abort();
+    let result = run(&broker, &client_host, frames, &out_tx, &mut writer_task.0).await;
+    drop(reader_task);
     // What was answered before the end still goes out (Kafka closes after the failed request).
     drop(out_tx);
-    let flushed = if writer_task.is_finished() {
+    let flushed = if writer_task.0.is_finished() {
         None
     } else {
-        match tokio::time::timeout(write_timeout, &mut writer_task).await {
+        match tokio::time::timeout(write_timeout, &mut writer_task.0).await {
             Ok(done) => Some(done),
-            Err(_) => {
-                writer_task.abort();
-                Some(Ok(Err(ConnectionEnd::WriteTimeout(write_timeout))))
-            }
+            Err(_) => Some(Ok(Err(ConnectionEnd::WriteTimeout(write_timeout)))),
         }
     };
     let end = match (result, flushed) {
@@ -112,6 +109,16 @@ where
             // A client can trigger all of these; none needs an operator.
             tracing::info!(%peer, reason = end.reason(), error = %end, "closing connection");
         }
+    }
+}
+
+/// The reader and writer tasks of a connection end with it, also when the proxy shuts down and
+/// drops the connection's future (a reader left behind would keep the socket open).
+struct AbortOnDrop<T>(JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 
