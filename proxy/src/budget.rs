@@ -87,6 +87,11 @@ impl MemoryBudget {
             })
     }
 
+    /// The largest reservation of either kind that can be granted.
+    pub fn half_bytes(&self) -> usize {
+        self.half_units * UNIT
+    }
+
     /// Bytes currently reserved, frames and work together.
     pub fn used_bytes(&self) -> usize {
         let free = self.frames.available_permits() + self.work.available_permits();

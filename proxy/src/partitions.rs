@@ -147,26 +147,14 @@ pub struct PartitionState {
     pub writer: tokio::sync::Mutex<WriterState>,
     /// Signalled after every append; Fetch long-polls wait on it.
     pub appended: Notify,
-    order: Mutex<AppendOrder>,
-    order_changed: Notify,
+    /// Places in line for appends, taken once a request's records are decoded.
+    pub appends: Arc<Line>,
     /// Last log start offset read from the back end, and when.
     log_start: Mutex<Option<(i64, Instant)>>,
 }
 
 /// How long a partition's log start offset is reused in Produce answers before it is re-read.
 const LOG_START_MAX_AGE: Duration = Duration::from_secs(5);
-
-/// Places in line for appends. Requests are handled concurrently, but appends to one partition
-/// must happen in the order the requests arrived (an idempotent producer with several requests
-/// in flight relies on it), so a place is taken when a request is dispatched, in arrival order,
-/// and the append waits for it.
-#[derive(Debug, Default)]
-struct AppendOrder {
-    next_ticket: u64,
-    serving: u64,
-    /// Places given up before their turn came (their request failed early).
-    finished_early: std::collections::BTreeSet<u64>,
-}
 
 impl PartitionState {
     /// The log start offset if it was read recently.
@@ -192,40 +180,56 @@ impl PartitionState {
             .unwrap_or_else(PoisonError::into_inner)
             .map_or(0, |(offset, _)| offset)
     }
+}
 
+/// A first-come, first-served line. Work is done concurrently, but some steps must happen in
+/// the order the requests arrived: appends to one partition (an idempotent producer with several
+/// requests in flight relies on it), and, per connection, the decoding of Produce requests that
+/// comes before them. A place is taken synchronously, in arrival order, and the step waits for
+/// it.
+#[derive(Debug, Default)]
+pub struct Line {
+    order: Mutex<LineOrder>,
+    changed: Notify,
+}
+
+#[derive(Debug, Default)]
+struct LineOrder {
+    next_ticket: u64,
+    serving: u64,
+    /// Places given up before their turn came (their request failed early).
+    finished_early: std::collections::BTreeSet<u64>,
+}
+
+impl Line {
     /// Takes the next place in line. Synchronous, so callers take places in request order.
     pub fn take_turn(self: &Arc<Self>) -> Turn {
         let mut order = self.order.lock().unwrap_or_else(PoisonError::into_inner);
         let ticket = order.next_ticket;
         order.next_ticket += 1;
         Turn {
-            state: self.clone(),
+            line: self.clone(),
             ticket,
         }
     }
 }
 
-/// A place in a partition's append line; dropping it lets the next one go.
+/// A place in a line; dropping it lets the next one go.
 #[derive(Debug)]
 pub struct Turn {
-    state: Arc<PartitionState>,
+    line: Arc<Line>,
     ticket: u64,
 }
 
 impl Turn {
-    /// The partition this place belongs to.
-    pub fn partition(&self) -> &Arc<PartitionState> {
-        &self.state
-    }
-
     /// Resolves once every earlier place in line has been used or given up.
     pub async fn ready(&self) {
         loop {
-            let changed = self.state.order_changed.notified();
+            let changed = self.line.changed.notified();
             tokio::pin!(changed);
             changed.as_mut().enable();
             if self
-                .state
+                .line
                 .order
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
@@ -242,7 +246,7 @@ impl Turn {
 impl Drop for Turn {
     fn drop(&mut self) {
         let mut order = self
-            .state
+            .line
             .order
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
@@ -259,7 +263,7 @@ impl Drop for Turn {
             order.finished_early.insert(self.ticket);
         }
         drop(order);
-        self.state.order_changed.notify_waiters();
+        self.line.changed.notify_waiters();
     }
 }
 
@@ -390,10 +394,10 @@ mod tests {
 
     #[tokio::test]
     async fn turns_are_served_in_the_order_taken() {
-        let state = Arc::new(PartitionState::default());
-        let first = state.take_turn();
-        let second = state.take_turn();
-        let third = state.take_turn();
+        let line = Arc::new(Line::default());
+        let first = line.take_turn();
+        let second = line.take_turn();
+        let third = line.take_turn();
         let log = Arc::new(Mutex::new(Vec::new()));
         let spawn = |turn: Turn, name: &'static str| {
             let log = log.clone();
@@ -418,10 +422,10 @@ mod tests {
 
     #[tokio::test]
     async fn a_place_given_up_early_does_not_block_the_line() {
-        let state = Arc::new(PartitionState::default());
-        let first = state.take_turn();
-        let second = state.take_turn();
-        let third = state.take_turn();
+        let line = Arc::new(Line::default());
+        let first = line.take_turn();
+        let second = line.take_turn();
+        let third = line.take_turn();
         drop(second); // failed before its turn
         drop(first);
         tokio::time::timeout(std::time::Duration::from_secs(1), third.ready())

@@ -399,7 +399,76 @@ async fn fetch_size_is_capped(store: Store<'_>) {
     proxy.shutdown().await;
 }
 
+/// Many connections pipelining compressed batches to one partition while the memory budget
+/// fits only one decoded request at a time: every request completes, in order per connection.
+/// (A request holds its place in the partition's append line only once its records are decoded
+/// and paid for, so requests waiting for memory never hold up the ones that have it.)
+async fn tight_budget_many_producers_of_one_partition(store: Store<'_>) {
+    let limits = Limits {
+        memory_budget_bytes: 8 * MIB,
+        max_frame_bytes: 2 * MIB,
+        max_decompressed_bytes: Some(2 * MIB),
+        max_fetch_bytes: 2 * MIB,
+        ..Limits::default()
+    };
+    let proxy = start(store, limits).await;
+    let name = format!("tight-budget-{}", std::process::id());
+    let mut admin = Wire::connect(proxy.kafka_addr).await;
+    assert_eq!(create_topic(&mut admin, &name, 1).await, 0);
+    // Key and value (the helper keys each record by its value): about 1.8 MiB decoded.
+    let big = "y".repeat(900 * 1024);
+    let producers = (0..8).map(|c| {
+        let name = name.clone();
+        let big = big.clone();
+        let addr = proxy.kafka_addr;
+        tokio::spawn(async move {
+            let mut wire = Wire::connect(addr).await;
+            let mut sent = Vec::new();
+            for r in 0..6 {
+                let marker = format!("{c}-{r}");
+                let records = batch(&[&marker, &big], None, Compression::Zstd);
+                let request = produce_request(&name, 0, -1, records);
+                let (correlation, frame) = wire
+                    .encode_request(ApiKey::Produce, 9, &request.into())
+                    .unwrap();
+                wire.send_raw(&frame).await;
+                sent.push(correlation);
+            }
+            let mut offsets = Vec::new();
+            for correlation in sent {
+                let frame = wire.read_frame().await.expect("answer");
+                let ResponseKind::Produce(r) =
+                    Wire::decode_response(ApiKey::Produce, 9, correlation, frame)
+                else {
+                    panic!("kind")
+                };
+                let p = &r.responses[0].partition_responses[0];
+                assert_eq!(p.error_code, 0, "{:?}", p.error_message);
+                offsets.push(p.base_offset);
+            }
+            assert!(
+                offsets.windows(2).all(|w| w[0] < w[1]),
+                "in order: {offsets:?}"
+            );
+            offsets
+        })
+    });
+    let all = tokio::time::timeout(
+        Duration::from_secs(60),
+        futures::future::join_all(producers),
+    )
+    .await
+    .expect("every producer finishes");
+    let mut offsets: Vec<i64> = all.into_iter().flat_map(|r| r.unwrap()).collect();
+    offsets.sort_unstable();
+    offsets.dedup();
+    assert_eq!(offsets.len(), 48, "48 batches at distinct offsets");
+    assert_eq!(proxy.broker.budget.used_bytes(), 0, "all budget given back");
+    proxy.shutdown().await;
+}
+
 async fn all_scenarios(store: Store<'_>) {
+    tight_budget_many_producers_of_one_partition(store).await;
     decompression_is_capped(store).await;
     several_batches_in_one_entry_are_invalid(store).await;
     failed_acks_zero_produce_closes_the_connection(store).await;

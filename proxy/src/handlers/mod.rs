@@ -17,8 +17,11 @@ pub mod records;
 use futures::future::BoxFuture;
 use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind, ResponseKind};
 
+use std::sync::Arc;
+
 use crate::broker::Broker;
 use crate::budget::Reservation;
+use crate::partitions::Line;
 
 /// What the connection does after a request.
 #[derive(Debug)]
@@ -59,7 +62,7 @@ pub async fn handle(
     header: RequestHeader,
     request: RequestKind,
 ) -> Outcome {
-    match dispatch(broker, header, request) {
+    match dispatch(broker, &Arc::default(), header, request) {
         Dispatch::Concurrent(work) => work.await.outcome,
         Dispatch::Exclusive(header, request) => {
             handle_exclusive(broker, client_host, &header, request).await
@@ -167,12 +170,18 @@ pub enum Dispatch<'a> {
     Exclusive(RequestHeader, RequestKind),
 }
 
-/// Decides, in request order, how `request` runs.
-pub fn dispatch(broker: &Broker, header: RequestHeader, request: RequestKind) -> Dispatch<'_> {
+/// Decides, in request order, how `request` runs. `produce_line` orders the decoding of the
+/// connection's Produce requests (see [`produce`]).
+pub fn dispatch<'a>(
+    broker: &'a Broker,
+    produce_line: &Arc<Line>,
+    header: RequestHeader,
+    request: RequestKind,
+) -> Dispatch<'a> {
     let version = header.request_api_version;
     match request {
         RequestKind::Produce(r) => {
-            let prepared = produce::prepare(broker, r);
+            let prepared = produce::prepare(broker, produce_line, r);
             Dispatch::Concurrent(Box::pin(async move {
                 produce::execute(broker, prepared).await.into()
             }))

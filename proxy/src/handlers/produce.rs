@@ -1,9 +1,18 @@
 //! Produce: decode batches, check idempotent sequences, append under the partition's writer
 //! lock, answer with the real base offsets.
 //!
-//! Handling is split in two so a connection can have several Produce requests in flight:
-//! [`prepare`] runs at dispatch, in arrival order, and takes each partition's place in its append
-//! line; [`execute`] does the work, the partitions of one request concurrently.
+//! A connection may have several Produce requests in flight. Each goes through three steps:
+//! 1. [`prepare`], at dispatch and in arrival order: checks what needs no I/O and takes the
+//!    request's place in its connection's decoding line.
+//! 2. [`execute`], once that place comes: decodes every batch within one reservation of the
+//!    memory budget, takes each partition's place in that partition's append line, and lets the
+//!    connection's next request go. Requests of one connection therefore reach each partition in
+//!    the order they were sent (idempotent producers rely on it), and a request holds a place in
+//!    an append line only once its records are decoded and paid for: a request waiting for
+//!    memory, or sent by a client that stopped reading, never holds up other producers.
+//! 3. The appends, the partitions of one request concurrently.
+
+use std::sync::Arc;
 
 use bytes::Bytes;
 use futures::future::join_all;
@@ -17,24 +26,26 @@ use super::{tally, Outcome};
 use crate::broker::Broker;
 use crate::budget::Reservation;
 use crate::error::backend_error_code;
-use crate::partitions::{PartitionState, SequenceCheck, Turn};
+use crate::partitions::{Line, PartitionState, SequenceCheck, Turn};
 
 type PartitionError = (i16, Option<String>);
 
-/// A Produce request whose partitions hold their places in line.
+/// A Produce request holding its place in its connection's decoding line.
 pub struct PreparedProduce {
     acks: i16,
+    decoding: Turn,
     topics: Vec<(TopicName, Vec<PreparedPartition>)>,
 }
 
 struct PreparedPartition {
     index: i32,
-    /// The records and the place in line, or why the partition is refused without appending.
-    work: Result<(Bytes, Turn), PartitionError>,
+    /// The batch, or why the partition is refused without decoding.
+    work: Result<Bytes, PartitionError>,
 }
 
-/// Validates what needs no I/O and takes the append turns. Must be called in request order.
-pub fn prepare(broker: &Broker, request: ProduceRequest) -> PreparedProduce {
+/// Validates what needs no I/O and takes the request's place in `decoding`, the line of its
+/// connection. Must be called in request order.
+pub fn prepare(broker: &Broker, decoding: &Arc<Line>, request: ProduceRequest) -> PreparedProduce {
     let acks = request.acks;
     let refusal = if !matches!(acks, -1..=1) {
         Some((ResponseError::InvalidRequiredAcks.code(), None))
@@ -64,7 +75,11 @@ pub fn prepare(broker: &Broker, request: ProduceRequest) -> PreparedProduce {
             (topic.name, partitions)
         })
         .collect();
-    PreparedProduce { acks, topics }
+    PreparedProduce {
+        acks,
+        decoding: decoding.take_turn(),
+        topics,
+    }
 }
 
 fn admit(
@@ -72,7 +87,7 @@ fn admit(
     topic: &str,
     partition: i32,
     records: Option<Bytes>,
-) -> Result<(Bytes, Turn), PartitionError> {
+) -> Result<Bytes, PartitionError> {
     let Some(records) = records else {
         return Err((
             ResponseError::CorruptMessage.code(),
@@ -94,24 +109,61 @@ fn admit(
     if !broker.cluster.is_local_leader(topic, partition) {
         return Err((ResponseError::NotLeaderOrFollower.code(), None));
     }
-    Ok((records, broker.partitions.get(topic, partition).take_turn()))
+    Ok(records)
 }
 
-/// Appends every admitted partition and answers. With acks=0 nothing is sent back, unless a
-/// partition failed: then the connection is closed, as Kafka does, so that the client notices
-/// and refreshes its metadata.
+/// A decoded partition with its place in the partition's append line.
+struct Ready {
+    batch: ProducedBatch,
+    state: Arc<PartitionState>,
+    turn: Turn,
+}
+
+/// Decodes, appends every admitted partition and answers. With acks=0 nothing is sent back,
+/// unless a partition failed: then the connection is closed, as Kafka does, so that the client
+/// notices and refreshes its metadata.
 pub async fn execute(broker: &Broker, prepared: PreparedProduce) -> Outcome {
-    let mut responses = Vec::with_capacity(prepared.topics.len());
-    for (name, partitions) in prepared.topics {
+    let PreparedProduce {
+        acks,
+        decoding,
+        topics,
+    } = prepared;
+    decoding.ready().await;
+    let admitted: Vec<Bytes> = topics
+        .iter()
+        .flat_map(|(_, partitions)| partitions.iter())
+        .filter_map(|p| p.work.as_ref().ok().cloned())
+        .collect();
+    let (decoded, _records_budget) = decode_within_budget(broker, admitted).await;
+    let mut decoded = decoded.into_iter();
+    let topics: Vec<(TopicName, Vec<(i32, Result<Ready, PartitionError>)>)> = topics
+        .into_iter()
+        .map(|(name, partitions)| {
+            let ready = partitions
+                .into_iter()
+                .map(|p| {
+                    let work = p.work.and_then(|_| {
+                        let batch = decoded.next().unwrap_or(Err(BatchError::Empty));
+                        line_up(broker, &name.0, p.index, batch)
+                    });
+                    (p.index, work)
+                })
+                .collect();
+            (name, ready)
+        })
+        .collect();
+    // Every partition of this request has its place: the connection's next request may decode.
+    drop(decoding);
+
+    let mut responses = Vec::with_capacity(topics.len());
+    for (name, partitions) in topics {
         let topic = name.0.as_str();
-        let results = join_all(partitions.into_iter().map(|p| async move {
-            let result = match p.work {
-                Ok((records, turn)) => {
-                    produce_partition(broker, topic, p.index, records, turn).await
-                }
+        let results = join_all(partitions.into_iter().map(|(index, work)| async move {
+            let result = match work {
+                Ok(ready) => produce_partition(broker, topic, index, ready).await,
                 Err(refused) => Err(refused),
             };
-            partition_response(broker, p.index, result)
+            partition_response(broker, index, result)
         }))
         .await;
         responses.push(
@@ -120,7 +172,7 @@ pub async fn execute(broker: &Broker, prepared: PreparedProduce) -> Outcome {
                 .with_partition_responses(results),
         );
     }
-    if prepared.acks != 0 {
+    if acks != 0 {
         return Outcome::Respond(ResponseKind::Produce(
             ProduceResponse::default().with_responses(responses),
         ));
@@ -137,6 +189,33 @@ pub async fn execute(broker: &Broker, prepared: PreparedProduce) -> Outcome {
         )),
         None => Outcome::NoResponse,
     }
+}
+
+/// Turns a decoded batch into a place in its partition's append line, or the error to answer.
+fn line_up(
+    broker: &Broker,
+    topic: &str,
+    partition: i32,
+    batch: Result<ProducedBatch, BatchError>,
+) -> Result<Ready, PartitionError> {
+    let batch = batch.map_err(|e| {
+        tracing::debug!(topic, partition, error = %e, "rejected produce batch");
+        let code = match e {
+            BatchError::TooLarge { .. } => ResponseError::MessageTooLarge,
+            BatchError::SeveralBatches => ResponseError::InvalidRecord,
+            BatchError::Corrupt(_) | BatchError::Empty => ResponseError::CorruptMessage,
+        };
+        (code.code(), Some(e.to_string()))
+    })?;
+    if batch.transactional {
+        return Err((
+            ResponseError::InvalidTxnState.code(),
+            Some("transactional batches are not supported".into()),
+        ));
+    }
+    let state = broker.partitions.get(topic, partition);
+    let turn = state.appends.take_turn();
+    Ok(Ready { batch, state, turn })
 }
 
 fn partition_response(
@@ -170,29 +249,10 @@ async fn produce_partition(
     broker: &Broker,
     topic: &str,
     partition: i32,
-    records: Bytes,
-    turn: Turn,
+    ready: Ready,
 ) -> Result<Appended, PartitionError> {
-    // Decoding (checksums, decompression) happens before waiting for the turn, so it overlaps
-    // with the appends of earlier requests. The decompressed records are held against the
-    // memory budget until they are appended.
-    let (batch, _decoded) = decode(broker, records).await.map_err(|e| {
-        tracing::debug!(topic, partition, error = %e, "rejected produce batch");
-        let code = match e {
-            BatchError::TooLarge { .. } => ResponseError::MessageTooLarge,
-            BatchError::SeveralBatches => ResponseError::InvalidRecord,
-            BatchError::Corrupt(_) | BatchError::Empty => ResponseError::CorruptMessage,
-        };
-        (code.code(), Some(e.to_string()))
-    })?;
-    if batch.transactional {
-        return Err((
-            ResponseError::InvalidTxnState.code(),
-            Some("transactional batches are not supported".into()),
-        ));
-    }
+    let Ready { batch, state, turn } = ready;
     turn.ready().await;
-    let state = turn.partition().clone();
     let result = append(broker, topic, partition, batch, &state).await;
     drop(turn);
     match result {
@@ -210,39 +270,78 @@ async fn produce_partition(
     }
 }
 
-/// Decodes a partition's batch with room reserved for its records. The first reservation is a
-/// guess from the compressed size; a batch that decompresses to more gives it back and waits
-/// for a larger one (never holding one while waiting for another), up to the cap.
-async fn decode(
+/// Decodes a request's batches, in order, within one reservation of the memory budget, which
+/// the caller holds until the records are appended. The first reservation is a guess from the
+/// batches' size on the wire; when the decoded records need more, everything is given back and
+/// an eight times larger one is waited for (never holding one reservation while waiting for
+/// another, so requests cannot deadlock on the budget), up to half the budget. A batch past the
+/// decompression cap, or past what is left of half the budget, is refused as too large.
+async fn decode_within_budget(
     broker: &Broker,
-    records: Bytes,
-) -> Result<(ProducedBatch, Reservation), BatchError> {
-    const FIRST_GUESS_RATIO: usize = 8;
+    batches: Vec<Bytes>,
+) -> (Vec<Result<ProducedBatch, BatchError>>, Reservation) {
+    const GUESS_RATIO: usize = 8;
     const MIN_GUESS: usize = 64 * 1024;
     let cap = broker.config.limits.decompressed_cap();
-    let compressed = is_compressed(&records);
-    let mut room = (records.len() * FIRST_GUESS_RATIO).clamp(MIN_GUESS, cap);
+    let most = broker.budget.half_bytes();
+    let on_wire: usize = batches.iter().map(Bytes::len).sum();
+    let compressed = batches.iter().any(|b| is_compressed(b));
+    let batches = Arc::new(batches);
+    let mut room = on_wire
+        .saturating_mul(GUESS_RATIO)
+        .clamp(MIN_GUESS.min(most), most);
     loop {
         let reservation = broker.budget.reserve_work(room).await;
-        let limit = room;
-        let bytes = records.clone();
+        let can_grow = room < most;
+        let attempt = {
+            let batches = batches.clone();
+            move || decode_into(&batches, room, cap, can_grow)
+        };
         // Inflating megabytes takes milliseconds of CPU: keep it off the I/O threads.
         let decoded = if compressed {
-            tokio::task::spawn_blocking(move || decode_produced(bytes, limit))
+            tokio::task::spawn_blocking(attempt)
                 .await
-                .unwrap_or_else(|e| Err(BatchError::Corrupt(format!("decoder failed: {e}"))))
+                .unwrap_or_else(|e| {
+                    let failed = || Err(BatchError::Corrupt(format!("decoder failed: {e}")));
+                    Some(batches.iter().map(|_| failed()).collect())
+                })
         } else {
-            decode_produced(bytes, limit)
+            attempt()
         };
         match decoded {
-            Err(BatchError::TooLarge { .. }) if room < cap => {
+            Some(results) => return (results, reservation),
+            None => {
                 drop(reservation);
-                room = room.saturating_mul(FIRST_GUESS_RATIO).min(cap);
+                room = room.saturating_mul(GUESS_RATIO).min(most);
             }
-            Err(BatchError::TooLarge { .. }) => return Err(BatchError::TooLarge { limit: cap }),
-            other => return other.map(|batch| (batch, reservation)),
         }
     }
+}
+
+/// Decodes `batches` into `room` bytes; `None` when one did not fit in what was left of the
+/// room but would have within the cap, and `can_grow` says a larger room may be asked for.
+fn decode_into(
+    batches: &[Bytes],
+    room: usize,
+    cap: usize,
+    can_grow: bool,
+) -> Option<Vec<Result<ProducedBatch, BatchError>>> {
+    let mut left = room;
+    let mut results = Vec::with_capacity(batches.len());
+    for batch in batches {
+        let limit = left.min(cap);
+        let result = match decode_produced(batch.clone(), limit) {
+            Ok(batch) => {
+                left = left.saturating_sub(batch.decoded_bytes());
+                Ok(batch)
+            }
+            Err(BatchError::TooLarge { .. }) if limit < cap && can_grow => return None,
+            Err(BatchError::TooLarge { .. }) => Err(BatchError::TooLarge { limit }),
+            Err(other) => Err(other),
+        };
+        results.push(result);
+    }
+    Some(results)
 }
 
 /// The compression bits of a v2 record batch's attributes (at byte 22 of the batch).

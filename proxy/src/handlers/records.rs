@@ -24,6 +24,13 @@ pub struct ProducedBatch {
     pub payload_bytes: usize,
 }
 
+impl ProducedBatch {
+    /// Memory the decoded batch holds: its bytes plus [`DECODED_RECORD_OVERHEAD`] per record.
+    pub fn decoded_bytes(&self) -> usize {
+        self.payload_bytes + self.records.len() * DECODED_RECORD_OVERHEAD
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum BatchError {
     #[error("corrupt record batch: {0}")]
