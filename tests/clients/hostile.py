@@ -249,11 +249,11 @@ def parse_fetch_v4(body: bytes) -> list[FetchPartitionResult]:
 COMPRESSION_IDS = {"none": 0, "gzip": 1, "snappy": 2, "lz4": 3, "zstd": 4}
 
 
-def record_prefix(offset_delta: int, value_len: int, body_extra: int = 0) -> bytes:
+def record_prefix(offset_delta: int, value_len: int) -> bytes:
     """Everything of a record before its value: length, attributes, timestamp delta, offset
     delta, null key, value length. The record ends with the value and one byte (0 headers)."""
     after_len = (b"\x00" + varint(0) + varint(offset_delta) + varint(-1) + varint(value_len))
-    body_len = len(after_len) + value_len + 1 + body_extra
+    body_len = len(after_len) + value_len + 1
     return varint(body_len) + after_len
 
 
@@ -513,7 +513,12 @@ class RawConn:
     def send(self, api_key: int, version: int, body: bytes) -> int:
         corr = self.next_correlation
         self.next_correlation += 1
-        self.sock.sendall(request_frame(api_key, version, corr, body))
+        if len(body) < MiB:
+            self.sock.sendall(request_frame(api_key, version, corr, body))
+        else:  # no copy of a big body
+            header = i16(api_key) + i16(version) + i32(corr) + string("hostile")
+            self.sock.sendall(i32(len(header) + len(body)) + header)
+            self.sock.sendall(body)
         return corr
 
     def _recv_exact(self, n: int, deadline: float) -> bytes:
@@ -696,7 +701,7 @@ class Settings:
             limits = {k: v for k, v in limits.items() if k in KNOWN_BEFORE_HARDENING}
         lines = ["limits:"] + [f"  {k}: {v}" for k, v in sorted(limits.items())]
         if len(lines) == 1:
-            lines = []
+            lines = ["{}"] if self.read_ahead_bytes is None else []
         if self.read_ahead_bytes is not None:
             lines += ["iggy:", f"  read_ahead_bytes: {self.read_ahead_bytes}"]
         return "\n".join(lines) + "\n"
