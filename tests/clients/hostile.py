@@ -927,7 +927,7 @@ def _well_behaved_main(bootstrap: str, topic: str, partition: int, rate: int) ->
 
     base = {"bootstrap.servers": bootstrap, "socket.timeout.ms": 10_000,
             "topic.metadata.refresh.interval.ms": 5_000, "log_level": 4}
-    producer = Producer({**base, "acks": "all", "linger.ms": 0, "message.timeout.ms": 60_000})
+    producer = Producer({**base, "acks": "all", "linger.ms": 0, "message.timeout.ms": 30_000})
     sent: dict[str, tuple[str, float]] = {}
     latencies: dict[str, list[float]] = {}
     errors: list[str] = []
@@ -986,9 +986,9 @@ def _well_behaved_main(bootstrap: str, topic: str, partition: int, rate: int) ->
                 if acked & consumed:
                     ready = True
                     print("ready", flush=True)
-    producer.flush(60)
+    producer.flush(35)
     undelivered = [k for k in sent if k not in acked and not any(e.startswith(k + " ") for e in errors)]
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         with lock:
             if acked <= consumed:
