@@ -137,8 +137,9 @@ def run(bootstrap: str, pid: int, seconds: float, sample_every: float | None = N
                     except BufferError:
                         producer.poll(0.05)
                 seq += 1
-            next_tick += tick
-            producer.poll(max(0.0, next_tick - time.monotonic()))
+            next_tick = max(next_tick + tick, time.monotonic() - 1.0)  # no catch-up bursts
+            while not stop_producing.is_set() and time.monotonic() < next_tick:
+                producer.poll(max(0.0, next_tick - time.monotonic()))
         remaining = producer.flush(60)
         if remaining:
             with lock:

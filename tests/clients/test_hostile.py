@@ -342,7 +342,7 @@ def test_slow_reader_of_produce_answers(backend, hostile_proxy, well_behaved):
         stop.set()
         sender.join(timeout=10)
         wb.phase("after")
-        closed = slow.wait_closed(15.0)
+        closed = slow.wait_closed(5.0)
     finally:
         slow.close()
     result = finish("slow_reader_produce", target, wb, pipelined=sent, slow_closed=closed)
