@@ -14,6 +14,16 @@ instead of exhausting the machine. Limits are small (16 MiB frames and decompres
 memory budget, 3 s write and request-read timeouts) so that the bound means something, except
 for the 100 MB frames. HOSTILE_KNOWN_LIMITS_ONLY=1 leaves out of the config the limits that
 proxies before the hardening work refuse as unknown keys (to see how such a binary fares).
+
+Run (about 5 minutes with both back ends):
+
+    PROXY_BIN=target/release/kafka-iggy-proxy IGGY_SERVER_BIN=/opt/iggy/bin/iggy-server \
+      python3 -m pytest tests/clients/test_hostile.py
+    # the full soak, 10 minutes, its own Iggy server and proxy:
+    python3 tests/clients/soak.py --minutes 10 --backend iggy
+
+SOAK_SECONDS sets the length of the short soak here (default 60); HOSTILE_REPORT=path appends
+each test's measurements (peak RSS, bound, latencies, answers) to that file as JSON lines.
 """
 
 from __future__ import annotations
