@@ -12,6 +12,7 @@ use crate::budget::MemoryBudget;
 use crate::cluster::{BrokerAddress, Cluster};
 use crate::config::ProxyConfig;
 use crate::groups::GroupCoordinator;
+use crate::inflate::InflatePool;
 use crate::metrics::Metrics;
 use crate::partitions::PartitionRegistry;
 
@@ -24,6 +25,8 @@ pub struct Broker {
     pub metrics: Arc<Metrics>,
     /// Memory every connection reserves from before holding client-driven bytes.
     pub budget: MemoryBudget,
+    /// Where produced batches are decompressed (see [`InflatePool`]).
+    pub inflate: InflatePool,
     producer_ids: AtomicI64,
 }
 
@@ -53,7 +56,14 @@ impl Broker {
         Ok(Self {
             producer_ids: AtomicI64::new(first_producer_id(config.broker_id)),
             groups,
-            budget: MemoryBudget::new(config.limits.memory_budget_bytes),
+            budget: MemoryBudget::new(
+                config.limits.memory_budget_bytes,
+                config
+                    .limits
+                    .max_fetch_bytes
+                    .max(config.limits.decompressed_cap()),
+            ),
+            inflate: InflatePool::new(),
             config,
             backend,
             cluster,

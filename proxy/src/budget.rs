@@ -6,12 +6,18 @@
 //! budget is used up, reservations wait, and a connection waiting to reserve its next frame does
 //! not read its socket: back-pressure instead of growth.
 //!
-//! The budget is split in two halves so that reserving can never deadlock. Frames take from one
-//! half and wait while holding nothing else. Work (decompressed records, Fetch responses) takes
-//! from the other half, only for requests whose frames are already held; it is released when
-//! the work is answered, and a reservation that must grow gives back what it holds before
-//! waiting for the larger amount. Any one reservation is at most half the budget (checked in
-//! the configuration), so it is always satisfiable eventually.
+//! The budget is split so that reserving can never deadlock and one kind of client cannot
+//! starve the others:
+//! - frames take 3/8 (large ones) or 1/8 (small ones, up to [`SMALL_FRAME`]: the requests of
+//!   ordinary clients never queue behind someone's 100 MB frames), and wait holding nothing else;
+//! - work (decoded records, Fetch responses) takes the other half, only for requests whose
+//!   frames are already held. A reservation that must grow gives back what it holds before
+//!   waiting for the larger amount. Each connection may hold at most its share of the work half
+//!   (the largest single piece of work), so a client that stops reading its Fetch answers ties
+//!   up that share, not the whole budget. The share is always taken before the global part.
+//!
+//! Any one reservation fits its pool (checked in the configuration), so it is always satisfiable
+//! eventually.
 
 use std::sync::Arc;
 
@@ -20,33 +26,72 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 /// Permits count kibibytes, so that a reservation of any allowed size fits a `u32`.
 const UNIT: usize = 1024;
 
+/// Frames up to this size take from the pool of small frames.
+pub const SMALL_FRAME: usize = 1024 * 1024;
+
 fn units(bytes: usize) -> u32 {
     u32::try_from(bytes.div_ceil(UNIT)).unwrap_or(u32::MAX)
 }
 
+/// A pool of kibibyte permits.
+#[derive(Debug, Clone)]
+struct Pool {
+    permits: Arc<Semaphore>,
+    units: usize,
+}
+
+impl Pool {
+    fn new(bytes: usize) -> Self {
+        let units = (bytes / UNIT).clamp(1, Semaphore::MAX_PERMITS);
+        Self {
+            permits: Arc::new(Semaphore::new(units)),
+            units,
+        }
+    }
+
+    /// Waits for `bytes` (at most the whole pool: a mistake must not wait forever).
+    async fn take(&self, bytes: usize) -> OwnedSemaphorePermit {
+        let n = units(bytes).min(self.units as u32);
+        self.permits
+            .clone()
+            .acquire_many_owned(n)
+            .await
+            .expect("the budget's semaphores are never closed")
+    }
+
+    fn used_units(&self) -> usize {
+        self.units.saturating_sub(self.permits.available_permits())
+    }
+}
+
 #[derive(Debug)]
 pub struct MemoryBudget {
-    frames: Arc<Semaphore>,
-    work: Arc<Semaphore>,
-    half_units: usize,
+    large_frames: Pool,
+    small_frames: Pool,
+    work: Pool,
+    share_bytes: usize,
 }
+
+/// One connection's share of the work half; see the module docs.
+#[derive(Debug, Clone)]
+pub struct ConnectionShare(Pool);
 
 /// Bytes held against the budget; given back on drop.
 #[derive(Debug, Default)]
 pub struct Reservation {
-    permit: Option<OwnedSemaphorePermit>,
+    permits: Vec<OwnedSemaphorePermit>,
 }
 
 impl Reservation {
-    /// Bytes held (rounded up to whole kibibytes).
+    /// Bytes held against the process budget (rounded up to whole kibibytes).
     pub fn bytes(&self) -> usize {
-        self.permit.as_ref().map_or(0, |p| p.num_permits() * UNIT)
+        self.permits.last().map_or(0, |p| p.num_permits() * UNIT)
     }
 
     /// Gives back what is held beyond `bytes`.
     pub fn shrink_to(&mut self, bytes: usize) {
         let keep = bytes.div_ceil(UNIT);
-        if let Some(permit) = self.permit.as_mut() {
+        for permit in &mut self.permits {
             let excess = permit.num_permits().saturating_sub(keep);
             if excess > 0 {
                 drop(permit.split(excess));
@@ -56,60 +101,53 @@ impl Reservation {
 }
 
 impl MemoryBudget {
-    pub fn new(total_bytes: usize) -> Self {
-        let half_units = (total_bytes / 2 / UNIT).clamp(1, Semaphore::MAX_PERMITS);
+    /// `share_bytes`: the most work one connection may hold at once.
+    pub fn new(total_bytes: usize, share_bytes: usize) -> Self {
+        let work = Pool::new(total_bytes / 2);
         Self {
-            frames: Arc::new(Semaphore::new(half_units)),
-            work: Arc::new(Semaphore::new(half_units)),
-            half_units,
+            large_frames: Pool::new(total_bytes / 8 * 3),
+            small_frames: Pool::new(total_bytes / 8),
+            share_bytes: share_bytes.min(work.units * UNIT),
+            work,
         }
+    }
+
+    /// A new connection's share of the work half.
+    pub fn connection_share(&self) -> ConnectionShare {
+        ConnectionShare(Pool::new(self.share_bytes))
     }
 
     /// Waits until a request frame of `bytes` may be read.
     pub async fn reserve_frame(&self, bytes: usize) -> Reservation {
-        Self::reserve(&self.frames, self.half_units, bytes).await
+        let pool = if bytes <= SMALL_FRAME {
+            &self.small_frames
+        } else {
+            &self.large_frames
+        };
+        Reservation {
+            permits: vec![pool.take(bytes).await],
+        }
     }
 
-    /// Waits until `bytes` of decompressed records or response may be held.
-    pub async fn reserve_work(&self, bytes: usize) -> Reservation {
-        Self::reserve(&self.work, self.half_units, bytes).await
+    /// Waits until the connection holding `share` may hold `bytes` more of decoded records or
+    /// response: first within its share, then within the process budget.
+    pub async fn reserve_work(&self, share: &ConnectionShare, bytes: usize) -> Reservation {
+        let own = share.0.take(bytes).await;
+        let global = self.work.take(bytes).await;
+        Reservation {
+            permits: vec![own, global],
+        }
     }
 
-    /// `bytes` of work if they are free now (for optional work such as read-ahead).
-    pub fn try_reserve_work(&self, bytes: usize) -> Option<Reservation> {
-        let n = units(bytes).min(self.half_units as u32);
-        self.work
-            .clone()
-            .try_acquire_many_owned(n)
-            .ok()
-            .map(|permit| Reservation {
-                permit: Some(permit),
-            })
-    }
-
-    /// The largest reservation of either kind that can be granted.
-    pub fn half_bytes(&self) -> usize {
-        self.half_units * UNIT
+    /// The largest work reservation one connection can be granted.
+    pub fn largest_work(&self) -> usize {
+        self.share_bytes
     }
 
     /// Bytes currently reserved, frames and work together.
     pub fn used_bytes(&self) -> usize {
-        let free = self.frames.available_permits() + self.work.available_permits();
-        (2 * self.half_units).saturating_sub(free) * UNIT
-    }
-
-    async fn reserve(pool: &Arc<Semaphore>, half_units: usize, bytes: usize) -> Reservation {
-        // Larger than half the budget cannot be granted; the configuration check keeps every
-        // caller below that, and capping here keeps a mistake from waiting forever.
-        let n = units(bytes).min(half_units as u32);
-        let permit = pool
-            .clone()
-            .acquire_many_owned(n)
-            .await
-            .expect("the budget's semaphores are never closed");
-        Reservation {
-            permit: Some(permit),
-        }
+        (self.large_frames.used_units() + self.small_frames.used_units() + self.work.used_units())
+            * UNIT
     }
 }
 
@@ -119,34 +157,60 @@ mod tests {
 
     use super::*;
 
+    const MIB: usize = 1024 * 1024;
+
     #[tokio::test]
-    async fn frames_wait_for_room_and_work_has_its_own_half() {
-        let budget = Arc::new(MemoryBudget::new(4 * 1024 * 1024));
-        let first = budget.reserve_frame(2 * 1024 * 1024).await;
-        assert_eq!(budget.used_bytes(), 2 * 1024 * 1024);
+    async fn large_frames_wait_for_room_and_small_ones_do_not_queue_behind_them() {
+        let budget = Arc::new(MemoryBudget::new(16 * MIB, 4 * MIB));
+        let first = budget.reserve_frame(5 * MIB).await;
+        assert_eq!(budget.used_bytes(), 5 * MIB);
         let waiting = {
             let budget = budget.clone();
-            tokio::spawn(async move { budget.reserve_frame(1).await })
+            tokio::spawn(async move { budget.reserve_frame(2 * MIB).await })
         };
         tokio::time::sleep(Duration::from_millis(50)).await;
-        assert!(!waiting.is_finished(), "the frames half is full");
-        // Work is not blocked by frames.
-        let work = budget.reserve_work(2 * 1024 * 1024).await;
-        assert!(budget.try_reserve_work(1).is_none());
+        assert!(
+            !waiting.is_finished(),
+            "the large-frame pool (6 MiB) is full"
+        );
+        let small = tokio::time::timeout(Duration::from_secs(1), budget.reserve_frame(MIB))
+            .await
+            .expect("a small frame has its own pool");
         drop(first);
         let second = tokio::time::timeout(Duration::from_secs(1), waiting)
             .await
             .expect("room was given back")
             .unwrap();
-        assert_eq!(second.bytes(), 1024);
-        drop(work);
-        assert!(budget.try_reserve_work(1024 * 1024).is_some());
+        assert_eq!(second.bytes(), 2 * MIB);
+        drop((small, second));
+        assert_eq!(budget.used_bytes(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_connection_holds_at_most_its_share_of_the_work() {
+        let budget = Arc::new(MemoryBudget::new(16 * MIB, 3 * MIB));
+        let slow = budget.connection_share();
+        let held = budget.reserve_work(&slow, 3 * MIB).await;
+        let more = {
+            let (budget, slow) = (budget.clone(), slow.clone());
+            tokio::spawn(async move { budget.reserve_work(&slow, MIB).await })
+        };
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(!more.is_finished(), "the connection's share is used up");
+        let other = budget.connection_share();
+        let theirs =
+            tokio::time::timeout(Duration::from_secs(1), budget.reserve_work(&other, 3 * MIB))
+                .await
+                .expect("another connection is not held up");
+        drop((held, theirs));
+        more.await.unwrap();
     }
 
     #[tokio::test]
     async fn shrinking_gives_back_exactly() {
-        let budget = MemoryBudget::new(8 * 1024 * 1024);
-        let mut held = budget.reserve_work(3 * 1024 * 1024).await;
+        let budget = MemoryBudget::new(8 * MIB, 4 * MIB);
+        let share = budget.connection_share();
+        let mut held = budget.reserve_work(&share, 3 * MIB).await;
         held.shrink_to(1000);
         assert_eq!(held.bytes(), 1024);
         assert_eq!(budget.used_bytes(), 1024);

@@ -355,14 +355,15 @@ impl Limits {
     fn budget_problems(&self) -> Vec<String> {
         let mut problems = Vec::new();
         let budget = self.memory_budget_bytes;
-        for (name, value) in [
-            ("max_frame_bytes", self.max_frame_bytes),
-            ("max_decompressed_bytes", self.decompressed_cap()),
-            ("max_fetch_bytes", self.max_fetch_bytes),
+        // The pools of the budget (see budget.rs): 3/8 for large frames, 1/2 for work.
+        for (name, value, eighths) in [
+            ("max_frame_bytes", self.max_frame_bytes, 3),
+            ("max_decompressed_bytes", self.decompressed_cap(), 4),
+            ("max_fetch_bytes", self.max_fetch_bytes, 4),
         ] {
-            if value > budget / 2 {
+            if value > budget / 8 * eighths {
                 problems.push(format!(
-                    "limits.{name} ({value}) must be at most half of limits.memory_budget_bytes ({budget})"
+                    "limits.{name} ({value}) must be at most {eighths}/8 of limits.memory_budget_bytes ({budget})"
                 ));
             }
         }

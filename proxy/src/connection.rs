@@ -17,7 +17,6 @@ use tokio::task::JoinHandle;
 use crate::broker::Broker;
 use crate::budget::Reservation;
 use crate::handlers::{self, api_name, api_versions, Dispatch, Handled, Outcome};
-use crate::partitions::Line;
 use crate::protocol::codec::{self, DecodeError};
 use crate::protocol::frame::{read_body, read_size, FrameError};
 use crate::protocol::versions::{check, VersionCheck};
@@ -275,7 +274,7 @@ async fn run(
     // A slot is taken before the next frame is received, so that slots given back by the
     // writer task wake this loop.
     let mut slot: Option<OwnedSemaphorePermit> = None;
-    let produce_line = Arc::new(Line::default());
+    let scope = handlers::ConnectionScope::new(broker);
     loop {
         if !reading && in_flight.is_empty() {
             // The client closed its side and everything it sent was answered.
@@ -307,7 +306,7 @@ async fn run(
                     _response: Reservation::default(),
                     _slot: slot.take(),
                 };
-                match dispatch(broker, &produce_line, frame, held)? {
+                match dispatch(broker, &scope, frame, held)? {
                     Step::Concurrent(work) => in_flight.push_back(work),
                     Step::Exclusive(mut pending, header, request) => {
                         while let Some(done) = in_flight.next().await {
@@ -326,7 +325,7 @@ async fn run(
 /// Checks the version, decodes, and decides how the request runs. Called in request order.
 fn dispatch<'a>(
     broker: &'a Broker,
-    produce_line: &Arc<Line>,
+    scope: &handlers::ConnectionScope,
     frame: Bytes,
     held: Held,
 ) -> Result<Step<'a>, ConnectionEnd> {
@@ -349,20 +348,18 @@ fn dispatch<'a>(
         VersionCheck::Supported => {
             let (header, request) = codec::decode_request(prefix, frame)?;
             tracing::trace!(api = ?prefix.key, version = prefix.version, correlation_id, "request");
-            Ok(
-                match handlers::dispatch(broker, produce_line, header, request) {
-                    Dispatch::Concurrent(work) => {
-                        Step::Concurrent(Box::pin(
-                            async move { finished(prefix.version, work.await) },
-                        ))
-                    }
-                    Dispatch::Exclusive(header, request) => Step::Exclusive(
-                        finished(prefix.version, Outcome::NoResponse.into()),
-                        header,
-                        request,
-                    ),
-                },
-            )
+            Ok(match handlers::dispatch(broker, scope, header, request) {
+                Dispatch::Concurrent(work) => {
+                    Step::Concurrent(Box::pin(
+                        async move { finished(prefix.version, work.await) },
+                    ))
+                }
+                Dispatch::Exclusive(header, request) => Step::Exclusive(
+                    finished(prefix.version, Outcome::NoResponse.into()),
+                    header,
+                    request,
+                ),
+            })
         }
         VersionCheck::ApiVersionsFallback => {
             let outcome = Outcome::Respond(ResponseKind::ApiVersions(

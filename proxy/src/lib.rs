@@ -13,6 +13,7 @@ pub mod error;
 pub mod groups;
 pub mod handlers;
 pub mod http;
+pub mod inflate;
 pub mod metrics;
 pub mod partitions;
 pub mod protocol;

@@ -159,7 +159,7 @@ fn memory_limits_from_flags_and_their_checks() {
     let c = ProxyConfig::resolve(
         cli(&[
             "--memory-budget-bytes",
-            "268435456",
+            "335544320",
             "--max-decompressed-bytes",
             "16777216",
             "--max-fetch-bytes",
@@ -168,7 +168,7 @@ fn memory_limits_from_flags_and_their_checks() {
         [],
     )
     .unwrap();
-    assert_eq!(c.limits.memory_budget_bytes, 256 * 1024 * 1024);
+    assert_eq!(c.limits.memory_budget_bytes, 320 * 1024 * 1024);
     assert_eq!(c.limits.decompressed_cap(), 16 * 1024 * 1024);
     assert_eq!(c.limits.max_fetch_bytes, 8 * 1024 * 1024);
     assert_eq!(
@@ -177,12 +177,12 @@ fn memory_limits_from_flags_and_their_checks() {
         "the decompression cap follows max_frame_bytes by default"
     );
 
-    // Every piece of work must fit in half the budget, or it could never start.
+    // Every piece of work must fit its pool of the budget, or it could never start.
     let err = ProxyConfig::resolve(cli(&["--memory-budget-bytes", "104857600"]), [])
         .unwrap_err()
         .to_string();
     assert!(
-        err.contains("limits.max_frame_bytes (104857600) must be at most half"),
+        err.contains("limits.max_frame_bytes (104857600) must be at most 3/8"),
         "{err}"
     );
     assert!(err.contains("limits.max_fetch_bytes"), "{err}");

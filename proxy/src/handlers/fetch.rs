@@ -14,7 +14,7 @@ use super::records::encode_fetched;
 use super::tally;
 use crate::backend::{BackendError, ReadLimits};
 use crate::broker::Broker;
-use crate::budget::Reservation;
+use crate::budget::{ConnectionShare, Reservation};
 use crate::error::backend_error_code;
 
 /// How often a waiting Fetch re-reads the back end for records not written through us.
@@ -26,6 +26,7 @@ const MAX_RECORDS_PER_READ: u32 = 10_000;
 /// The request's `max_bytes` and each partition's are capped at `limits.max_fetch_bytes`.
 pub async fn handle(
     broker: &Broker,
+    memory: &ConnectionShare,
     _version: i16,
     mut request: FetchRequest,
 ) -> (FetchResponse, Reservation) {
@@ -57,7 +58,7 @@ pub async fn handle(
             w.as_mut().enable();
         }
 
-        let (response, bytes, any_error, budget) = read_once(broker, &request).await;
+        let (response, bytes, any_error, budget) = read_once(broker, memory, &request).await;
         let now = Instant::now();
         if bytes >= min_bytes || any_error || now >= deadline || waiters.is_empty() {
             if bytes == 0 {
@@ -111,6 +112,7 @@ fn cap_sizes(request: &mut FetchRequest, cap: usize) {
 /// taking what the budget has left, as Kafka fills a response.
 async fn read_once(
     broker: &Broker,
+    memory: &ConnectionShare,
     request: &FetchRequest,
 ) -> (FetchResponse, usize, bool, Reservation) {
     let budget = usize::try_from(request.max_bytes.max(0)).unwrap_or(0);
@@ -121,7 +123,7 @@ async fn read_once(
         }
     }
     let wanted: usize = items.iter().map(|(_, p)| partition_limit(p)).sum();
-    let mut reservation = broker.budget.reserve_work(wanted.min(budget)).await;
+    let mut reservation = broker.budget.reserve_work(memory, wanted.min(budget)).await;
 
     let mut results: Vec<PartitionRead> = Vec::new();
     if wanted <= budget {

@@ -20,7 +20,7 @@ use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind, ResponseKind}
 use std::sync::Arc;
 
 use crate::broker::Broker;
-use crate::budget::Reservation;
+use crate::budget::{ConnectionShare, Reservation};
 use crate::partitions::Line;
 
 /// What the connection does after a request.
@@ -62,7 +62,7 @@ pub async fn handle(
     header: RequestHeader,
     request: RequestKind,
 ) -> Outcome {
-    match dispatch(broker, &Arc::default(), header, request) {
+    match dispatch(broker, &ConnectionScope::new(broker), header, request) {
         Dispatch::Concurrent(work) => work.await.outcome,
         Dispatch::Exclusive(header, request) => {
             handle_exclusive(broker, client_host, &header, request).await
@@ -170,29 +170,49 @@ pub enum Dispatch<'a> {
     Exclusive(RequestHeader, RequestKind),
 }
 
-/// Decides, in request order, how `request` runs. `produce_line` orders the decoding of the
-/// connection's Produce requests (see [`produce`]).
+/// What the requests of one connection share.
+#[derive(Debug, Clone)]
+pub struct ConnectionScope {
+    /// Orders the decoding of the connection's Produce requests (see [`produce`]).
+    pub produce_line: Arc<Line>,
+    /// The connection's share of the memory budget for work.
+    pub memory: ConnectionShare,
+}
+
+impl ConnectionScope {
+    pub fn new(broker: &Broker) -> Self {
+        Self {
+            produce_line: Arc::default(),
+            memory: broker.budget.connection_share(),
+        }
+    }
+}
+
+/// Decides, in request order, how `request` runs.
 pub fn dispatch<'a>(
     broker: &'a Broker,
-    produce_line: &Arc<Line>,
+    scope: &ConnectionScope,
     header: RequestHeader,
     request: RequestKind,
 ) -> Dispatch<'a> {
     let version = header.request_api_version;
     match request {
         RequestKind::Produce(r) => {
-            let prepared = produce::prepare(broker, produce_line, r);
+            let prepared = produce::prepare(broker, scope, r);
             Dispatch::Concurrent(Box::pin(async move {
                 produce::execute(broker, prepared).await.into()
             }))
         }
-        RequestKind::Fetch(r) => Dispatch::Concurrent(Box::pin(async move {
-            let (response, budget) = fetch::handle(broker, version, r).await;
-            Handled {
-                outcome: Outcome::Respond(ResponseKind::Fetch(response)),
-                budget,
-            }
-        })),
+        RequestKind::Fetch(r) => {
+            let memory = scope.memory.clone();
+            Dispatch::Concurrent(Box::pin(async move {
+                let (response, budget) = fetch::handle(broker, &memory, version, r).await;
+                Handled {
+                    outcome: Outcome::Respond(ResponseKind::Fetch(response)),
+                    budget,
+                }
+            }))
+        }
         RequestKind::ListOffsets(r) => Dispatch::Concurrent(Box::pin(async move {
             Outcome::Respond(ResponseKind::ListOffsets(
                 list_offsets::handle(broker, version, r).await,

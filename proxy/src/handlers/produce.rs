@@ -22,11 +22,11 @@ use kafka_protocol::messages::{ApiKey, ProduceRequest, ProduceResponse, Response
 use kafka_protocol::protocol::StrBytes;
 
 use super::records::{decode_produced, BatchError, ProducedBatch};
-use super::{tally, Outcome};
+use super::{tally, ConnectionScope, Outcome};
 use crate::broker::Broker;
-use crate::budget::Reservation;
+use crate::budget::{ConnectionShare, Reservation};
 use crate::error::backend_error_code;
-use crate::partitions::{Line, PartitionState, SequenceCheck, Turn};
+use crate::partitions::{PartitionState, SequenceCheck, Turn};
 
 type PartitionError = (i16, Option<String>);
 
@@ -34,6 +34,7 @@ type PartitionError = (i16, Option<String>);
 pub struct PreparedProduce {
     acks: i16,
     decoding: Turn,
+    memory: ConnectionShare,
     topics: Vec<(TopicName, Vec<PreparedPartition>)>,
 }
 
@@ -43,9 +44,13 @@ struct PreparedPartition {
     work: Result<Bytes, PartitionError>,
 }
 
-/// Validates what needs no I/O and takes the request's place in `decoding`, the line of its
-/// connection. Must be called in request order.
-pub fn prepare(broker: &Broker, decoding: &Arc<Line>, request: ProduceRequest) -> PreparedProduce {
+/// Validates what needs no I/O and takes the request's place in its connection's decoding
+/// line. Must be called in request order.
+pub fn prepare(
+    broker: &Broker,
+    connection: &ConnectionScope,
+    request: ProduceRequest,
+) -> PreparedProduce {
     let acks = request.acks;
     let refusal = if !matches!(acks, -1..=1) {
         Some((ResponseError::InvalidRequiredAcks.code(), None))
@@ -77,7 +82,8 @@ pub fn prepare(broker: &Broker, decoding: &Arc<Line>, request: ProduceRequest) -
         .collect();
     PreparedProduce {
         acks,
-        decoding: decoding.take_turn(),
+        decoding: connection.produce_line.take_turn(),
+        memory: connection.memory.clone(),
         topics,
     }
 }
@@ -126,6 +132,7 @@ pub async fn execute(broker: &Broker, prepared: PreparedProduce) -> Outcome {
     let PreparedProduce {
         acks,
         decoding,
+        memory,
         topics,
     } = prepared;
     decoding.ready().await;
@@ -134,7 +141,7 @@ pub async fn execute(broker: &Broker, prepared: PreparedProduce) -> Outcome {
         .flat_map(|(_, partitions)| partitions.iter())
         .filter_map(|p| p.work.as_ref().ok().cloned())
         .collect();
-    let (decoded, _records_budget) = decode_within_budget(broker, admitted).await;
+    let (decoded, _records_budget) = decode_within_budget(broker, &memory, admitted).await;
     let mut decoded = decoded.into_iter();
     let topics: Vec<(TopicName, Vec<(i32, Result<Ready, PartitionError>)>)> = topics
         .into_iter()
@@ -278,12 +285,13 @@ async fn produce_partition(
 /// decompression cap, or past what is left of half the budget, is refused as too large.
 async fn decode_within_budget(
     broker: &Broker,
+    memory: &ConnectionShare,
     batches: Vec<Bytes>,
 ) -> (Vec<Result<ProducedBatch, BatchError>>, Reservation) {
     const GUESS_RATIO: usize = 8;
     const MIN_GUESS: usize = 64 * 1024;
     let cap = broker.config.limits.decompressed_cap();
-    let most = broker.budget.half_bytes();
+    let most = broker.budget.largest_work();
     let on_wire: usize = batches.iter().map(Bytes::len).sum();
     let compressed = batches.iter().any(|b| is_compressed(b));
     let batches = Arc::new(batches);
@@ -291,7 +299,7 @@ async fn decode_within_budget(
         .saturating_mul(GUESS_RATIO)
         .clamp(MIN_GUESS.min(most), most);
     loop {
-        let reservation = broker.budget.reserve_work(room).await;
+        let reservation = broker.budget.reserve_work(memory, room).await;
         let can_grow = room < most;
         let attempt = {
             let batches = batches.clone();
@@ -299,12 +307,10 @@ async fn decode_within_budget(
         };
         // Inflating megabytes takes milliseconds of CPU: keep it off the I/O threads.
         let decoded = if compressed {
-            tokio::task::spawn_blocking(attempt)
-                .await
-                .unwrap_or_else(|e| {
-                    let failed = || Err(BatchError::Corrupt(format!("decoder failed: {e}")));
-                    Some(batches.iter().map(|_| failed()).collect())
-                })
+            broker.inflate.run(attempt).await.unwrap_or_else(|| {
+                let failed = || Err(BatchError::Corrupt("the decoder failed".into()));
+                Some(batches.iter().map(|_| failed()).collect())
+            })
         } else {
             attempt()
         };
