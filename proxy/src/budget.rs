@@ -59,6 +59,12 @@ impl Pool {
             .expect("the budget's semaphores are never closed")
     }
 
+    /// `bytes` if they are free now and nobody waits before us.
+    fn try_take(&self, bytes: usize) -> Option<OwnedSemaphorePermit> {
+        let n = units(bytes).min(self.units as u32);
+        self.permits.clone().try_acquire_many_owned(n).ok()
+    }
+
     fn used_units(&self) -> usize {
         self.units.saturating_sub(self.permits.available_permits())
     }
@@ -139,6 +145,29 @@ impl MemoryBudget {
         }
     }
 
+    /// As much of `bytes` as is free now, halving down to `least`; waits only for `least`. For
+    /// work that can make do with less (a Fetch answers with fewer records), so that it never
+    /// queues for a large amount ahead of other clients' small ones.
+    pub async fn reserve_work_up_to(
+        &self,
+        share: &ConnectionShare,
+        bytes: usize,
+        least: usize,
+    ) -> Reservation {
+        let mut want = bytes;
+        while want > least {
+            if let Some(own) = share.0.try_take(want) {
+                if let Some(global) = self.work.try_take(want) {
+                    return Reservation {
+                        permits: vec![own, global],
+                    };
+                }
+            }
+            want /= 2;
+        }
+        self.reserve_work(share, bytes.min(least)).await
+    }
+
     /// The largest work reservation one connection can be granted.
     pub fn largest_work(&self) -> usize {
         self.share_bytes
@@ -204,6 +233,22 @@ mod tests {
                 .expect("another connection is not held up");
         drop((held, theirs));
         more.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn work_that_can_make_do_with_less_takes_what_is_free() {
+        let budget = MemoryBudget::new(16 * MIB, 8 * MIB);
+        let (a, b) = (budget.connection_share(), budget.connection_share());
+        let held = budget.reserve_work(&a, 7 * MIB).await;
+        let some = budget.reserve_work_up_to(&b, 8 * MIB, 64 * 1024).await;
+        assert_eq!(
+            some.bytes(),
+            MIB,
+            "halved until it fit the 1 MiB left"
+        );
+        drop((held, some));
+        let all = budget.reserve_work_up_to(&b, 8 * MIB, 64 * 1024).await;
+        assert_eq!(all.bytes(), 8 * MIB);
     }
 
     #[tokio::test]

@@ -552,11 +552,11 @@ def test_fetch_asking_for_two_gigabytes(backend, hostile_proxy, well_behaved):
 
 def test_pipelined_hundred_megabyte_frames(backend, hostile_proxy, well_behaved):
     """3 connections each pipeline 3 Produce frames of ~99 MiB (max_frame_bytes 104857600,
-    memory_budget_bytes 256 MiB): every frame is accepted, RSS stays under the bound (the
+    memory_budget_bytes 320 MiB, so a 100 MiB frame fits the 3/8 of it for large frames): every frame is accepted, RSS stays under the bound (the
     budget makes the proxy stop reading instead of holding 900 MB), well-behaved clients keep
     working."""
     conns, frames, records, value_len = 3, 3, 99, MiB
-    settings = Settings({"max_frame_bytes": 104_857_600, "memory_budget_bytes": 256 * MiB})
+    settings = Settings({"max_frame_bytes": 104_857_600, "memory_budget_bytes": 320 * MiB})
     payload = conns * frames * records * value_len
     target = hostile_proxy(settings, conns, stored_payload=payload,
                            stored_records=conns * frames * records + 10_000)

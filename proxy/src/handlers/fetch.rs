@@ -123,7 +123,14 @@ async fn read_once(
         }
     }
     let wanted: usize = items.iter().map(|(_, p)| partition_limit(p)).sum();
-    let mut reservation = broker.budget.reserve_work(memory, wanted.min(budget)).await;
+    // Room for the answer: what is free of the wanted size, at least a little (Kafka may
+    // answer with less than max_bytes; one record past the limit is still returned).
+    const LEAST: usize = 64 * 1024;
+    let mut reservation = broker
+        .budget
+        .reserve_work_up_to(memory, wanted.min(budget), LEAST)
+        .await;
+    let budget = budget.min(reservation.bytes().max(1));
 
     let mut results: Vec<PartitionRead> = Vec::new();
     if wanted <= budget {
