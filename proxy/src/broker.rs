@@ -11,8 +11,8 @@ use crate::backend::{BackendResult, SharedBackend, TopicInfo, TopicSettings};
 use crate::budget::MemoryBudget;
 use crate::cluster::{BrokerAddress, Cluster};
 use crate::config::ProxyConfig;
+use crate::cpu_pool::CpuPool;
 use crate::groups::GroupCoordinator;
-use crate::inflate::InflatePool;
 use crate::metrics::Metrics;
 use crate::partitions::PartitionRegistry;
 
@@ -25,8 +25,8 @@ pub struct Broker {
     pub metrics: Arc<Metrics>,
     /// Memory every connection reserves from before holding client-driven bytes.
     pub budget: MemoryBudget,
-    /// Where produced batches are decompressed (see [`InflatePool`]).
-    pub inflate: InflatePool,
+    /// Where produced batches are decompressed and large answers encoded (see [`CpuPool`]).
+    pub cpu_pool: CpuPool,
     producer_ids: AtomicI64,
 }
 
@@ -63,7 +63,7 @@ impl Broker {
                     .max_fetch_bytes
                     .max(config.limits.decompressed_cap()),
             ),
-            inflate: InflatePool::new(),
+            cpu_pool: CpuPool::new(),
             config,
             backend,
             cluster,

@@ -10,11 +10,13 @@
 //! starve the others:
 //! - frames take 3/8 (large ones) or 1/8 (small ones, up to [`SMALL_FRAME`]: the requests of
 //!   ordinary clients never queue behind someone's 100 MB frames), and wait holding nothing else;
-//! - work (decoded records, Fetch responses) takes the other half, only for requests whose
-//!   frames are already held. A reservation that must grow gives back what it holds before
-//!   waiting for the larger amount. Each connection may hold at most its share of the work half
-//!   (the largest single piece of work), so a client that stops reading its Fetch answers ties
-//!   up that share, not the whole budget. The share is always taken before the global part.
+//! - work takes the other half, only for requests whose frames are already held: 1/4 for
+//!   decoded produced records, 1/4 for Fetch answers, so that consumers who stop reading their
+//!   answers never hold up producers. A records reservation that must grow gives back what it
+//!   holds before waiting for the larger amount; a Fetch takes what is free of its size rather
+//!   than queueing for all of it. Each connection may hold at most its share of work (the
+//!   largest single piece), so a client that stops reading ties up that share, not a whole
+//!   pool. The share is always taken before the pool.
 //!
 //! Any one reservation fits its pool (checked in the configuration), so it is always satisfiable
 //! eventually.
@@ -74,11 +76,12 @@ impl Pool {
 pub struct MemoryBudget {
     large_frames: Pool,
     small_frames: Pool,
-    work: Pool,
+    records: Pool,
+    answers: Pool,
     share_bytes: usize,
 }
 
-/// One connection's share of the work half; see the module docs.
+/// One connection's share of the work pools; see the module docs.
 #[derive(Debug, Clone)]
 pub struct ConnectionShare(Pool);
 
@@ -109,16 +112,17 @@ impl Reservation {
 impl MemoryBudget {
     /// `share_bytes`: the most work one connection may hold at once.
     pub fn new(total_bytes: usize, share_bytes: usize) -> Self {
-        let work = Pool::new(total_bytes / 2);
+        let quarter = total_bytes / 4;
         Self {
             large_frames: Pool::new(total_bytes / 8 * 3),
             small_frames: Pool::new(total_bytes / 8),
-            share_bytes: share_bytes.min(work.units * UNIT),
-            work,
+            records: Pool::new(quarter),
+            answers: Pool::new(quarter),
+            share_bytes: share_bytes.min(quarter.max(UNIT)),
         }
     }
 
-    /// A new connection's share of the work half.
+    /// A new connection's share of the work pools.
     pub fn connection_share(&self) -> ConnectionShare {
         ConnectionShare(Pool::new(self.share_bytes))
     }
@@ -135,20 +139,16 @@ impl MemoryBudget {
         }
     }
 
-    /// Waits until the connection holding `share` may hold `bytes` more of decoded records or
-    /// response: first within its share, then within the process budget.
-    pub async fn reserve_work(&self, share: &ConnectionShare, bytes: usize) -> Reservation {
-        let own = share.0.take(bytes).await;
-        let global = self.work.take(bytes).await;
-        Reservation {
-            permits: vec![own, global],
-        }
+    /// Waits until the connection holding `share` may hold `bytes` more of decoded records:
+    /// first within its share, then within the pool.
+    pub async fn reserve_records(&self, share: &ConnectionShare, bytes: usize) -> Reservation {
+        Self::reserve(&self.records, share, bytes).await
     }
 
-    /// As much of `bytes` as is free now, halving down to `least`; waits only for `least`. For
-    /// work that can make do with less (a Fetch answers with fewer records), so that it never
-    /// queues for a large amount ahead of other clients' small ones.
-    pub async fn reserve_work_up_to(
+    /// Room for a Fetch answer: as much of `bytes` as is free now, halving down to `least`;
+    /// waits only for `least`. A Fetch may answer with fewer records, so it never queues for a
+    /// large amount ahead of other clients' small ones.
+    pub async fn reserve_answer(
         &self,
         share: &ConnectionShare,
         bytes: usize,
@@ -157,25 +157,41 @@ impl MemoryBudget {
         let mut want = bytes;
         while want > least {
             if let Some(own) = share.0.try_take(want) {
-                if let Some(global) = self.work.try_take(want) {
+                if let Some(pooled) = self.answers.try_take(want) {
                     return Reservation {
-                        permits: vec![own, global],
+                        permits: vec![own, pooled],
                     };
                 }
             }
             want /= 2;
         }
-        self.reserve_work(share, bytes.min(least)).await
+        Self::reserve(&self.answers, share, bytes.min(least)).await
     }
 
-    /// The largest work reservation one connection can be granted.
-    pub fn largest_work(&self) -> usize {
+    async fn reserve(pool: &Pool, share: &ConnectionShare, bytes: usize) -> Reservation {
+        let own = share.0.take(bytes).await;
+        let pooled = pool.take(bytes).await;
+        Reservation {
+            permits: vec![own, pooled],
+        }
+    }
+
+    /// The largest records reservation one connection can be granted.
+    pub fn largest_records(&self) -> usize {
         self.share_bytes
     }
 
     /// Bytes currently reserved, frames and work together.
     pub fn used_bytes(&self) -> usize {
-        (self.large_frames.used_units() + self.small_frames.used_units() + self.work.used_units())
+        [
+            &self.large_frames,
+            &self.small_frames,
+            &self.records,
+            &self.answers,
+        ]
+        .iter()
+        .map(|p| p.used_units())
+        .sum::<usize>()
             * UNIT
     }
 }
@@ -217,37 +233,42 @@ mod tests {
 
     #[tokio::test]
     async fn a_connection_holds_at_most_its_share_of_the_work() {
-        let budget = Arc::new(MemoryBudget::new(16 * MIB, 3 * MIB));
+        let budget = Arc::new(MemoryBudget::new(32 * MIB, 3 * MIB));
         let slow = budget.connection_share();
-        let held = budget.reserve_work(&slow, 3 * MIB).await;
+        let held = budget.reserve_records(&slow, 3 * MIB).await;
         let more = {
             let (budget, slow) = (budget.clone(), slow.clone());
-            tokio::spawn(async move { budget.reserve_work(&slow, MIB).await })
+            tokio::spawn(async move { budget.reserve_answer(&slow, MIB, MIB).await })
         };
         tokio::time::sleep(Duration::from_millis(50)).await;
         assert!(!more.is_finished(), "the connection's share is used up");
         let other = budget.connection_share();
-        let theirs =
-            tokio::time::timeout(Duration::from_secs(1), budget.reserve_work(&other, 3 * MIB))
-                .await
-                .expect("another connection is not held up");
+        let theirs = tokio::time::timeout(
+            Duration::from_secs(1),
+            budget.reserve_records(&other, 3 * MIB),
+        )
+        .await
+        .expect("another connection is not held up");
         drop((held, theirs));
         more.await.unwrap();
     }
 
     #[tokio::test]
-    async fn work_that_can_make_do_with_less_takes_what_is_free() {
-        let budget = MemoryBudget::new(16 * MIB, 8 * MIB);
+    async fn answers_take_what_is_free_and_never_hold_up_records() {
+        let budget = MemoryBudget::new(32 * MIB, 8 * MIB);
         let (a, b) = (budget.connection_share(), budget.connection_share());
-        let held = budget.reserve_work(&a, 7 * MIB).await;
-        let some = budget.reserve_work_up_to(&b, 8 * MIB, 64 * 1024).await;
-        assert_eq!(
-            some.bytes(),
-            MIB,
-            "halved until it fit the 1 MiB left"
-        );
-        drop((held, some));
-        let all = budget.reserve_work_up_to(&b, 8 * MIB, 64 * 1024).await;
+        let held = budget.reserve_answer(&a, 7 * MIB, 64 * 1024).await;
+        assert_eq!(held.bytes(), 7 * MIB);
+        let some = budget.reserve_answer(&b, 8 * MIB, 64 * 1024).await;
+        assert_eq!(some.bytes(), MIB, "halved until it fit the 1 MiB left");
+        let records = tokio::time::timeout(
+            Duration::from_secs(1),
+            budget.reserve_records(&budget.connection_share(), 8 * MIB),
+        )
+        .await
+        .expect("answers held by slow readers do not hold up producers");
+        drop((held, some, records));
+        let all = budget.reserve_answer(&b, 8 * MIB, 64 * 1024).await;
         assert_eq!(all.bytes(), 8 * MIB);
     }
 
@@ -255,7 +276,7 @@ mod tests {
     async fn shrinking_gives_back_exactly() {
         let budget = MemoryBudget::new(8 * MIB, 4 * MIB);
         let share = budget.connection_share();
-        let mut held = budget.reserve_work(&share, 3 * MIB).await;
+        let mut held = budget.reserve_records(&share, 3 * MIB).await;
         held.shrink_to(1000);
         assert_eq!(held.bytes(), 1024);
         assert_eq!(budget.used_bytes(), 1024);

@@ -355,11 +355,12 @@ impl Limits {
     fn budget_problems(&self) -> Vec<String> {
         let mut problems = Vec::new();
         let budget = self.memory_budget_bytes;
-        // The pools of the budget (see budget.rs): 3/8 for large frames, 1/2 for work.
+        // The pools of the budget (see budget.rs): 3/8 for large frames, 1/4 for decoded
+        // records, 1/4 for Fetch answers.
         for (name, value, eighths) in [
             ("max_frame_bytes", self.max_frame_bytes, 3),
-            ("max_decompressed_bytes", self.decompressed_cap(), 4),
-            ("max_fetch_bytes", self.max_fetch_bytes, 4),
+            ("max_decompressed_bytes", self.decompressed_cap(), 2),
+            ("max_fetch_bytes", self.max_fetch_bytes, 2),
         ] {
             if value > budget / 8 * eighths {
                 problems.push(format!(

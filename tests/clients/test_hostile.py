@@ -49,6 +49,7 @@ SMALL_LIMITS = {
     "max_frame_bytes": 16 * MiB,
     "max_decompressed_bytes": 16 * MiB,
     "memory_budget_bytes": 128 * MiB,
+    "max_fetch_bytes": 8 * MiB,   # at most a quarter of the budget (the pool of Fetch answers)
     "write_timeout_ms": 3000,
     "request_read_timeout_ms": 3000,
 }
@@ -552,11 +553,12 @@ def test_fetch_asking_for_two_gigabytes(backend, hostile_proxy, well_behaved):
 
 def test_pipelined_hundred_megabyte_frames(backend, hostile_proxy, well_behaved):
     """3 connections each pipeline 3 Produce frames of ~99 MiB (max_frame_bytes 104857600,
-    memory_budget_bytes 320 MiB, so a 100 MiB frame fits the 3/8 of it for large frames): every frame is accepted, RSS stays under the bound (the
+    memory_budget_bytes 400 MiB, so a 100 MiB frame fits the 3/8 of it for large frames and its
+    records the 1/4 for decoded records): every frame is accepted, RSS stays under the bound (the
     budget makes the proxy stop reading instead of holding 900 MB), well-behaved clients keep
     working."""
     conns, frames, records, value_len = 3, 3, 99, MiB
-    settings = Settings({"max_frame_bytes": 104_857_600, "memory_budget_bytes": 320 * MiB})
+    settings = Settings({"max_frame_bytes": 104_857_600, "memory_budget_bytes": 400 * MiB})
     payload = conns * frames * records * value_len
     target = hostile_proxy(settings, conns, stored_payload=payload,
                            stored_records=conns * frames * records + 10_000)

@@ -4,6 +4,7 @@
 
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use futures::future::{join_all, select_all};
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::fetch_request::FetchPartition;
@@ -12,7 +13,7 @@ use kafka_protocol::messages::{ApiKey, FetchRequest, FetchResponse};
 
 use super::records::encode_fetched;
 use super::tally;
-use crate::backend::{BackendError, ReadLimits};
+use crate::backend::{BackendError, FetchedRecord, ReadLimits};
 use crate::broker::Broker;
 use crate::budget::{ConnectionShare, Reservation};
 use crate::error::backend_error_code;
@@ -128,7 +129,7 @@ async fn read_once(
     const LEAST: usize = 64 * 1024;
     let mut reservation = broker
         .budget
-        .reserve_work_up_to(memory, wanted.min(budget), LEAST)
+        .reserve_answer(memory, wanted.min(budget), LEAST)
         .await;
     let budget = budget.min(reservation.bytes().max(1));
 
@@ -242,9 +243,10 @@ async fn read_partition(
                     error: false,
                 };
             }
-            match encode_fetched(&read.records) {
+            let count = read.records.len() as u64;
+            match encode(broker, read.records).await {
                 Ok(bytes) => {
-                    broker.metrics.records_out.inc_by(read.records.len() as u64);
+                    broker.metrics.records_out.inc_by(count);
                     broker.metrics.record_bytes_out.inc_by(bytes.len() as u64);
                     let size = bytes.len();
                     PartitionRead {
@@ -273,6 +275,20 @@ async fn read_partition(
             failed(data, backend_error_code(&e))
         }
     }
+}
+
+/// Encodes fetched records as a Kafka batch; large answers on the CPU pool, off the I/O threads.
+async fn encode(broker: &Broker, records: Vec<FetchedRecord>) -> anyhow::Result<Bytes> {
+    const ON_POOL_FROM: usize = 256 * 1024;
+    let size: usize = records.iter().map(|r| r.record.approx_size()).sum();
+    if size < ON_POOL_FROM {
+        return encode_fetched(&records);
+    }
+    broker
+        .cpu_pool
+        .run(move || encode_fetched(&records))
+        .await
+        .unwrap_or_else(|| Err(anyhow::anyhow!("encoding the answer failed")))
 }
 
 /// A partition skipped for lack of budget still reports its watermarks.

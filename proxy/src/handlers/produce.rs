@@ -281,8 +281,8 @@ async fn produce_partition(
 /// the caller holds until the records are appended. The first reservation is a guess from the
 /// batches' size on the wire; when the decoded records need more, everything is given back and
 /// an eight times larger one is waited for (never holding one reservation while waiting for
-/// another, so requests cannot deadlock on the budget), up to half the budget. A batch past the
-/// decompression cap, or past what is left of half the budget, is refused as too large.
+/// another, so requests cannot deadlock on the budget), up to the connection's share. A batch
+/// past the decompression cap, or past what is left of that share, is refused as too large.
 async fn decode_within_budget(
     broker: &Broker,
     memory: &ConnectionShare,
@@ -291,7 +291,7 @@ async fn decode_within_budget(
     const GUESS_RATIO: usize = 8;
     const MIN_GUESS: usize = 64 * 1024;
     let cap = broker.config.limits.decompressed_cap();
-    let most = broker.budget.largest_work();
+    let most = broker.budget.largest_records();
     let on_wire: usize = batches.iter().map(Bytes::len).sum();
     let compressed = batches.iter().any(|b| is_compressed(b));
     let batches = Arc::new(batches);
@@ -299,7 +299,7 @@ async fn decode_within_budget(
         .saturating_mul(GUESS_RATIO)
         .clamp(MIN_GUESS.min(most), most);
     loop {
-        let reservation = broker.budget.reserve_work(memory, room).await;
+        let reservation = broker.budget.reserve_records(memory, room).await;
         let can_grow = room < most;
         let attempt = {
             let batches = batches.clone();
@@ -307,7 +307,7 @@ async fn decode_within_budget(
         };
         // Inflating megabytes takes milliseconds of CPU: keep it off the I/O threads.
         let decoded = if compressed {
-            broker.inflate.run(attempt).await.unwrap_or_else(|| {
+            broker.cpu_pool.run(attempt).await.unwrap_or_else(|| {
                 let failed = || Err(BatchError::Corrupt("the decoder failed".into()));
                 Some(batches.iter().map(|_| failed()).collect())
             })

@@ -1,10 +1,11 @@
-//! Threads for the CPU-heavy work a client can cause: decompressing produced batches.
+//! Threads for the CPU-heavy work whose size a client chooses: decompressing produced batches and
+//! encoding large Fetch answers.
 //!
-//! A client can send batch after batch that inflate to the cap, each costing tens of
-//! milliseconds of CPU. Done on the I/O threads, that would stall every other connection. Here it
-//! runs on all cores but one, at a lower scheduling priority (nice 10), so the I/O threads and
-//! everything else on the machine go first; requests queue for a thread instead of piling up
-//! CPU-bound tasks.
+//! A client can send batch after batch that inflate to the cap, or ask for answers of
+//! `max_fetch_bytes` in a loop, each costing milliseconds of CPU. Done on the I/O threads, that
+//! would stall every other connection. Here it runs on all cores but one, at a lower scheduling
+//! priority (nice 10), so the I/O threads and everything else on the machine go first; requests
+//! queue for a thread instead of piling up CPU-bound tasks.
 #![allow(unsafe_code, reason = "setpriority on the calling thread")]
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -13,14 +14,14 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 type Job = Box<dyn FnOnce() + Send>;
 
-/// Niceness of the inflating threads (0 is normal, 19 the lowest).
+/// Niceness of the pool's threads (0 is normal, 19 the lowest).
 const NICENESS: libc::c_int = 10;
 
-pub struct InflatePool {
+pub struct CpuPool {
     jobs: Mutex<mpsc::Sender<Job>>,
 }
 
-impl InflatePool {
+impl CpuPool {
     /// Starts all cores but one (at least one) threads; they end when the pool is dropped.
     pub fn new() -> Self {
         let threads = std::thread::available_parallelism()
@@ -31,7 +32,7 @@ impl InflatePool {
         for i in 0..threads {
             let queue = queue.clone();
             let spawned = std::thread::Builder::new()
-                .name(format!("kafka-iggy-inflate-{i}"))
+                .name(format!("kafka-iggy-cpu-{i}"))
                 .spawn(move || {
                     lower_priority();
                     loop {
@@ -43,7 +44,7 @@ impl InflatePool {
                     }
                 });
             if let Err(e) = spawned {
-                tracing::warn!(error = %e, "cannot start an inflating thread");
+                tracing::warn!(error = %e, "cannot start a CPU pool thread");
             }
         }
         Self {
@@ -51,7 +52,7 @@ impl InflatePool {
         }
     }
 
-    /// Runs `work` on an inflating thread; `None` if it panicked or no thread is left.
+    /// Runs `work` on a pool thread; `None` if it panicked or no thread is left.
     pub async fn run<R: Send + 'static>(
         &self,
         work: impl FnOnce() -> R + Send + 'static,
@@ -69,7 +70,7 @@ impl InflatePool {
     }
 }
 
-impl Default for InflatePool {
+impl Default for CpuPool {
     fn default() -> Self {
         Self::new()
     }
@@ -83,7 +84,7 @@ fn lower_priority() {
         libc::setpriority(libc::PRIO_PROCESS, tid, NICENESS)
     };
     if result != 0 {
-        tracing::debug!("could not lower the priority of an inflating thread");
+        tracing::debug!("could not lower the priority of a CPU pool thread");
     }
 }
 
@@ -93,14 +94,14 @@ mod tests {
 
     #[tokio::test]
     async fn runs_work_and_survives_a_panic() {
-        let pool = InflatePool::new();
+        let pool = CpuPool::new();
         assert_eq!(pool.run(|| 6 * 7).await, Some(42));
         assert_eq!(pool.run(|| -> i32 { panic!("boom") }).await, None);
         assert_eq!(pool.run(|| 1).await, Some(1), "the thread is still there");
     }
 
     #[test]
-    fn inflating_threads_run_at_lower_priority() {
+    fn pool_threads_run_at_lower_priority() {
         lower_priority();
         // SAFETY: as in lower_priority.
         let nice = unsafe {
