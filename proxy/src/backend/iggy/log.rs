@@ -5,18 +5,18 @@
 //! `current_offset` is 0 both for an empty partition and for one holding a single message; a
 //! send returns no offsets; timestamps used for lookups are the server's append times (µs).
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use iggy::prelude::{
     Consumer, Identifier, IggyError, IggyMessage, IggyTimestamp, MessageClient, Partitioning,
-    PolledMessages, PollingStrategy,
+    PolledMessages, PollingStrategy, TcpClient,
 };
 
 use super::error::map_error;
 use super::mapping::{decode_message, encode_record};
 use super::offsets::Known;
-use super::pool::{Retry, Runner};
+use super::pool::{Lane, Retry, Runner, BULK_BYTES};
 use super::{IggyBackend, Target};
 use crate::backend::{
     BackendError, BackendResult, FetchedRecord, PartitionBounds, ReadLimits, ReadResult,
@@ -69,19 +69,22 @@ impl IggyBackend {
         let partitioning = Partitioning::partition_id(partition);
         let partitioning = &partitioning;
         // Handed to the one attempt a send gets (`Retry::Never`).
+        let bulk = messages.iter().map(|m| m.payload.len()).sum::<usize>() >= BULK_BYTES;
         let batch = Mutex::new(Some(messages));
         let batch = &batch;
-        let sent = self
-            .pool
-            .run(Retry::Never, |c| {
-                let messages = batch.lock().unwrap_or_else(|e| e.into_inner()).take();
-                async move {
-                    let mut messages = messages.ok_or(IggyError::InvalidCommand)?;
-                    c.send_messages(stream_id, topic_id, partitioning, &mut messages)
-                        .await
-                }
-            })
-            .await;
+        let send = |c: Arc<TcpClient>| {
+            let messages = batch.lock().unwrap_or_else(|e| e.into_inner()).take();
+            async move {
+                let mut messages = messages.ok_or(IggyError::InvalidCommand)?;
+                c.send_messages(stream_id, topic_id, partitioning, &mut messages)
+                    .await
+            }
+        };
+        let sent = if bulk {
+            self.pool.run_bulk(Retry::Never, send).await
+        } else {
+            self.pool.run(Retry::Never, send).await
+        };
         let sent = match sent {
             Ok(()) if self.fsync_on_append => {
                 self.pool
@@ -127,6 +130,13 @@ impl IggyBackend {
         let first_count = self
             .first_poll_count(&target, partition, limits.max_bytes)
             .min(max_records as u32);
+        // Readers asking for megabytes use the bulk lane of the pool, off the connections kept
+        // for small requests.
+        let lane = if limits.max_bytes >= BULK_BYTES {
+            Lane::Bulk
+        } else {
+            Lane::Any
+        };
         let first = match self.read_ahead.take(&target.key(partition), start).await {
             Some(prefetched) => prefetched,
             None => {
@@ -135,6 +145,7 @@ impl IggyBackend {
                     partition,
                     PollingStrategy::offset(start),
                     first_count,
+                    lane,
                 )
                 .await?
             }
@@ -230,7 +241,13 @@ impl IggyBackend {
                 .min(max_records - records.len())
                 .min(MAX_POLL as usize) as u32;
             polled = self
-                .poll(&target, partition, PollingStrategy::offset(next), count)
+                .poll(
+                    &target,
+                    partition,
+                    PollingStrategy::offset(next),
+                    count,
+                    lane,
+                )
                 .await?;
         }
     }
@@ -259,7 +276,7 @@ impl IggyBackend {
                     partition,
                     reader: &reader,
                 };
-                at.poll(&runner, PollingStrategy::offset(offset), count)
+                at.poll(&runner, Lane::Bulk, PollingStrategy::offset(offset), count)
                     .await
             });
     }
@@ -296,7 +313,7 @@ impl IggyBackend {
         partition: u32,
     ) -> BackendResult<PartitionBounds> {
         let polled = self
-            .poll(target, partition, PollingStrategy::first(), 1)
+            .poll(target, partition, PollingStrategy::first(), 1, Lane::Any)
             .await?;
         let bounds = bounds_from_first_poll(&polled);
         self.remember_log_start(target, partition, bounds.log_start as u64);
@@ -314,7 +331,9 @@ impl IggyBackend {
             .unwrap_or(0)
             .saturating_mul(1000);
         let strategy = PollingStrategy::timestamp(IggyTimestamp::from(micros));
-        let polled = self.poll(&target, partition, strategy, 1).await?;
+        let polled = self
+            .poll(&target, partition, strategy, 1, Lane::Any)
+            .await?;
         // The search is by append time, so the append time is what is reported: it is at or
         // after the requested time, as the Kafka contract promises.
         Ok(polled
@@ -329,6 +348,7 @@ impl IggyBackend {
         partition: u32,
         strategy: PollingStrategy,
         count: u32,
+        lane: Lane,
     ) -> BackendResult<PolledMessages> {
         let at = PartitionAt {
             stream_id: &target.stream_id,
@@ -336,7 +356,7 @@ impl IggyBackend {
             partition,
             reader: &self.reader,
         };
-        at.poll(&self.pool.runner(), strategy, count)
+        at.poll(&self.pool.runner(), lane, strategy, count)
             .await
             .map_err(|e| map_error(e, &format!("{}-{partition}", target.topic)))
     }
@@ -376,12 +396,13 @@ impl PartitionAt<'_> {
     async fn poll(
         &self,
         runner: &Runner,
+        lane: Lane,
         strategy: PollingStrategy,
         count: u32,
     ) -> Result<PolledMessages, IggyError> {
         let strategy = &strategy;
         runner
-            .run(Retry::Once, |c| async move {
+            .run(lane, Retry::Once, |c| async move {
                 c.poll_messages(
                     self.stream_id,
                     self.topic_id,

@@ -167,7 +167,17 @@ impl Pool {
         F: Fn(Arc<TcpClient>) -> Fut,
         Fut: Future<Output = Result<T, IggyError>>,
     {
-        self.inner.run(retry, f).await
+        self.inner.run(Lane::Any, retry, f).await
+    }
+
+    /// As [`Pool::run`], for a request that moves megabytes: it never takes the connections
+    /// kept for small requests (see [`Lane`]).
+    pub(crate) async fn run_bulk<T, F, Fut>(&self, retry: Retry, f: F) -> Result<T, IggyError>
+    where
+        F: Fn(Arc<TcpClient>) -> Fut,
+        Fut: Future<Output = Result<T, IggyError>>,
+    {
+        self.inner.run(Lane::Bulk, retry, f).await
     }
 
     /// A handle for background tasks: it runs requests like [`Pool::run`] and keeps the
@@ -182,22 +192,40 @@ impl Pool {
 pub(crate) struct Runner(Arc<Inner>);
 
 impl Runner {
-    pub(crate) async fn run<T, F, Fut>(&self, retry: Retry, f: F) -> Result<T, IggyError>
+    pub(crate) async fn run<T, F, Fut>(
+        &self,
+        lane: Lane,
+        retry: Retry,
+        f: F,
+    ) -> Result<T, IggyError>
     where
         F: Fn(Arc<TcpClient>) -> Fut,
         Fut: Future<Output = Result<T, IggyError>>,
     {
-        self.0.run(retry, f).await
+        self.0.run(lane, retry, f).await
     }
 }
 
+/// Which connections a request may use. The SDK does one request at a time per connection, so
+/// a few requests moving 100 MB each could occupy every connection while a small produce
+/// waits behind them; the last connection (of two or more) is kept for requests that are not
+/// bulk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Lane {
+    Any,
+    Bulk,
+}
+
+/// Payloads at least this large travel in the bulk lane.
+pub(crate) const BULK_BYTES: usize = 1024 * 1024;
+
 impl Inner {
-    async fn run<T, F, Fut>(&self, retry: Retry, f: F) -> Result<T, IggyError>
+    async fn run<T, F, Fut>(&self, lane: Lane, retry: Retry, f: F) -> Result<T, IggyError>
     where
         F: Fn(Arc<TcpClient>) -> Fut,
         Fut: Future<Output = Result<T, IggyError>>,
     {
-        let slot = self.pick();
+        let slot = self.pick(lane);
         match self.attempt(slot, &f, Opener::Request).await {
             Err(e) if retry == Retry::Once && is_connection_error(&e) => {
                 self.attempt(slot, &f, Opener::Request).await
@@ -206,11 +234,14 @@ impl Inner {
         }
     }
 
-    /// The least busy slot, preferring connected ones; the scan starts at a rotating index so
-    /// ties spread out.
-    fn pick(&self) -> &Slot {
+    /// The least busy slot of the lane, preferring connected ones; the scan starts at a
+    /// rotating index so ties spread out.
+    fn pick(&self, lane: Lane) -> &Slot {
         let start = self.next.fetch_add(1, Ordering::Relaxed);
-        let n = self.slots.len();
+        let n = match lane {
+            Lane::Bulk if self.slots.len() > 1 => self.slots.len() - 1,
+            _ => self.slots.len(),
+        };
         (0..n)
             .map(|i| &self.slots[(start + i) % n])
             .min_by_key(|s| {
