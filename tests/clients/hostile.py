@@ -788,12 +788,13 @@ def raise_nofile(wanted: int = 20_000) -> int:
 
 # ----------------------------------------------------------------------------- well-behaved client
 
-# Why an absolute floor: on the 2-core test machine a quiet run's p99 is a few milliseconds, and
-# scheduler jitter from the attack's own client process (which shares those cores) adds
-# 10-20 ms even to a perfectly isolated proxy. "3x of a quiet p99 of 3 ms" would measure the
-# test machine, not the proxy; the floor keeps the check about stalls.
+# Why an absolute floor: on the 2-core test machine a quiet run's p99 is about a millisecond,
+# and the attack's own client process, the well-behaved client's two processes, the proxy and
+# Iggy then share those two cores: one scheduler slice of another busy process (a few to 30 ms,
+# measured 20-35 ms spikes with the proxy idle between them) is enough to miss "3 x 1 ms". That
+# would measure the test machine, not the proxy; the floor keeps the check about stalls.
 LATENCY_FACTOR = 3.0
-LATENCY_FLOOR_MS = 20.0
+LATENCY_FLOOR_MS = 50.0
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -888,11 +889,13 @@ def summarize_well_behaved(result: dict, load_phase: str = "load") -> str:
             f" missing={result['missing_count']} sent={result['sent']}")
 
 
-def assert_well_behaved(result: dict, load_phase: str = "load") -> None:
+def assert_well_behaved(result: dict, load_phase: str = "load",
+                        floor_ms: float = LATENCY_FLOOR_MS) -> None:
     """The well-behaved clients kept working under attack: no delivery error, nothing left
     undelivered, every acknowledged record consumed, and p99 produce latency under load within
-    max(3 x quiet p99, quiet p99 + 20 ms) (see LATENCY_FLOOR_MS). Records still undelivered at the
-    end count as infinitely slow."""
+    max(3 x quiet p99, quiet p99 + floor_ms) (see LATENCY_FLOOR_MS; scenarios whose attack loads
+    Iggy itself pass a larger floor and say why). Records still undelivered at the end count as
+    infinitely slow."""
     lat = result["latencies_ms"]
     quiet, load = lat.get("quiet", []), list(lat.get(load_phase, []))
     summary = summarize_well_behaved(result, load_phase)
@@ -904,9 +907,11 @@ def assert_well_behaved(result: dict, load_phase: str = "load") -> None:
     assert len(load) >= 10, f"too few samples under load (producer stalled?): {summary}"
     load += [math.inf] * result.get("undelivered_in_load", 0)
     q99, l99 = percentile(quiet, .99), percentile(load, .99)
-    allowed = max(LATENCY_FACTOR * q99, q99 + LATENCY_FLOOR_MS)
+    allowed = max(LATENCY_FACTOR * q99, q99 + floor_ms)
+    print(f"HOSTILE-LATENCY p99 quiet {q99:.1f} ms, under load {l99:.1f} ms "
+          f"({l99 / max(q99, 0.001):.1f}x), allowed {allowed:.1f} ms")
     assert l99 <= allowed, (f"p99 produce latency under load {l99:.1f} ms > allowed {allowed:.1f} ms "
-                            f"(max(3 x quiet p99 {q99:.1f}, quiet + {LATENCY_FLOOR_MS:.0f})): {summary}")
+                            f"(max(3 x quiet p99 {q99:.1f}, quiet + {floor_ms:.0f})): {summary}")
 
 
 def _well_behaved_main(bootstrap: str, topic: str, partition: int, rate: int) -> None:

@@ -52,20 +52,16 @@ pub async fn read_size<R: AsyncRead + Unpin>(
     Ok(Some(size))
 }
 
-/// Reads the `size` bytes of a frame's body.
-///
-/// The buffer grows as bytes arrive rather than trusting the announced size up front, so a peer
-/// announcing 100 MiB and sending nothing holds only what it sent.
+/// Reads the `size` bytes of a frame's body into a buffer of exactly that size, allocated up
+/// front (the caller reserved `size` from the memory budget first). Pages are only touched as
+/// bytes arrive, so a peer announcing 100 MiB and sending nothing costs no resident memory, and
+/// a large frame is never copied by regrowing its buffer.
 pub async fn read_body<R: AsyncRead + Unpin>(
     reader: &mut R,
     size: usize,
 ) -> Result<Bytes, FrameError> {
-    const INITIAL_CHUNK: usize = 64 * 1024;
-    let mut buf = BytesMut::with_capacity(size.min(INITIAL_CHUNK));
+    let mut buf = BytesMut::with_capacity(size);
     while buf.len() < size {
-        if buf.capacity() == buf.len() {
-            buf.reserve((size - buf.len()).min(buf.len().max(INITIAL_CHUNK)));
-        }
         let want = size - buf.len();
         let n = (&mut *reader).take(want as u64).read_buf(&mut buf).await?;
         if n == 0 {
