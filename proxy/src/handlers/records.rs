@@ -73,7 +73,10 @@ pub fn decode_produced(
         });
     };
     let decompress = |records: &mut Bytes, codec| {
-        decompress::decompress(codec, records, max_decompressed).map_err(anyhow::Error::new)
+        let records =
+            decompress::decompress(codec, records, max_decompressed).map_err(anyhow::Error::new)?;
+        check_header_counts(&records, claimed_records).map_err(anyhow::Error::msg)?;
+        Ok(records)
     };
     let set = alloc_guard::untrusted(|| {
         RecordBatchDecoder::decode_with_custom_compression(&mut bytes, Some(decompress))
@@ -126,6 +129,68 @@ pub fn decode_produced(
         transactional,
         payload_bytes,
     })
+}
+
+/// Refuses records that claim more headers than their bytes could hold, before kafka-protocol
+/// decodes them: it sizes each record's header map from that count (`IndexMap::with_capacity`)
+/// and the map's control bytes are written at once, so a 100-byte record claiming 2^30 headers
+/// would cost gigabytes of resident memory (found by fuzzing `record_batch`). Each header takes
+/// at least two bytes (two varint lengths). Anything else malformed is left to the decoder,
+/// which fails on it without such cost.
+fn check_header_counts(mut records: &[u8], count: usize) -> Result<(), String> {
+    for _ in 0..count {
+        let Some(size) = read_varint(&mut records) else {
+            return Ok(());
+        };
+        let Some(mut record) = usize::try_from(size).ok().and_then(|n| records.get(..n)) else {
+            return Ok(());
+        };
+        records = &records[record.len()..];
+        // attributes, timestamp delta, offset delta, then key and value with their lengths
+        record = record.get(1..).unwrap_or_default();
+        let fields = read_varint(&mut record).and(read_varint(&mut record));
+        if fields.is_none() || !skip_sized(&mut record) || !skip_sized(&mut record) {
+            return Ok(());
+        }
+        let Some(headers) = read_varint(&mut record) else {
+            return Ok(());
+        };
+        if headers > (record.len() / 2) as i64 {
+            return Err(format!(
+                "a record claims {headers} headers in {} bytes",
+                record.len()
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// A zigzag varint (Kafka's varint and varlong), advancing `buf`.
+fn read_varint(buf: &mut &[u8]) -> Option<i64> {
+    let mut value: u64 = 0;
+    for (i, byte) in buf.iter().enumerate().take(10) {
+        value |= u64::from(byte & 0x7f) << (7 * i);
+        if byte & 0x80 == 0 {
+            *buf = &buf[i + 1..];
+            return Some((value >> 1) as i64 ^ -((value & 1) as i64));
+        }
+    }
+    None
+}
+
+/// Skips a length-prefixed field (-1 is null); false when it runs past the end.
+fn skip_sized(buf: &mut &[u8]) -> bool {
+    match read_varint(buf) {
+        Some(-1) => true,
+        Some(n) => match usize::try_from(n).ok().and_then(|n| buf.get(n..)) {
+            Some(rest) => {
+                *buf = rest;
+                true
+            }
+            None => false,
+        },
+        None => false,
+    }
 }
 
 /// Encodes fetched records as one uncompressed v2 batch. Sequences run with the offsets so the
