@@ -43,18 +43,24 @@ elif [[ "${CLIENTS_STRICT:-0}" == 1 ]]; then
 else
   skips+=(--skip on_kube)
 fi
+stage_started=$SECONDS
+took() { echo "### took $((SECONDS - stage_started)) s: $1"; stage_started=$SECONDS; }
 echo "=== cargo test --workspace --locked -- ${skips[*]}"
 cargo test --workspace --locked -- "${skips[@]}"
+took "cargo test"
 [[ -z "${IGGY_SERVER_BIN:-}" ]] && echo "### !!! SKIPPED: every Rust test named *on_iggy* (IGGY_SERVER_BIN not set)"
 [[ " ${skips[*]} " == *" on_kube "* ]] && echo "### !!! SKIPPED: every Rust test named *on_kube* (no kube-apiserver/etcd in $KAFKA_IGGY_K8S_BIN; run tools/k8s/build.sh)"
 
 echo "=== Kubernetes chart and manifests (tests/k8s/run.sh)"
 bash tests/k8s/run.sh
+took "tests/k8s/run.sh"
 
 echo "=== cargo build --release -p kafka-iggy-proxy"
 cargo build --release -p kafka-iggy-proxy
+took "cargo build --release"
 export PROXY_BIN="$PWD/target/release/kafka-iggy-proxy"
 
 echo "=== client scenarios (pytest tests/clients)"
 cd tests/clients
+# pytest prints its own duration last.
 exec python3 -m pytest "$@"
