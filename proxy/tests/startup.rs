@@ -171,7 +171,13 @@ async fn proxy_started_before_iggy_on_iggy() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn binary_keeps_running_while_iggy_is_down() {
     let metrics = free_address();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_kafka-iggy-proxy"))
+    let mut command = Command::new(env!("CARGO_BIN_EXE_kafka-iggy-proxy"));
+    // The proxy refuses unknown KAFKA_IGGY_* variables; the test run may have some of its own
+    // (KAFKA_IGGY_K8S_BIN in CI).
+    for (name, _) in std::env::vars().filter(|(k, _)| k.starts_with("KAFKA_IGGY_")) {
+        command.env_remove(name);
+    }
+    let mut child = command
         .args(["--listen", "127.0.0.1:0", "--metrics-listen", &metrics])
         .args(["--iggy-address", &free_address(), "--log-format", "plain"])
         .env_remove("RUST_LOG")
