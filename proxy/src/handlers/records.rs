@@ -148,14 +148,14 @@ fn check_header_counts(mut records: &[u8], count: usize) -> Result<(), String> {
         records = &records[record.len()..];
         // attributes, timestamp delta, offset delta, then key and value with their lengths
         record = record.get(1..).unwrap_or_default();
-        let fields = read_varint(&mut record).and(read_varint(&mut record));
+        let fields = read_varlong(&mut record).and(read_varint(&mut record));
         if fields.is_none() || !skip_sized(&mut record) || !skip_sized(&mut record) {
             return Ok(());
         }
         let Some(headers) = read_varint(&mut record) else {
             return Ok(());
         };
-        if headers > (record.len() / 2) as i64 {
+        if i64::from(headers) > (record.len() / 2) as i64 {
             return Err(format!(
                 "a record claims {headers} headers in {} bytes",
                 record.len()
@@ -165,17 +165,32 @@ fn check_header_counts(mut records: &[u8], count: usize) -> Result<(), String> {
     Ok(())
 }
 
-/// A zigzag varint (Kafka's varint and varlong), advancing `buf`.
-fn read_varint(buf: &mut &[u8]) -> Option<i64> {
-    let mut value: u64 = 0;
-    for (i, byte) in buf.iter().enumerate().take(10) {
-        value |= u64::from(byte & 0x7f) << (7 * i);
-        if byte & 0x80 == 0 {
+/// Reads an unsigned varint the way kafka-protocol 0.18 does, so that this check sees the same
+/// fields as its decoder: at most `max_bytes` bytes, the last one taken even with its
+/// continuation bit set, bits past the width dropped. `None` when the bytes run out.
+fn read_unsigned(buf: &mut &[u8], max_bytes: usize) -> Option<u64> {
+    let mut value = 0u64;
+    for i in 0..max_bytes {
+        let byte = *buf.get(i)?;
+        value |= u64::from(byte & 0x7f) << (i * 7);
+        if byte < 0x80 || i + 1 == max_bytes {
             *buf = &buf[i + 1..];
-            return Some((value >> 1) as i64 ^ -((value & 1) as i64));
+            return Some(value);
         }
     }
     None
+}
+
+/// Kafka's zigzag varint (32 bits, at most 5 bytes), advancing `buf`.
+fn read_varint(buf: &mut &[u8]) -> Option<i32> {
+    let zigzag = read_unsigned(buf, 5)? as u32;
+    Some(((zigzag >> 1) as i32) ^ -((zigzag & 1) as i32))
+}
+
+/// Kafka's zigzag varlong (64 bits, at most 10 bytes), advancing `buf`.
+fn read_varlong(buf: &mut &[u8]) -> Option<i64> {
+    let zigzag = read_unsigned(buf, 10)?;
+    Some(((zigzag >> 1) as i64) ^ -((zigzag & 1) as i64))
 }
 
 /// Skips a length-prefixed field (-1 is null); false when it runs past the end.
