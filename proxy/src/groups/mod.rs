@@ -707,8 +707,9 @@ impl GroupCoordinator {
                     .inc_by(g.rebalances - reported);
                 g.rebalances_reported = g.rebalances;
             }
-            if g.state == GroupState::Empty && g.offsets.is_empty() {
-                // Nothing left to remember: forget the group, as Kafka does.
+            if g.state == GroupState::Empty && g.offsets.is_empty() && g.is_empty() {
+                // Nothing left to remember: forget the group, as Kafka does. Not while a member
+                // given its id (KIP-394) has yet to rejoin: it would get UNKNOWN_MEMBER_ID.
                 dead.push(g.id.clone());
             } else {
                 self.metrics
@@ -727,7 +728,7 @@ impl GroupCoordinator {
             for id in dead {
                 let remove = registry.groups.get(&id).is_some_and(|g| {
                     let g = lock(g);
-                    g.state == GroupState::Empty && g.offsets.is_empty()
+                    g.state == GroupState::Empty && g.offsets.is_empty() && g.is_empty()
                 });
                 if remove {
                     registry.groups.remove(&id);
