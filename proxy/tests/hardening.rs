@@ -463,8 +463,22 @@ async fn tight_budget_many_producers_of_one_partition(store: Store<'_>) {
     offsets.sort_unstable();
     offsets.dedup();
     assert_eq!(offsets.len(), 48, "48 batches at distinct offsets");
-    assert_eq!(proxy.broker.budget.used_bytes(), 0, "all budget given back");
+    budget_given_back(&proxy).await;
     proxy.shutdown().await;
+}
+
+/// Everything reserved is given back: at once in practice, but a response's reservation is
+/// dropped by the writer task just after the client could already read the bytes.
+async fn budget_given_back(proxy: &Proxy) {
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while proxy.broker.budget.used_bytes() != 0 {
+        assert!(
+            Instant::now() < deadline,
+            "{} bytes of the budget still held",
+            proxy.broker.budget.used_bytes()
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
 }
 
 async fn all_scenarios(store: Store<'_>) {
