@@ -199,6 +199,8 @@ async fn non_reading_client_is_closed_after_write_timeout(store: Store<'_>) {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    // Everything the closed connection held (frames, unwritten answers) is given back.
+    budget_given_back(&proxy).await;
     proxy.shutdown().await;
 }
 
