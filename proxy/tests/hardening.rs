@@ -95,6 +95,29 @@ fn big_batch(count: usize, size: usize) -> Bytes {
     batch(&values, None, Compression::None)
 }
 
+/// Creates `name` with 4 MiB of records and a connection (4 KiB receive buffer) that has asked
+/// for six Fetches of all of it and reads none: its answers cannot be written. Returns a
+/// well-behaved connection and the stalled one.
+async fn stalled_reader(proxy: &Proxy, name: &str) -> (Wire, Wire) {
+    let mut good = Wire::connect(proxy.kafka_addr).await;
+    assert_eq!(create_topic(&mut good, name, 1).await, 0);
+    for _ in 0..4 {
+        let (code, _) = produce(&mut good, name, 0, big_batch(16, 64 * 1024)).await;
+        assert_eq!(code, 0);
+    }
+    let socket = TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let mut slow = Wire::from_stream(socket.connect(proxy.kafka_addr).await.unwrap());
+    for _ in 0..6 {
+        let request = fetch_request(name, 0, 8 * MIB as i32);
+        let (_, frame) = slow
+            .encode_request(ApiKey::Fetch, 12, &request.into())
+            .unwrap();
+        slow.send_raw(&frame).await;
+    }
+    (good, slow)
+}
+
 /// A connection that asks for several large Fetch responses and then a Produce, and never reads
 /// an answer. Its Produce has taken its place in the partition's append line; other producers
 /// of that partition must still be served promptly.
@@ -105,27 +128,7 @@ async fn slow_reader_does_not_stall_other_producers(store: Store<'_>) {
     };
     let proxy = start(store, limits).await;
     let name = format!("slow-reader-{}", std::process::id());
-    let mut good = Wire::connect(proxy.kafka_addr).await;
-    assert_eq!(create_topic(&mut good, &name, 1).await, 0);
-    for _ in 0..4 {
-        assert_eq!(
-            produce(&mut good, &name, 0, big_batch(16, 64 * 1024))
-                .await
-                .0,
-            0
-        );
-    }
-
-    let socket = TcpSocket::new_v4().unwrap();
-    socket.set_recv_buffer_size(4096).unwrap();
-    let mut slow = Wire::from_stream(socket.connect(proxy.kafka_addr).await.unwrap());
-    for _ in 0..6 {
-        let request = fetch_request(&name, 0, 8 * MIB as i32);
-        let (_, frame) = slow
-            .encode_request(ApiKey::Fetch, 12, &request.into())
-            .unwrap();
-        slow.send_raw(&frame).await;
-    }
+    let (mut good, mut slow) = stalled_reader(&proxy, &name).await;
     let request = produce_request(&name, 0, -1, batch(&["from-slow"], None, Compression::None));
     let (_, frame) = slow
         .encode_request(ApiKey::Produce, 9, &request.into())
@@ -171,26 +174,7 @@ async fn non_reading_client_is_closed_after_write_timeout(store: Store<'_>) {
     };
     let proxy = start(store, limits).await;
     let name = format!("write-timeout-{}", std::process::id());
-    let mut good = Wire::connect(proxy.kafka_addr).await;
-    assert_eq!(create_topic(&mut good, &name, 1).await, 0);
-    for _ in 0..4 {
-        assert_eq!(
-            produce(&mut good, &name, 0, big_batch(16, 64 * 1024))
-                .await
-                .0,
-            0
-        );
-    }
-    let socket = TcpSocket::new_v4().unwrap();
-    socket.set_recv_buffer_size(4096).unwrap();
-    let mut slow = Wire::from_stream(socket.connect(proxy.kafka_addr).await.unwrap());
-    for _ in 0..6 {
-        let request = fetch_request(&name, 0, 8 * MIB as i32);
-        let (_, frame) = slow
-            .encode_request(ApiKey::Fetch, 12, &request.into())
-            .unwrap();
-        slow.send_raw(&frame).await;
-    }
+    let (_good, _slow) = stalled_reader(&proxy, &name).await;
     let deadline = Instant::now() + Duration::from_secs(10);
     while closed_on_error(&proxy, "write_timeout").await == 0 {
         assert!(
