@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test of the workspace, assuming the prerequisites are installed (.ci/run installs
 # them, then calls this):
+#   0. rustfmt and clippy (warnings are errors)
 #   1. Rust unit and integration tests (cargo test --workspace --locked), including the
 #      operator against a real kube-apiserver + etcd (tests named *on_kube*)
 #   2. the Helm chart and plain manifests against a real API server (tests/k8s/run.sh)
@@ -45,6 +46,11 @@ else
 fi
 stage_started=$SECONDS
 took() { echo "### took $((SECONDS - stage_started)) s: $1"; stage_started=$SECONDS; }
+# Lints first: they are quick once the tests' dependencies are built, and a lint is a failure.
+echo "=== cargo fmt --check; cargo clippy --workspace --all-targets --locked -D warnings"
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets --locked -- -D warnings
+took "fmt + clippy"
 echo "=== cargo test --workspace --locked -- ${skips[*]}"
 cargo test --workspace --locked -- "${skips[@]}"
 took "cargo test"

@@ -14,7 +14,9 @@ pub fn backend_error_code(e: &BackendError) -> i16 {
         BackendError::InvalidRecord(_) => ResponseError::InvalidRecord,
         BackendError::InvalidRequest(_) => ResponseError::InvalidRequest,
         // Retriable: clients back off and retry, as they would while a broker restarts.
-        BackendError::Unavailable(_) => ResponseError::KafkaStorageError,
+        BackendError::Unavailable(_) | BackendError::OutcomeUnknown(_) => {
+            ResponseError::KafkaStorageError
+        }
         BackendError::Internal(_) => ResponseError::UnknownServerError,
     };
     error.code()

@@ -4,14 +4,11 @@
 
 mod wire;
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use iggy_testkit::IggyServer;
-use kafka_iggy_proxy::backend::memory::MemoryBackend;
-use kafka_iggy_proxy::config::{BackendKind, Limits, ProxyConfig};
-use kafka_iggy_proxy::metrics::Metrics;
+use kafka_iggy_proxy::config::{BackendKind, Limits};
 use kafka_iggy_proxy::Proxy;
 use kafka_protocol::messages::*;
 use kafka_protocol::records::Compression;
@@ -30,29 +27,16 @@ enum Store<'a> {
 }
 
 async fn start(store: Store<'_>, limits: Limits) -> Proxy {
-    let mut config = ProxyConfig {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        metrics_listen: Some("127.0.0.1:0".parse().unwrap()),
-        limits,
-        ..ProxyConfig::default()
-    };
-    match store {
-        Store::Memory => {
-            config.backend = BackendKind::Memory;
-            Proxy::start_with_backend(
-                config,
-                Arc::new(MemoryBackend::new()),
-                Arc::new(Metrics::new()),
-            )
-            .await
-            .expect("proxy starts")
-        }
+    let mut config = match store {
+        Store::Memory => wire::local_config(BackendKind::Memory),
         Store::Iggy(server) => {
-            config.backend = BackendKind::Iggy;
+            let mut config = wire::local_config(BackendKind::Iggy);
             config.iggy.address = server.address().to_string();
-            Proxy::start(config).await.expect("proxy starts on Iggy")
+            config
         }
-    }
+    };
+    config.limits = limits;
+    wire::start_configured(config).await.expect("proxy starts")
 }
 
 fn produce_request(topic_name: &str, partition: i32, acks: i16, records: Bytes) -> ProduceRequest {
@@ -85,7 +69,7 @@ async fn closed_on_error(proxy: &Proxy, reason: &str) -> u64 {
     let needle = format!("kafka_iggy_connections_closed_on_error_total{{reason=\"{reason}\"}} ");
     body.lines()
         .find_map(|l| l.strip_prefix(&needle))
-        .map_or(0, |v| v.trim().parse().unwrap())
+        .map_or(0, |v| v.trim().parse().expect("a counter"))
 }
 
 /// `count` records of `size` bytes each, as one uncompressed batch.
@@ -105,14 +89,14 @@ async fn stalled_reader(proxy: &Proxy, name: &str) -> (Wire, Wire) {
         let (code, _) = produce(&mut good, name, 0, big_batch(16, 64 * 1024)).await;
         assert_eq!(code, 0);
     }
-    let socket = TcpSocket::new_v4().unwrap();
-    socket.set_recv_buffer_size(4096).unwrap();
-    let mut slow = Wire::from_stream(socket.connect(proxy.kafka_addr).await.unwrap());
+    let socket = TcpSocket::new_v4().expect("socket");
+    socket.set_recv_buffer_size(4096).expect("buffer size");
+    let mut slow = Wire::from_stream(socket.connect(proxy.kafka_addr).await.expect("connect"));
     for _ in 0..6 {
         let request = fetch_request(name, 0, 8 * MIB as i32);
         let (_, frame) = slow
             .encode_request(ApiKey::Fetch, 12, &request.into())
-            .unwrap();
+            .expect("encodable");
         slow.send_raw(&frame).await;
     }
     (good, slow)
@@ -132,7 +116,7 @@ async fn slow_reader_does_not_stall_other_producers(store: Store<'_>) {
     let request = produce_request(&name, 0, -1, batch(&["from-slow"], None, Compression::None));
     let (_, frame) = slow
         .encode_request(ApiKey::Produce, 9, &request.into())
-        .unwrap();
+        .expect("encodable");
     slow.send_raw(&frame).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
 
@@ -280,7 +264,7 @@ async fn failed_acks_zero_produce_closes_the_connection(store: Store<'_>) {
     );
     let (_, frame) = wire
         .encode_request(ApiKey::Produce, 9, &request.into())
-        .unwrap();
+        .expect("encodable");
     wire.send_raw(&frame).await;
     assert!(
         wire.is_closed().await,
@@ -301,17 +285,17 @@ async fn half_closed_client_gets_its_produces_done(store: Store<'_>) {
         .with_min_bytes(1);
     let (_, frame) = wire
         .encode_request(ApiKey::Fetch, 12, &long_poll.into())
-        .unwrap();
+        .expect("encodable");
     wire.send_raw(&frame).await;
     for i in 0..10 {
         let value = format!("v{i}");
         let request = produce_request(&name, 1, -1, batch(&[&value], None, Compression::None));
         let (_, frame) = wire
             .encode_request(ApiKey::Produce, 9, &request.into())
-            .unwrap();
+            .expect("encodable");
         wire.send_raw(&frame).await;
     }
-    wire.stream.shutdown().await.unwrap();
+    wire.stream.shutdown().await.expect("half-close");
     let mut answers = 0;
     while wire.read_frame().await.is_some() {
         answers += 1;
@@ -330,8 +314,10 @@ async fn half_closed_client_gets_its_produces_done(store: Store<'_>) {
 
 /// Produce and Fetch for topics that do not exist leave no per-partition state behind.
 async fn made_up_topics_leave_no_state(store: Store<'_>) {
-    let mut config_limits = Limits::default();
-    config_limits.max_fetch_wait_ms = 100;
+    let config_limits = Limits {
+        max_fetch_wait_ms: 100,
+        ..Limits::default()
+    };
     let proxy = start(store, config_limits).await;
     let mut wire = Wire::connect(proxy.kafka_addr).await;
     let before = proxy.broker.partitions.len();
@@ -371,7 +357,10 @@ async fn fetch_size_is_capped(store: Store<'_>) {
     let ResponseKind::Fetch(r) = wire.call(ApiKey::Fetch, 12, request.into()).await else {
         panic!("kind")
     };
-    let records = r.responses[0].partitions[0].records.as_ref().unwrap();
+    let records = r.responses[0].partitions[0]
+        .records
+        .as_ref()
+        .expect("records");
     assert!(
         records.len() > MIB,
         "a full answer ({} bytes)",
@@ -416,7 +405,7 @@ async fn tight_budget_many_producers_of_one_partition(store: Store<'_>) {
                 let request = produce_request(&name, 0, -1, records);
                 let (correlation, frame) = wire
                     .encode_request(ApiKey::Produce, 9, &request.into())
-                    .unwrap();
+                    .expect("encodable");
                 wire.send_raw(&frame).await;
                 sent.push(correlation);
             }
@@ -445,7 +434,7 @@ async fn tight_budget_many_producers_of_one_partition(store: Store<'_>) {
     )
     .await
     .expect("every producer finishes");
-    let mut offsets: Vec<i64> = all.into_iter().flat_map(|r| r.unwrap()).collect();
+    let mut offsets: Vec<i64> = all.into_iter().flat_map(|r| r.expect("producer")).collect();
     offsets.sort_unstable();
     offsets.dedup();
     assert_eq!(offsets.len(), 48, "48 batches at distinct offsets");

@@ -406,6 +406,109 @@ mod on_iggy {
         assert_eq!(message.header.origin_timestamp, 1_700_000_000_000_000);
     }
 
+    /// Two proxies (two back ends) and a native Iggy producer append to one partition, first
+    /// taking turns, then all at once: every offset a proxy answers is where its batch is.
+    #[tokio::test]
+    async fn offsets_are_exact_with_other_writers_on_the_partition() {
+        let Some(server) = IggyServer::from_env().await else {
+            return;
+        };
+        let (a, b) = (backend_for(&server, 2).await, backend_for(&server, 2).await);
+        Check(&a).create("shared", 1).await;
+        let native = native_client(&server).await;
+        let native_send = |values: Vec<String>| {
+            let native = &native;
+            async move {
+                let mut messages: Vec<IggyMessage> = values
+                    .into_iter()
+                    .map(|v| IggyMessage::builder().payload(Bytes::from(v)).build())
+                    .collect::<Result<_, _>>()
+                    .expect("messages");
+                let (stream, topic) = (named("kafka"), named("shared"));
+                let p0 = Partitioning::partition_id(0);
+                native
+                    .send_messages(&stream, &topic, &p0, &mut messages)
+                    .await
+                    .expect("native send");
+            }
+        };
+        let batch = |who: &str, n: usize, size: usize| -> Vec<String> {
+            (0..size).map(|i| format!("{who}-{n}-{i}")).collect()
+        };
+        // (base offset answered, values) of every proxy append.
+        let mut answered: Vec<(i64, Vec<String>)> = Vec::new();
+        async fn append(backend: &IggyBackend, values: Vec<String>) -> (i64, Vec<String>) {
+            let records = values.iter().map(|v| value(v)).collect();
+            let base = backend.append("shared", 0, records).await.expect("append");
+            (base, values)
+        }
+
+        // Taking turns, as in the report: A, B, native, then A and B again, each seeing stale
+        // ends left by the others.
+        answered.push(append(&a, batch("a", 0, 2)).await);
+        answered.push(append(&b, batch("b", 0, 1)).await);
+        native_send(batch("n", 0, 2)).await;
+        answered.push(append(&a, batch("a", 1, 1)).await);
+        answered.push(append(&b, batch("b", 1, 3)).await);
+        answered.push(append(&a, batch("a", 2, 1)).await);
+        assert_eq!(
+            answered.iter().map(|(base, _)| *base).collect::<Vec<_>>(),
+            [0, 2, 5, 6, 9]
+        );
+
+        // All at once: three writers, forty batches each, of 1 to 4 records.
+        let a_task = async {
+            let mut out = Vec::new();
+            for n in 10..50 {
+                out.push(append(&a, batch("a", n, 1 + n % 4)).await);
+            }
+            out
+        };
+        let b_task = async {
+            let mut out = Vec::new();
+            for n in 10..50 {
+                out.push(append(&b, batch("b", n, 1 + (n + 1) % 4)).await);
+            }
+            out
+        };
+        let n_task = async {
+            for n in 10..50 {
+                native_send(batch("n", n, 1 + (n + 2) % 4)).await;
+            }
+        };
+        let (from_a, from_b, ()) = tokio::join!(a_task, b_task, n_task);
+        answered.extend(from_a);
+        answered.extend(from_b);
+
+        // What a consumer reads back decides.
+        let stored: BTreeMap<String, i64> = Check(&a)
+            .read_with("shared", 0, 0, ALL)
+            .await
+            .records
+            .into_iter()
+            .map(|r| {
+                let value = r.record.value.expect("value");
+                (String::from_utf8(value.to_vec()).expect("utf-8"), r.offset)
+            })
+            .collect();
+        let native_count = 2 + (10..50).map(|n| 1 + (n + 2) % 4).sum::<usize>();
+        let proxied: usize = answered.iter().map(|(_, values)| values.len()).sum();
+        assert_eq!(
+            stored.len(),
+            native_count + proxied,
+            "every record stored once"
+        );
+        for (base, values) in &answered {
+            for (i, v) in values.iter().enumerate() {
+                assert_eq!(stored[v], base + i as i64, "{v}: answered {base} + {i}");
+            }
+        }
+        // Each back end continues from the true end.
+        let end = stored.len() as i64;
+        assert_eq!(append(&a, batch("a", 99, 1)).await.0, end);
+        assert_eq!(append(&b, batch("b", 99, 1)).await.0, end + 1);
+    }
+
     #[tokio::test]
     async fn overridden_topics_live_in_their_own_stream() {
         let Some(server) = IggyServer::from_env().await else {

@@ -53,6 +53,7 @@ fn error_kind(e: &BackendError) -> &'static str {
         BackendError::InvalidRequest(_) => "invalid_request",
         BackendError::Unavailable(_) => "unavailable",
         BackendError::Internal(_) => "internal",
+        BackendError::OutcomeUnknown(_) => "outcome_unknown",
     }
 }
 

@@ -114,6 +114,10 @@ pub enum BackendError {
     InvalidRequest(String),
     #[error("storage unavailable: {0}")]
     Unavailable(String),
+    /// A write may or may not have been stored, or was stored where it cannot be found: the
+    /// client must retry rather than be given a guessed offset.
+    #[error("write outcome unknown: {0}")]
+    OutcomeUnknown(String),
     #[error("storage error: {0}")]
     Internal(String),
 }

@@ -125,6 +125,9 @@ struct Ready {
     turn: Turn,
 }
 
+/// A partition of the request, ready to append or already answered with an error.
+type ReadyPartition = (i32, Result<Ready, PartitionError>);
+
 /// Decodes, appends every admitted partition and answers. With acks=0 nothing is sent back,
 /// unless a partition failed: then the connection is closed, as Kafka does, so that the client
 /// notices and refreshes its metadata.
@@ -143,7 +146,7 @@ pub async fn execute(broker: &Broker, prepared: PreparedProduce) -> Outcome {
         .collect();
     let (decoded, _records_budget) = decode_within_budget(broker, &memory, admitted).await;
     let mut decoded = decoded.into_iter();
-    let topics: Vec<(TopicName, Vec<(i32, Result<Ready, PartitionError>)>)> = topics
+    let topics: Vec<(TopicName, Vec<ReadyPartition>)> = topics
         .into_iter()
         .map(|(name, partitions)| {
             let ready = partitions

@@ -17,21 +17,32 @@ use tokio::net::TcpStream;
 
 pub const IO_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Settings for a test proxy: Kafka and metrics listeners on free ports, the rest default.
+pub fn local_config(backend: BackendKind) -> ProxyConfig {
+    ProxyConfig {
+        listen: "127.0.0.1:0".parse().expect("address"),
+        backend,
+        metrics_listen: Some("127.0.0.1:0".parse().expect("address")),
+        ..ProxyConfig::default()
+    }
+}
+
+/// Starts a proxy with `config`; the memory back end is a fresh, empty one.
+pub async fn start_configured(config: ProxyConfig) -> anyhow::Result<Proxy> {
+    match config.backend {
+        BackendKind::Memory => {
+            let backend = Arc::new(MemoryBackend::new());
+            Proxy::start_with_backend(config, backend, Arc::new(Metrics::new())).await
+        }
+        BackendKind::Iggy => Proxy::start(config).await,
+    }
+}
+
 /// A proxy on the memory back end, on a free port.
 pub async fn start_memory_proxy() -> Proxy {
-    let config = ProxyConfig {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        backend: BackendKind::Memory,
-        metrics_listen: Some("127.0.0.1:0".parse().unwrap()),
-        ..ProxyConfig::default()
-    };
-    Proxy::start_with_backend(
-        config,
-        Arc::new(MemoryBackend::new()),
-        Arc::new(Metrics::new()),
-    )
-    .await
-    .expect("proxy starts")
+    start_configured(local_config(BackendKind::Memory))
+        .await
+        .expect("proxy starts")
 }
 
 /// A proxy on real Iggy at `address` (root credentials), on a free port.
@@ -43,15 +54,10 @@ pub async fn start_iggy_proxy(address: &str) -> Proxy {
 
 /// [`start_iggy_proxy`] with TLS settings; startup errors are returned, not panicked on.
 pub async fn start_iggy_proxy_with(address: &str, tls: IggyTls) -> anyhow::Result<Proxy> {
-    let mut config = ProxyConfig {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        backend: BackendKind::Iggy,
-        metrics_listen: Some("127.0.0.1:0".parse().unwrap()),
-        ..ProxyConfig::default()
-    };
+    let mut config = local_config(BackendKind::Iggy);
     config.iggy.address = address.to_string();
     config.iggy.tls = tls;
-    Proxy::start(config).await
+    start_configured(config).await
 }
 
 /// GET `path` from the proxy's metrics listener; returns (status code, body).

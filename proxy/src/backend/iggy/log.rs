@@ -31,6 +31,19 @@ const FIRST_POLL: u32 = 64;
 const MAX_POLL: u32 = 5000;
 /// How long a cached first retained offset is trusted in read results.
 const LOG_START_TTL: Duration = Duration::from_secs(10);
+/// A search for a batch that another writer displaced polls at most this many messages at a
+/// time, and at most about this many bytes (by the batch's largest message).
+const SEARCH_WINDOW: usize = 256;
+const SEARCH_BYTES: usize = 8 * 1024 * 1024;
+/// Messages looked through before a search gives up and the Produce fails retriably.
+const MAX_SEARCHED: u64 = 1_000_000;
+
+/// What `locate_batch` needs to know about a batch it looks for.
+struct StoredBatch {
+    first_id: u128,
+    count: u64,
+    largest: usize,
+}
 
 impl IggyBackend {
     pub(super) async fn append_impl(
@@ -42,23 +55,30 @@ impl IggyBackend {
         let target = self.target(topic)?;
         let subject = format!("{topic}-{partition}");
         // Encode first, so an unstorable record fails the batch before anything is sent.
-        let messages = records
+        let mut messages = records
             .iter()
             .map(encode_record)
             .collect::<BackendResult<Vec<IggyMessage>>>()?;
         let count = messages.len() as u64;
+        let first_id = self.stamps.reserve(count);
+        for (id, message) in (first_id..).zip(messages.iter_mut()) {
+            message.header.id = id;
+        }
 
         let cell = self.offsets.cell(&target.key(partition));
         let mut state = cell.lock().await;
         // Read before syncing, so a loss during the sync invalidates what it learns.
         let losses = self.pool.losses();
-        let base = match Known::current(*state, losses) {
+        let expected = match Known::current(*state, losses) {
             Some(offset) => offset,
             None => self.fresh_bounds(&target, partition).await?.high_watermark as u64,
         };
         if count == 0 {
-            *state = Some(Known { next: base, losses });
-            return Ok(base as i64);
+            *state = Some(Known {
+                next: expected,
+                losses,
+            });
+            return Ok(expected as i64);
         }
 
         // Forget the cached offset while the send is under way: if this future is dropped
@@ -69,7 +89,9 @@ impl IggyBackend {
         let partitioning = Partitioning::partition_id(partition);
         let partitioning = &partitioning;
         // Handed to the one attempt a send gets (`Retry::Never`).
+        let largest = messages.iter().map(|m| m.payload.len()).max().unwrap_or(0);
         let bulk = messages.iter().map(|m| m.payload.len()).sum::<usize>() >= BULK_BYTES;
+        let lane = if bulk { Lane::Bulk } else { Lane::Any };
         let batch = Mutex::new(Some(messages));
         let batch = &batch;
         let send = |c: Arc<TcpClient>| {
@@ -96,19 +118,98 @@ impl IggyBackend {
             }
             other => other,
         };
-        match sent {
-            Ok(()) => {
-                *state = Some(Known {
-                    next: base + count,
-                    losses,
-                });
-                Ok(base as i64)
+        if let Err(e) = sent {
+            // The batch may or may not have been appended: ask the server next time.
+            return Err(map_error(e, &subject));
+        }
+        let stored = StoredBatch {
+            first_id,
+            count,
+            largest,
+        };
+        let (base, next) = self
+            .locate_batch(&target, partition, &stored, expected, lane)
+            .await?;
+        *state = Some(Known { next, losses });
+        Ok(base as i64)
+    }
+
+    /// Where a batch just sent was stored, and the partition's end seen while finding out.
+    ///
+    /// One poll of one message checks the expected place. When another writer appended since
+    /// this proxy last knew the partition's end, the batch is elsewhere: it is then searched
+    /// for from the end backwards, since it was appended moments ago and only what others
+    /// appended since can be behind it. Iggy appends a batch as one run of offsets, so its
+    /// first id gives its base offset.
+    async fn locate_batch(
+        &self,
+        target: &Target,
+        partition: u32,
+        batch: &StoredBatch,
+        expected: u64,
+        lane: Lane,
+    ) -> BackendResult<(u64, u64)> {
+        let at_expected = self
+            .poll(
+                target,
+                partition,
+                PollingStrategy::offset(expected),
+                1,
+                lane,
+            )
+            .await
+            .map_err(|e| unverified(target, partition, &e))?;
+        let found = |polled: &PolledMessages| {
+            polled
+                .messages
+                .iter()
+                .find(|m| m.header.id == batch.first_id)
+                .map(|m| (m.header.offset, polled.current_offset + 1))
+        };
+        if let Some(found) = found(&at_expected).filter(|(base, _)| *base == expected) {
+            return Ok(found);
+        }
+
+        // Polls of the search hold at most about SEARCH_BYTES of the largest size in sight.
+        let window = (SEARCH_BYTES / batch.largest.max(1)).clamp(1, SEARCH_WINDOW) as u64;
+        // The highest offset the batch can start at, given the end the check saw.
+        let mut upper = (at_expected.current_offset + 1).saturating_sub(batch.count);
+        let mut searched = 0u64;
+        loop {
+            let lower = upper.saturating_sub(window - 1);
+            let polled = self
+                .poll(
+                    target,
+                    partition,
+                    PollingStrategy::offset(lower),
+                    (upper - lower + 1) as u32,
+                    lane,
+                )
+                .await
+                .map_err(|e| unverified(target, partition, &e))?;
+            if let Some((base, next)) = found(&polled) {
+                tracing::debug!(
+                    partition = %format_args!("{}-{partition}", target.topic),
+                    expected,
+                    base,
+                    "another writer appended to the partition; batch found by its id"
+                );
+                return Ok((base, next.max(base + batch.count)));
             }
-            Err(e) => {
-                // The batch may or may not have been appended: ask the server next time.
-                *state = None;
-                Err(map_error(e, &subject))
+            searched += upper - lower + 1;
+            // Below the first retained offset Iggy answers from it: nothing further back.
+            let reached_start = polled
+                .messages
+                .first()
+                .is_none_or(|m| m.header.offset > lower);
+            if lower == 0 || reached_start || searched >= MAX_SEARCHED {
+                return Err(BackendError::OutcomeUnknown(format!(
+                    "{}-{partition}: the batch sent was not found among the last {searched} \
+                     messages (expected at offset {expected})",
+                    target.topic
+                )));
             }
+            upper = lower - 1;
         }
     }
 
@@ -437,6 +538,14 @@ pub(crate) fn bounds_from_first_poll(polled: &PolledMessages) -> PartitionBounds
             }
         }
     }
+}
+
+/// A batch was sent, but where it was stored could not be checked: the client retries.
+fn unverified(target: &Target, partition: u32, e: &BackendError) -> BackendError {
+    BackendError::OutcomeUnknown(format!(
+        "{}-{partition}: stored, but its offset could not be checked: {e}",
+        target.topic
+    ))
 }
 
 fn out_of_range(offset: i64, bounds: PartitionBounds) -> BackendError {

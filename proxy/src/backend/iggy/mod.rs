@@ -6,9 +6,10 @@
 //! records become messages). Names are always sent as `Identifier::named`, because a
 //! numeric-looking string would otherwise address a numeric id.
 //!
-//! Work is split by concern: `pool` keeps logged-in SDK clients, `offsets` assigns offsets for
-//! appends, `log` reads and writes partitions, `admin` manages topics, and `error` is the one
-//! mapping from Iggy errors to `BackendError`.
+//! Work is split by concern: `pool` keeps logged-in SDK clients, `offsets` caches where the next
+//! append is expected, `stamps` gives every sent message an id that finds it again, `log` reads
+//! and writes partitions, `admin` manages topics, and `error` is the one mapping from Iggy
+//! errors to `BackendError`.
 
 mod admin;
 mod deferred;
@@ -19,6 +20,7 @@ mod offsets;
 mod pool;
 mod reachability;
 mod read_ahead;
+mod stamps;
 #[cfg(test)]
 mod tests;
 
@@ -37,6 +39,7 @@ pub use self::pool::Credentials;
 use self::pool::{Pool, Retry};
 use self::reachability::Reachability;
 use self::read_ahead::ReadAhead;
+use self::stamps::Stamps;
 use super::{
     Backend, BackendError, BackendResult, PartitionBounds, ReadLimits, ReadResult, StoredRecord,
     TopicInfo, TopicSettings,
@@ -120,6 +123,8 @@ pub struct IggyBackend {
     overrides: HashMap<String, IggyTarget>,
     fsync_on_append: bool,
     offsets: OffsetTable,
+    /// Ids that make this process's batches findable after a send (see `stamps`).
+    stamps: Stamps,
     /// Recently seen first retained offsets, so a read need not ask for it every time (it only
     /// moves forward, so a slightly old value is a safe lower bound).
     log_starts: Mutex<HashMap<PartitionKey, (u64, Instant)>>,
@@ -177,6 +182,7 @@ impl IggyBackend {
             overrides: config.topic_overrides,
             fsync_on_append: config.fsync_on_append,
             offsets: OffsetTable::default(),
+            stamps: Stamps::new(),
             log_starts: Mutex::new(HashMap::new()),
             record_size_hints: Mutex::new(HashMap::new()),
             read_ahead: ReadAhead::new(config.read_ahead_bytes),

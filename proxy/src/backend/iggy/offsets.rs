@@ -1,14 +1,14 @@
-//! Offset assignment for appends.
+//! Where the next append to each partition is expected.
 //!
 //! Iggy 0.8 answers a send with nothing, yet a Kafka Produce response must carry the base
-//! offset. The proxy is the single writer of each partition it owns, so it can know the offsets
-//! itself: each partition has a `next_offset`, guarded by an async mutex that an append holds
-//! across its send, so offsets are handed out in the order sends reach the server. The value is
-//! learned lazily from the server and forgotten after any failed send (the send may or may not
-//! have been appended), so the next append re-reads it. It is also re-read after any lost
-//! connection: a restarted server may have dropped messages it had acknowledged but not yet
-//! saved, and offsets must continue from what the server really holds. A server that reports
-//! offsets for a send only changes this file.
+//! offset. Each partition has a `next_offset`, guarded by an async mutex that an append holds
+//! across its send, so this process's appends reach the server in order. The value is only the
+//! expectation: other writers (another replica, a native Iggy producer) may have appended since,
+//! so every append checks where its batch really landed (`log::locate_batch`, by the ids of
+//! `stamps`) and stores the end it saw. The value is learned lazily from the server and
+//! forgotten after any failed send (the send may or may not have been appended), and after any
+//! lost connection: a restarted server may have dropped messages it had acknowledged but not yet
+//! saved.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
