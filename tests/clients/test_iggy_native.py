@@ -82,3 +82,56 @@ def test_iggy_native_producer_to_kafka_consumer(backend, proxy):
         assert before_ms - 5_000 <= r.timestamp <= after_ms + 5_000, (
             f"timestamp {r.timestamp} of {r} is not the Iggy message time "
             f"(written between {before_ms} and {after_ms})")
+
+
+def test_offsets_exact_with_two_proxies_and_a_native_producer(backend, proxy_factory):
+    """Two proxies in front of one Iggy (as during every rollout) and a native Iggy producer
+    write to one partition at the same time: every offset a delivery report gives is where a
+    consumer finds that record."""
+    import asyncio
+    import threading
+
+    from apache_iggy import SendMessage
+
+    a, b = proxy_factory(name="proxy-a"), proxy_factory(name="proxy-b")
+    topic = harness.unique_name("shared")
+    harness.ck_create_topic(a.bootstrap, topic, 1)
+    per_producer, native_sends, per_send = 400, 40, 3
+    produced: dict[str, list[Record]] = {}
+    failures: list[BaseException] = []
+
+    def produce(name: str, bootstrap: str):
+        try:
+            records = [Record(0, None, f"{name}-{i}".encode()) for i in range(per_producer)]
+            # Small lingers and batches make many Produce requests, interleaved with the others.
+            produced[name] = harness.ck_produce(bootstrap, topic, records,
+                                                **{"linger.ms": 1, "batch.num.messages": 7})
+        except BaseException as e:  # noqa: BLE001 - reported by the main thread
+            failures.append(e)
+
+    async def native_writes(client):
+        for i in range(native_sends):
+            await client.send_messages(DEFAULT_STREAM, topic, 0,
+                                       [SendMessage(f"native-{i}-{j}".encode()) for j in range(per_send)])
+            await asyncio.sleep(0.005)
+
+    threads = [threading.Thread(target=produce, args=("a", a.bootstrap)),
+               threading.Thread(target=produce, args=("b", b.bootstrap))]
+    for t in threads:
+        t.start()
+    harness.iggy_native(backend.iggy, native_writes)
+    for t in threads:
+        t.join(harness.CLIENT_TIMEOUT_S)
+    assert not failures, failures
+    assert not any(t.is_alive() for t in threads), "a producer did not finish"
+
+    total = 2 * per_producer + native_sends * per_send
+    stored = {r.value: r.offset for r in harness.ck_consume(b.bootstrap, topic, 1, total)}
+    assert len(stored) == total, "every record is stored once"
+    wrong = [(r.value, r.offset, stored[r.value]) for records in produced.values()
+             for r in records if stored[r.value] != r.offset]
+    assert not wrong, f"{len(wrong)} delivery reports name the wrong offset, e.g. {wrong[:5]}"
+    # The writers really took turns: each proxy's records are spread among the others'.
+    for name, records in produced.items():
+        offsets = [r.offset for r in records]
+        assert max(offsets) - min(offsets) >= per_producer, f"{name} was never interleaved"
