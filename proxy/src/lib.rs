@@ -14,6 +14,7 @@ pub mod error;
 pub mod groups;
 pub mod handlers;
 pub mod http;
+pub mod membership;
 pub mod metrics;
 pub mod partitions;
 pub mod protocol;
