@@ -10,9 +10,10 @@ use uuid::Uuid;
 use crate::backend::{BackendResult, SharedBackend, TopicInfo, TopicSettings};
 use crate::budget::MemoryBudget;
 use crate::cluster::{BrokerAddress, Cluster};
-use crate::config::ProxyConfig;
+use crate::config::{MembershipKind, ProxyConfig};
 use crate::cpu_pool::CpuPool;
 use crate::groups::GroupCoordinator;
+use crate::membership::Membership;
 use crate::metrics::Metrics;
 use crate::partitions::PartitionRegistry;
 
@@ -40,18 +41,29 @@ impl Broker {
         metrics: Arc<Metrics>,
     ) -> Result<Self, String> {
         let (host, port) = config.advertised()?;
-        let cluster = Cluster::single(
-            config.cluster_id.clone(),
-            BrokerAddress {
-                id: config.broker_id,
-                host,
-                port,
-            },
-        );
+        let this = BrokerAddress {
+            id: config.broker_id,
+            host,
+            port,
+        };
+        let cluster = match config.cluster.membership {
+            MembershipKind::Single => Cluster::single(config.cluster_id.clone(), this),
+            MembershipKind::Log => {
+                let membership = Membership::new(
+                    backend.clone(),
+                    &config.cluster,
+                    this.id,
+                    this.host.clone(),
+                    this.port,
+                );
+                Cluster::replicated(config.cluster_id.clone(), this, Arc::new(membership))
+            }
+        };
         let groups = Arc::new(GroupCoordinator::new(
             config.groups.clone(),
             backend.clone(),
             metrics.clone(),
+            cluster.clone(),
         ));
         Ok(Self {
             producer_ids: AtomicI64::new(first_producer_id(config.broker_id)),
@@ -123,10 +135,11 @@ fn first_producer_id(broker_id: i32) -> i64 {
     (i64::from(broker_id) & 0x3ff) << 52 | (start_ms & 0xff_ffff_ffff) << 10
 }
 
-/// Topics the proxy keeps for itself (committed offsets). Clients may read them and see them
-/// flagged internal in Metadata, but never write, delete or grow them.
+/// Topics the proxy keeps for itself (committed offsets, the membership log). Clients may read
+/// them and see them flagged internal in Metadata, but never write, delete or grow them.
 pub fn is_internal_topic(name: &str) -> bool {
     name == crate::groups::offsets_log::OFFSETS_TOPIC
+        || name == crate::membership::log::MEMBERS_TOPIC
 }
 
 /// Kafka's topic name rules: 1..=249 characters of `[a-zA-Z0-9._-]`, not `.` or `..`.

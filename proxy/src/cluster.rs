@@ -1,8 +1,12 @@
-//! Who is who in the (proxy) cluster. Today there is one proxy, but every question that will
-//! have a different answer with several replicas (which brokers exist, who leads a partition, who
-//! coordinates a group) is asked here, so handlers never assume a single process.
+//! Who is who in the (proxy) cluster: which brokers exist, who leads a partition, who may write
+//! it, who coordinates a group. Handlers ask here and never assume a single process. A cluster
+//! is either this proxy alone or the replicas of a membership log (see [`crate::membership`]).
+
+use std::sync::Arc;
 
 use kafka_protocol::messages::BrokerId;
+
+use crate::membership::Membership;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BrokerAddress {
@@ -11,62 +15,98 @@ pub struct BrokerAddress {
     pub port: i32,
 }
 
-#[derive(Debug, Clone)]
+/// Cheap to clone: replicas share the membership.
+#[derive(Clone)]
 pub struct Cluster {
     pub cluster_id: String,
     this: BrokerAddress,
-    members: Vec<BrokerAddress>,
+    membership: Option<Arc<Membership>>,
 }
+
+pub use crate::membership::WritePermit;
 
 impl Cluster {
     /// A cluster of exactly this proxy.
     pub fn single(cluster_id: String, this: BrokerAddress) -> Self {
         Self {
             cluster_id,
-            members: vec![this.clone()],
             this,
+            membership: None,
         }
     }
 
-    /// A cluster of several replicas (every replica must be given the same `members`).
-    pub fn with_members(
+    /// One replica of a cluster whose members meet in a membership log.
+    pub fn replicated(
         cluster_id: String,
         this: BrokerAddress,
-        mut members: Vec<BrokerAddress>,
+        membership: Arc<Membership>,
     ) -> Self {
-        if !members.contains(&this) {
-            members.push(this.clone());
-        }
-        members.sort_by_key(|b| b.id);
         Self {
             cluster_id,
-            members,
             this,
+            membership: Some(membership),
         }
+    }
+
+    pub fn membership(&self) -> Option<&Arc<Membership>> {
+        self.membership.as_ref()
     }
 
     pub fn this_broker(&self) -> &BrokerAddress {
         &self.this
     }
 
-    /// Every member, in broker-id order; all replicas answer Metadata with this same list.
-    pub fn brokers(&self) -> &[BrokerAddress] {
-        &self.members
+    /// Every live member, in broker-id order; replicas that have read the same log answer
+    /// Metadata with the same list. Before anything was read, this replica alone.
+    pub fn brokers(&self) -> Vec<BrokerAddress> {
+        let Some(membership) = &self.membership else {
+            return vec![self.this.clone()];
+        };
+        let view = membership.view();
+        if view.members.is_empty() {
+            return vec![self.this.clone()];
+        }
+        view.members
+            .iter()
+            .map(|m| BrokerAddress {
+                id: m.id.broker_id,
+                host: m.host.clone(),
+                port: m.port,
+            })
+            .collect()
     }
 
-    /// The controller shown to admin clients.
+    /// The controller shown to admin clients: the lowest live broker id.
     pub fn controller_id(&self) -> BrokerId {
-        BrokerId(self.members.first().map_or(self.this.id, |b| b.id))
+        BrokerId(self.brokers().first().map_or(self.this.id, |b| b.id))
     }
 
-    /// The replica that owns (is the single writer of) a partition.
+    /// The replica that leads (is the single writer of) a partition in the newest view.
     pub fn partition_leader(&self, topic: &str, partition: i32) -> i32 {
-        let index = stable_hash(topic, partition) % self.members.len() as u64;
-        self.members[index as usize].id
+        self.membership
+            .as_ref()
+            .and_then(|m| m.view().owner(topic, partition).map(|o| o.id.broker_id))
+            .unwrap_or(self.this.id)
     }
 
+    /// Whether this replica leads the partition in the newest view (reads are served by it).
     pub fn is_local_leader(&self, topic: &str, partition: i32) -> bool {
-        self.partition_leader(topic, partition) == self.this.id
+        match &self.membership {
+            None => true,
+            Some(m) => m
+                .view()
+                .owner(topic, partition)
+                .is_some_and(|o| o.id == m.me()),
+        }
+    }
+
+    /// `Some` when this replica may append to the partition now; checked right before every
+    /// append, as the fence that keeps one writer per partition.
+    pub fn write_permit(&self, topic: &str, partition: i32) -> Option<WritePermit> {
+        match &self.membership {
+            None => Some(WritePermit::default()),
+            Some(m) => m.write_permit(topic, partition),
+        }
     }
 
     /// The partition of the internal offsets topic that holds `group` (Kafka's
@@ -75,25 +115,25 @@ impl Cluster {
         (stable_hash(group, 0) % u64::from(partitions.max(1))) as i32
     }
 
-    /// The replica coordinating `group`: the owner of its offsets partition, so the single
+    /// The replica coordinating `group`: the leader of its offsets partition, so the single
     /// writer of a group's offsets is also the one running its membership.
     pub fn group_coordinator(
         &self,
         offsets_topic: &str,
         group: &str,
         partitions: u32,
-    ) -> &BrokerAddress {
+    ) -> BrokerAddress {
         let leader =
             self.partition_leader(offsets_topic, Self::offsets_partition(group, partitions));
-        self.members
-            .iter()
+        self.brokers()
+            .into_iter()
             .find(|b| b.id == leader)
-            .unwrap_or(&self.this)
+            .unwrap_or_else(|| self.this.clone())
     }
 }
 
-/// FNV-1a over topic and partition: deterministic across processes and versions (unlike
-/// `std`'s randomized hasher), so every replica computes the same owner.
+/// FNV-1a over a name and a number: deterministic across processes and versions (unlike
+/// `std`'s randomized hasher), so every replica computes the same partition for a group.
 fn stable_hash(topic: &str, partition: i32) -> u64 {
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
     for byte in topic.bytes().chain(partition.to_be_bytes()) {
@@ -119,39 +159,9 @@ mod tests {
         );
         assert_eq!(c.partition_leader("t", 3), 7);
         assert!(c.is_local_leader("anything", 0));
+        assert!(c.write_permit("anything", 0).is_some());
         assert_eq!(c.controller_id(), BrokerId(7));
         assert_eq!(c.group_coordinator("__o", "any-group", 16).id, 7);
-    }
-
-    #[test]
-    fn each_group_has_exactly_one_coordinator_among_replicas() {
-        let members: Vec<BrokerAddress> = (0..3)
-            .map(|id| BrokerAddress {
-                id,
-                host: format!("proxy-{id}"),
-                port: 9092,
-            })
-            .collect();
-        let views: Vec<Cluster> = members
-            .iter()
-            .map(|m| Cluster::with_members("c".into(), m.clone(), members.clone()))
-            .collect();
-        let mut per_replica = [0; 3];
-        for g in 0..300 {
-            let group = format!("group-{g}");
-            let answers: Vec<i32> = views
-                .iter()
-                .map(|v| v.group_coordinator("__consumer_offsets", &group, 16).id)
-                .collect();
-            // Every replica names the same coordinator ...
-            assert!(
-                answers.iter().all(|a| *a == answers[0]),
-                "{group}: {answers:?}"
-            );
-            per_replica[answers[0] as usize] += 1;
-        }
-        // ... and the groups are spread over the replicas.
-        assert!(per_replica.iter().all(|n| *n > 0), "{per_replica:?}");
     }
 
     #[test]

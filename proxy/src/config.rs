@@ -20,6 +20,17 @@ pub enum BackendKind {
     Memory,
 }
 
+/// How replicas find each other.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MembershipKind {
+    /// This proxy is the whole cluster: it leads every partition and coordinates every group.
+    Single,
+    /// Replicas announce themselves in a membership log in the store (an Iggy partition) and
+    /// split partitions and groups among the live ones (docs/replicas.md).
+    Log,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
@@ -50,6 +61,16 @@ pub struct Cli {
     /// Broker id announced for this proxy [default: 0]
     #[arg(long, env = "KAFKA_IGGY_BROKER_ID")]
     pub broker_id: Option<i32>,
+
+    /// How replicas find each other: `single` (this proxy alone) or `log` (a membership log in
+    /// Iggy; every replica needs its own --broker-id and --advertised-address) [default: single]
+    #[arg(long, env = "KAFKA_IGGY_MEMBERSHIP", value_enum)]
+    pub membership: Option<MembershipKind>,
+
+    /// With --membership log: how long a replica that stopped heartbeating keeps its partitions
+    /// [default: 10000]
+    #[arg(long, env = "KAFKA_IGGY_MEMBERSHIP_LEASE_MS")]
+    pub membership_lease_ms: Option<u64>,
 
     /// Storage back end
     #[arg(long, env = "KAFKA_IGGY_BACKEND", value_enum)]
@@ -261,6 +282,25 @@ impl Default for GroupSettings {
     }
 }
 
+/// Replicas: see docs/replicas.md.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClusterSettings {
+    pub membership: MembershipKind,
+    pub lease_ms: u64,
+    pub heartbeat_interval_ms: u64,
+}
+
+impl Default for ClusterSettings {
+    fn default() -> Self {
+        Self {
+            membership: MembershipKind::Single,
+            lease_ms: 10_000,
+            heartbeat_interval_ms: 1_000,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct IggySettings {
@@ -394,6 +434,7 @@ pub struct ProxyConfig {
     pub advertised_address: Option<String>,
     pub broker_id: i32,
     pub cluster_id: String,
+    pub cluster: ClusterSettings,
     pub backend: BackendKind,
     pub iggy: IggySettings,
     pub default_stream: String,
@@ -414,6 +455,7 @@ impl Default for ProxyConfig {
             advertised_address: None,
             broker_id: 0,
             cluster_id: "kafka-iggy-proxy".into(),
+            cluster: ClusterSettings::default(),
             backend: BackendKind::Iggy,
             iggy: IggySettings::default(),
             default_stream: "kafka".into(),
@@ -494,6 +536,8 @@ impl ProxyConfig {
             self.advertised_address = cli.advertised_address;
         }
         set(&mut self.broker_id, cli.broker_id);
+        set(&mut self.cluster.membership, cli.membership);
+        set(&mut self.cluster.lease_ms, cli.membership_lease_ms);
         set(&mut self.backend, cli.backend);
         set(&mut self.iggy.address, cli.iggy_address);
         set(&mut self.iggy.username, cli.iggy_username);
@@ -545,6 +589,13 @@ impl ProxyConfig {
         }
         if self.default_partitions == 0 {
             problems.push("default_partitions must be at least 1".into());
+        }
+        let c = &self.cluster;
+        if c.heartbeat_interval_ms < 100 || c.lease_ms < 3 * c.heartbeat_interval_ms {
+            problems.push(format!(
+                "cluster.heartbeat_interval_ms ({}) must be at least 100 and cluster.lease_ms ({}) at least three heartbeat intervals",
+                c.heartbeat_interval_ms, c.lease_ms
+            ));
         }
         if self.iggy.connections == 0 {
             problems.push("iggy.connections must be at least 1".into());

@@ -110,6 +110,9 @@ impl Proxy {
             shutdown.clone(),
         ))];
         tasks.push(tokio::spawn(broker.groups.clone().run(shutdown.clone())));
+        if let Some(membership) = broker.cluster.membership() {
+            tasks.push(tokio::spawn(membership.clone().run(shutdown.clone())));
+        }
         if let Some(l) = metrics_listener {
             tasks.push(tokio::spawn(http::run(broker.clone(), l, shutdown)));
         }

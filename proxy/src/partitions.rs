@@ -7,6 +7,8 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::Notify;
 
+use crate::cluster::WritePermit;
+
 /// Kafka keeps the last five batches per producer to answer retries (max.in.flight <= 5).
 const RETAINED_BATCHES: usize = 5;
 /// Producers remembered per partition; the least recently used is forgotten beyond this.
@@ -61,9 +63,26 @@ pub enum SequenceCheck {
 pub struct WriterState {
     producers: HashMap<i64, ProducerState>,
     clock: u64,
+    /// The ownership run the producer state was kept in.
+    permit: Option<WritePermit>,
 }
 
 impl WriterState {
+    /// Starts writing under `permit`: producer state from another run of ownership is dropped,
+    /// since another replica may have appended for those producers in between.
+    pub fn hold(&mut self, permit: WritePermit) {
+        if self.permit != Some(permit) {
+            if self.permit.is_some() && !self.producers.is_empty() {
+                tracing::debug!(
+                    producers = self.producers.len(),
+                    "partition changed hands; producer sequences restart"
+                );
+            }
+            self.producers.clear();
+            self.permit = Some(permit);
+        }
+    }
+
     pub fn check(&self, batch: &BatchIdentity) -> SequenceCheck {
         let Some(state) = self.producers.get(&batch.producer_id) else {
             // Unknown producer (new, or forgotten across a proxy restart): accept its sequence as

@@ -15,6 +15,8 @@ use super::{
 #[derive(Default)]
 struct Partition {
     records: Vec<StoredRecord>,
+    /// When each record was appended (ms since the epoch), as Iggy stamps its messages.
+    appended_ms: Vec<i64>,
 }
 
 struct Topic {
@@ -126,6 +128,9 @@ impl Backend for MemoryBackend {
             .and_then(|t| t.partitions.get_mut(partition as usize))
             .ok_or_else(|| unknown(topic, Some(partition)))?;
         let base = p.records.len() as i64;
+        let now = crate::groups::offsets_log::now_ms();
+        p.appended_ms
+            .extend(std::iter::repeat_n(now, records.len()));
         p.records.extend(records);
         Ok(base)
     }
@@ -165,6 +170,7 @@ impl Backend for MemoryBackend {
             records.push(FetchedRecord {
                 offset: offset + i as i64,
                 record: r.clone(),
+                append_time_ms: p.appended_ms[offset as usize + i],
             });
         }
         Ok(ReadResult { records, bounds })

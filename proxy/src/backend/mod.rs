@@ -49,6 +49,9 @@ impl StoredRecord {
 pub struct FetchedRecord {
     pub offset: i64,
     pub record: StoredRecord,
+    /// When the store appended it (ms since the epoch, the store's clock): the membership log
+    /// measures leases with it, so that all replicas use one clock.
+    pub append_time_ms: i64,
 }
 
 /// Everything a Kafka client needs to know about a topic.

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use kafka_protocol::error::ResponseError;
 
 use crate::backend::{ReadLimits, SharedBackend, TopicSettings};
-use crate::cluster::Cluster;
+use crate::cluster::{Cluster, WritePermit};
 use crate::config::GroupSettings;
 use crate::metrics::Metrics;
 use offsets_log::{now_ms, CommittedOffset, OffsetEntry, OFFSETS_TOPIC};
@@ -33,7 +33,12 @@ const LAG_INTERVAL: Duration = Duration::from_secs(5);
 const MAX_HOUSEKEEPING_INTERVAL: Duration = Duration::from_secs(60);
 
 struct OffsetsPartition {
-    loaded: tokio::sync::OnceCell<()>,
+    /// Held while the partition is replayed, so that one replay serves all waiting requests.
+    loading: tokio::sync::Mutex<()>,
+    /// The run of ownership the partition's groups were loaded in; `None`: not loaded. With
+    /// replicas, a partition that changed hands is replayed again when it comes back, since
+    /// another coordinator may have committed to it meanwhile.
+    loaded_under: Mutex<Option<WritePermit>>,
     /// Appends to one offsets partition happen one at a time, in the order the commits are
     /// applied in memory.
     write: tokio::sync::Mutex<()>,
@@ -44,6 +49,8 @@ pub struct GroupCoordinator {
     rules: Rules,
     backend: SharedBackend,
     metrics: Arc<Metrics>,
+    /// Which offsets partitions this replica may write, i.e. which groups it coordinates.
+    cluster: Cluster,
     registry: Mutex<Registry>,
     /// Evicted groups are read back one at a time.
     reloading: tokio::sync::Mutex<()>,
@@ -84,7 +91,12 @@ fn log_load_failure(e: &crate::backend::BackendError, partition: Option<u32>) {
 }
 
 impl GroupCoordinator {
-    pub fn new(settings: GroupSettings, backend: SharedBackend, metrics: Arc<Metrics>) -> Self {
+    pub fn new(
+        settings: GroupSettings,
+        backend: SharedBackend,
+        metrics: Arc<Metrics>,
+        cluster: Cluster,
+    ) -> Self {
         let rules = Rules {
             min_session_timeout: Duration::from_millis(settings.min_session_timeout_ms),
             max_session_timeout: Duration::from_millis(settings.max_session_timeout_ms),
@@ -94,7 +106,8 @@ impl GroupCoordinator {
         };
         let partitions = (0..settings.offsets_topic_partitions)
             .map(|_| OffsetsPartition {
-                loaded: tokio::sync::OnceCell::new(),
+                loading: tokio::sync::Mutex::new(()),
+                loaded_under: Mutex::new(None),
                 write: tokio::sync::Mutex::new(()),
             })
             .collect();
@@ -103,6 +116,7 @@ impl GroupCoordinator {
             rules,
             backend,
             metrics,
+            cluster,
             registry: Mutex::new(Registry::default()),
             reloading: tokio::sync::Mutex::new(()),
             topic_ready: tokio::sync::OnceCell::new(),
@@ -132,15 +146,26 @@ impl GroupCoordinator {
                 ResponseError::CoordinatorNotAvailable
             })?;
         let p = self.partition_of(group);
-        let partition = &self.partitions[p as usize];
-        partition
-            .loaded
-            .get_or_try_init(|| self.load_partition(p))
-            .await
-            .map_err(|e| {
-                log_load_failure(&e, Some(p));
+        let Some(permit) = self.cluster.write_permit(OFFSETS_TOPIC, p as i32) else {
+            // The newest view names this replica but the hand-off is not over: ask again soon.
+            return Err(if self.cluster.is_local_leader(OFFSETS_TOPIC, p as i32) {
                 ResponseError::CoordinatorNotAvailable
-            })?;
+            } else {
+                ResponseError::NotCoordinator
+            });
+        };
+        let partition = &self.partitions[p as usize];
+        if *lock(&partition.loaded_under) != Some(permit) {
+            let _loading = partition.loading.lock().await;
+            if *lock(&partition.loaded_under) != Some(permit) {
+                self.unload(p);
+                self.load_partition(p).await.map_err(|e| {
+                    log_load_failure(&e, Some(p));
+                    ResponseError::CoordinatorNotAvailable
+                })?;
+                *lock(&partition.loaded_under) = Some(permit);
+            }
+        }
         if lock(&self.registry).evicted.contains_key(group) {
             self.reload(group, p).await.map_err(|e| {
                 tracing::warn!(group, error = %e, "cannot read back committed offsets");
@@ -168,6 +193,36 @@ impl GroupCoordinator {
                     }
                     Err(e) => Err(e),
                 }
+            }
+        }
+    }
+
+    /// Forgets the groups of an offsets partition this replica no longer coordinates (their
+    /// members are told NOT_COORDINATOR and find the new coordinator).
+    fn unload(&self, p: u32) {
+        let mut registry = lock(&self.registry);
+        let before = registry.groups.len() + registry.evicted.len();
+        registry.groups.retain(|id, _| self.partition_of(id) != p);
+        registry.evicted.retain(|id, _| self.partition_of(id) != p);
+        let dropped = before - registry.groups.len() - registry.evicted.len();
+        if dropped > 0 {
+            tracing::info!(
+                partition = p,
+                groups = dropped,
+                "handed off consumer groups"
+            );
+        }
+    }
+
+    /// Unloads the offsets partitions whose ownership run ended (another replica coordinates
+    /// their groups now, or will once this one's lease is over).
+    fn release_lost_partitions(&self) {
+        for (p, partition) in self.partitions.iter().enumerate() {
+            let mut loaded = lock(&partition.loaded_under);
+            if loaded.is_some() && *loaded != self.cluster.write_permit(OFFSETS_TOPIC, p as i32) {
+                *loaded = None;
+                drop(loaded);
+                self.unload(p as u32);
             }
         }
     }
@@ -479,6 +534,11 @@ impl GroupCoordinator {
         group_id: &str,
         entries: &[OffsetEntry],
     ) -> Result<(), ResponseError> {
+        // The fence: only within the run of ownership the partition was loaded in.
+        let permit = self.cluster.write_permit(OFFSETS_TOPIC, p as i32);
+        if permit.is_none() || permit != *lock(&self.partitions[p as usize].loaded_under) {
+            return Err(ResponseError::NotCoordinator);
+        }
         let records = entries.iter().map(OffsetEntry::to_record).collect();
         if let Err(e) = self.backend.append(OFFSETS_TOPIC, p, records).await {
             tracing::warn!(group = group_id, error = %e, "cannot store committed offsets");
@@ -658,6 +718,9 @@ impl GroupCoordinator {
             tokio::select! {
                 _ = ticker.tick() => {}
                 () = shutdown.recv() => return,
+            }
+            if self.cluster.membership().is_some() {
+                self.release_lost_partitions();
             }
             for group in self.tick(Instant::now()) {
                 self.keep_offsets(&group).await;

@@ -10,7 +10,13 @@ fn settings() -> GroupSettings {
 }
 
 fn coordinator(backend: SharedBackend) -> GroupCoordinator {
-    GroupCoordinator::new(settings(), backend, Arc::new(Metrics::new()))
+    let this = crate::cluster::BrokerAddress {
+        id: 0,
+        host: "localhost".into(),
+        port: 9092,
+    };
+    let cluster = Cluster::single("c".into(), this);
+    GroupCoordinator::new(settings(), backend, Arc::new(Metrics::new()), cluster)
 }
 
 fn commit_of(offset: i64, metadata: &str) -> CommittedOffset {

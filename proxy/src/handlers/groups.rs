@@ -20,7 +20,6 @@ use kafka_protocol::protocol::StrBytes;
 
 use super::tally;
 use crate::broker::Broker;
-use crate::groups::offsets_log::OFFSETS_TOPIC;
 use crate::groups::state::{GroupState, JoinRequest};
 
 /// Longest accepted group id; the offsets log stores ids with a 16-bit length.
@@ -38,14 +37,7 @@ pub async fn coordinate(broker: &Broker, group: &str) -> Result<(), ResponseErro
     if group.is_empty() || group.len() > MAX_GROUP_ID_BYTES {
         return Err(ResponseError::InvalidGroupId);
     }
-    let coordinator = broker.cluster.group_coordinator(
-        OFFSETS_TOPIC,
-        group,
-        broker.config.groups.offsets_topic_partitions,
-    );
-    if coordinator.id != broker.cluster.this_broker().id {
-        return Err(ResponseError::NotCoordinator);
-    }
+    // `ready` checks that this replica may write the group's offsets partition (the fence).
     broker.groups.ready(group).await
 }
 

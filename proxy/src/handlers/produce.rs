@@ -112,7 +112,7 @@ fn admit(
             )),
         ));
     }
-    if !broker.cluster.is_local_leader(topic, partition) {
+    if broker.cluster.write_permit(topic, partition).is_none() {
         return Err((ResponseError::NotLeaderOrFollower.code(), None));
     }
     Ok(records)
@@ -383,6 +383,13 @@ async fn append(
     state: &PartitionState,
 ) -> Result<i64, PartitionError> {
     let mut writer = state.writer.lock().await;
+    // The fence: checked again here, after waiting for the partition's turn, right before the
+    // append. Producer sequences kept under another permit (before this replica lost the
+    // partition and got it back) say nothing about what was appended meanwhile.
+    let Some(permit) = broker.cluster.write_permit(topic, partition) else {
+        return Err((ResponseError::NotLeaderOrFollower.code(), None));
+    };
+    writer.hold(permit);
     if let Some(identity) = &batch.identity {
         match writer.check(identity) {
             SequenceCheck::Append => {}

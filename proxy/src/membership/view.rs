@@ -206,6 +206,14 @@ impl Ledger {
         self.forget_settled_views();
     }
 
+    /// Declares that reading started at the log's first entry ever: nothing is missing, so views
+    /// are exact from the start.
+    pub fn assume_complete(&mut self) {
+        if self.last.is_none() {
+            self.known_from = Some(-1);
+        }
+    }
+
     /// Log time of an entry still in the window (a member looks up its own last heartbeat).
     pub fn time_of(&self, offset: i64) -> Option<i64> {
         self.window
@@ -246,23 +254,28 @@ impl Ledger {
     }
 
     /// Whether `me` may append to a partition now: it owns it in every view from its committed
-    /// point to the last entry applied, and those views are exactly known.
-    pub fn may_write(&self, me: MemberId, topic: &str, partition: i32) -> bool {
+    /// point to the last entry applied, and those views are exactly known. `Some` holds where
+    /// its current run of ownership began (in the views still kept), so that state tied to the
+    /// partition can tell a run it did not see end.
+    pub fn may_write(&self, me: MemberId, topic: &str, partition: i32) -> Option<i64> {
         let committed = self.committed(me);
-        let Some(known_from) = self.known_from else {
-            return false;
-        };
-        if committed < known_from {
-            return false;
+        if self.known_from.is_none_or(|known| committed < known) {
+            return None;
         }
+        let owns = |view: &View| view.owner(topic, partition).is_some_and(|m| m.id == me);
         // The view in effect at `committed` is the last change at or before it.
-        let Some(start) = self.changes.iter().rposition(|(at, _)| *at <= committed) else {
-            return false;
-        };
-        self.changes
+        let start = self.changes.iter().rposition(|(at, _)| *at <= committed)?;
+        if !self.changes.iter().skip(start).all(|(_, view)| owns(view)) {
+            return None;
+        }
+        let run = self
+            .changes
             .iter()
-            .skip(start)
-            .all(|(_, view)| view.owner(topic, partition).is_some_and(|m| m.id == me))
+            .take(start)
+            .rev()
+            .take_while(|(_, view)| owns(view))
+            .count();
+        Some(self.changes[start - run].0)
     }
 
     /// Heartbeating members in the window: latest address, earliest `joined_at`, minus those

@@ -313,6 +313,7 @@ impl IggyBackend {
                 records.push(FetchedRecord {
                     offset: message.header.offset as i64,
                     record,
+                    append_time_ms: (message.header.timestamp / 1000) as i64,
                 });
             }
             let high_watermark = current_offset as i64 + 1;

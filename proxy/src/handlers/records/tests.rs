@@ -160,6 +160,7 @@ fn fetched_records_encode_as_one_batch_that_decodes_back() {
     let fetched: Vec<FetchedRecord> = (10..15)
         .map(|offset| FetchedRecord {
             offset,
+            append_time_ms: 0,
             record: StoredRecord {
                 key: Some(Bytes::from(format!("k{offset}"))),
                 value: if offset == 12 {

@@ -84,7 +84,7 @@ fn brokers(view: &View) -> Vec<i32> {
 /// Partitions of a topic `me` may write.
 fn writable(ledger: &Ledger, me: MemberId, partitions: i32) -> Vec<i32> {
     (0..partitions)
-        .filter(|p| ledger.may_write(me, "t", *p))
+        .filter(|p| ledger.may_write(me, "t", *p).is_some())
         .collect()
 }
 

@@ -1,0 +1,228 @@
+//! Replicas as one cluster (membership log): several proxies in front of one store split the
+//! partitions and groups among themselves, every replica answers Metadata and FindCoordinator
+//! the same way, only the leader accepts a partition's produces, and a replica that leaves
+//! hands its partitions over. Runs on a shared memory back end (proxies in one process) and,
+//! with IGGY_SERVER_BIN, on real Iggy.
+
+mod wire;
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use iggy_testkit::IggyServer;
+use kafka_iggy_proxy::backend::memory::MemoryBackend;
+use kafka_iggy_proxy::config::{BackendKind, MembershipKind};
+use kafka_iggy_proxy::metrics::Metrics;
+use kafka_iggy_proxy::Proxy;
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::*;
+use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::records::Compression;
+use wire::ops::*;
+use wire::Wire;
+
+const PARTITIONS: i32 = 12;
+/// Generous: a hand-off takes a heartbeat or two (300 ms each here).
+const SETTLE: Duration = Duration::from_secs(15);
+
+enum Store<'a> {
+    Memory(Arc<MemoryBackend>),
+    Iggy(&'a IggyServer),
+}
+
+async fn replica(store: &Store<'_>, broker_id: i32) -> Proxy {
+    let kind = match store {
+        Store::Memory(_) => BackendKind::Memory,
+        Store::Iggy(_) => BackendKind::Iggy,
+    };
+    let mut config = wire::local_config(kind);
+    config.broker_id = broker_id;
+    config.cluster.membership = MembershipKind::Log;
+    config.cluster.lease_ms = 1_500;
+    config.cluster.heartbeat_interval_ms = 300;
+    config.groups.initial_rebalance_delay_ms = 0;
+    match store {
+        Store::Memory(shared) => {
+            Proxy::start_with_backend(config, shared.clone(), Arc::new(Metrics::new()))
+                .await
+                .expect("replica starts")
+        }
+        Store::Iggy(server) => {
+            config.iggy.address = server.address().to_string();
+            Proxy::start(config).await.expect("replica starts on Iggy")
+        }
+    }
+}
+
+/// (broker ids, leader of each partition) as one replica answers Metadata.
+async fn metadata(wire: &mut Wire, name: &str) -> (Vec<i32>, Vec<i32>) {
+    let request = MetadataRequest::default().with_topics(Some(vec![
+        metadata_request::MetadataRequestTopic::default().with_name(Some(topic(name))),
+    ]));
+    let ResponseKind::Metadata(r) = wire.call(ApiKey::Metadata, 12, request.into()).await else {
+        panic!("kind")
+    };
+    let brokers = r.brokers.iter().map(|b| b.node_id.0).collect();
+    let mut leaders: Vec<(i32, i32)> = r
+        .topics
+        .iter()
+        .flat_map(|t| t.partitions.iter())
+        .map(|p| (p.partition_index, p.leader_id.0))
+        .collect();
+    leaders.sort_unstable();
+    (brokers, leaders.into_iter().map(|(_, l)| l).collect())
+}
+
+async fn coordinator_of(wire: &mut Wire, group: &str) -> (i16, i32) {
+    let request = FindCoordinatorRequest::default()
+        .with_key_type(0)
+        .with_coordinator_keys(vec![StrBytes::from_string(group.to_string())]);
+    let ResponseKind::FindCoordinator(r) =
+        wire.call(ApiKey::FindCoordinator, 4, request.into()).await
+    else {
+        panic!("kind")
+    };
+    let c = &r.coordinators[0];
+    (c.error_code, c.node_id.0)
+}
+
+/// Waits until every replica answers Metadata with `brokers` and the same leaders; returns
+/// the leaders.
+async fn settled(wires: &mut [Wire], name: &str, partitions: i32, brokers: &[i32]) -> Vec<i32> {
+    let deadline = Instant::now() + SETTLE;
+    loop {
+        let mut answers = Vec::new();
+        for wire in wires.iter_mut() {
+            answers.push(metadata(wire, name).await);
+        }
+        let agreed = answers.windows(2).all(|w| w[0] == w[1]);
+        if agreed && answers[0].0 == brokers && answers[0].1.len() == partitions as usize {
+            return answers.remove(0).1;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "replicas did not settle on {brokers:?}: {answers:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Produces one record through `wire`, retrying while the hand-off to this leader is under way.
+async fn produce_eventually(wire: &mut Wire, name: &str, partition: i32, value: &str) -> i64 {
+    let deadline = Instant::now() + SETTLE;
+    loop {
+        let records = batch(&[value], None, Compression::None);
+        let (code, base) = produce(wire, name, partition, records).await;
+        if code == 0 {
+            return base;
+        }
+        assert_eq!(
+            code,
+            ResponseError::NotLeaderOrFollower.code(),
+            "partition {partition}"
+        );
+        assert!(
+            Instant::now() < deadline,
+            "partition {partition} never accepted the produce"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn replicas_split_partitions_and_hand_them_over(store: Store<'_>) {
+    let name = "replicated";
+    let mut proxies = vec![replica(&store, 0).await];
+    let mut first = Wire::connect(proxies[0].kafka_addr).await;
+    settled(std::slice::from_mut(&mut first), "first", 1, &[0]).await;
+    assert_eq!(create_topic(&mut first, name, PARTITIONS).await, 0);
+    drop(first);
+    proxies.push(replica(&store, 1).await);
+    proxies.push(replica(&store, 2).await);
+    let mut wires = Vec::new();
+    for proxy in &proxies {
+        wires.push(Wire::connect(proxy.kafka_addr).await);
+    }
+
+    // Every replica names the same three brokers and the same leader for each partition.
+    let leaders = settled(&mut wires, name, PARTITIONS, &[0, 1, 2]).await;
+    let distinct: BTreeSet<i32> = leaders.iter().copied().collect();
+    assert!(
+        distinct.len() >= 2,
+        "partitions spread over replicas: {leaders:?}"
+    );
+
+    // The leader takes a partition's records, the others refuse them.
+    let mut next = vec![0i64; PARTITIONS as usize];
+    for p in 0..PARTITIONS {
+        let leader = leaders[p as usize] as usize;
+        let base = produce_eventually(&mut wires[leader], name, p, &format!("p{p}-0")).await;
+        assert_eq!(base, 0);
+        next[p as usize] = 1;
+        let other = (leader + 1) % 3;
+        let refused = produce(
+            &mut wires[other],
+            name,
+            p,
+            batch(&["no"], None, Compression::None),
+        )
+        .await;
+        assert_eq!(
+            refused.0,
+            ResponseError::NotLeaderOrFollower.code(),
+            "partition {p} via {other}"
+        );
+    }
+
+    // One coordinator per group, the same from every replica.
+    for g in 0..8 {
+        let group = format!("group-{g}");
+        let mut answers = BTreeSet::new();
+        for wire in &mut wires {
+            let (code, node) = coordinator_of(wire, &group).await;
+            if code == 0 {
+                answers.insert(node);
+            }
+        }
+        assert!(answers.len() <= 1, "{group}: {answers:?}");
+    }
+
+    // Broker 1 leaves: its partitions move to the two others, offsets continue.
+    let leaving = proxies.remove(1);
+    wires.remove(1);
+    leaving.shutdown().await;
+    let after = settled(&mut wires, name, PARTITIONS, &[0, 2]).await;
+    for p in 0..PARTITIONS {
+        let leader = after[p as usize];
+        assert_ne!(leader, 1);
+        if leaders[p as usize] != 1 {
+            assert_eq!(
+                leader, leaders[p as usize],
+                "partition {p} moved although its leader stayed"
+            );
+        }
+        let wire = &mut wires[usize::from(leader == 2)];
+        let base = produce_eventually(wire, name, p, &format!("p{p}-1")).await;
+        assert_eq!(base, next[p as usize], "partition {p}");
+        let fetched = fetch(wire, name, p, 0, 100, 1).await;
+        let values: Vec<String> = fetched.records.into_iter().map(|(_, v)| v).collect();
+        assert_eq!(values, [format!("p{p}-0"), format!("p{p}-1")]);
+    }
+    for proxy in proxies {
+        proxy.shutdown().await;
+    }
+}
+
+#[tokio::test]
+async fn replicas_split_partitions_and_hand_them_over_on_memory() {
+    replicas_split_partitions_and_hand_them_over(Store::Memory(Arc::new(MemoryBackend::new())))
+        .await;
+}
+
+#[tokio::test]
+async fn replicas_split_partitions_and_hand_them_over_on_iggy() {
+    let Some(server) = IggyServer::from_env().await else {
+        return;
+    };
+    replicas_split_partitions_and_hand_them_over(Store::Iggy(&server)).await;
+}
