@@ -159,7 +159,8 @@ async fn non_reading_client_is_closed_after_write_timeout(store: Store<'_>) {
     let proxy = start(store, limits).await;
     let name = format!("write-timeout-{}", std::process::id());
     let (_good, _slow) = stalled_reader(&proxy, &name).await;
-    let deadline = Instant::now() + Duration::from_secs(10);
+    // Generous: on a loaded machine a debug build takes seconds to encode the answers.
+    let deadline = Instant::now() + Duration::from_secs(30);
     while closed_on_error(&proxy, "write_timeout").await == 0 {
         assert!(
             Instant::now() < deadline,

@@ -12,12 +12,24 @@
 pub mod log;
 pub mod view;
 
-/// Names one uninterrupted run of a replica's ownership of a partition: state kept for the
-/// partition while writing it (idempotent producers' sequences) is valid only within one.
+/// Permission to write a partition now, naming the run of ownership it belongs to: state kept
+/// for the partition while writing it (idempotent producers' sequences, loaded groups) is
+/// valid only within one run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct WritePermit {
     pub incarnation: u64,
+    /// Where the run began, as far as the views still kept show.
     pub since: i64,
+    /// The last log entry read when the permit was given.
+    pub seen_at: i64,
+}
+
+impl WritePermit {
+    /// Whether ownership was not interrupted between `earlier` and this permit: same
+    /// incarnation, and this run began no later than what was read when `earlier` was given.
+    pub fn continues(&self, earlier: &WritePermit) -> bool {
+        self.incarnation == earlier.incarnation && self.since <= earlier.seen_at
+    }
 }
 
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -128,6 +140,7 @@ impl Membership {
         Some(WritePermit {
             incarnation: state.me.incarnation,
             since,
+            seen_at: state.ledger.applied(),
         })
     }
 
@@ -152,6 +165,10 @@ impl Membership {
             };
             match step.await {
                 Ok(()) => reported = None,
+                // Iggy being unreachable is reported by the back end, once.
+                Err(e) if e.is_unavailable() => {
+                    tracing::debug!(error = %e, "membership log unavailable");
+                }
                 Err(e) => {
                     let reason = e.to_string();
                     if reported.as_ref() != Some(&reason) {
