@@ -545,7 +545,10 @@ impl GroupCoordinator {
         // The fence: only within the run of ownership the partition was loaded in.
         let permit = self.cluster.write_permit(OFFSETS_TOPIC, p as i32);
         let held = *lock(&self.partitions[p as usize].loaded_under);
-        if !permit.zip(held).is_some_and(|(now, held)| now.continues(&held)) {
+        if !permit
+            .zip(held)
+            .is_some_and(|(now, held)| now.continues(&held))
+        {
             return Err(ResponseError::NotCoordinator);
         }
         let records = entries.iter().map(OffsetEntry::to_record).collect();

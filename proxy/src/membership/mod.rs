@@ -4,9 +4,8 @@
 //! Every replica appends a heartbeat to one Iggy partition (`log::MEMBERS_TOPIC`) every
 //! `heartbeat_interval_ms` and reads that partition continuously; `view::Ledger` turns what was
 //! read into views and write permissions. This module adds what a pure function of the log
-//! cannot know: the replica's own lease. A replica writes only while its last heartbeat, timed
-//! from before it was sent, is younger than the lease minus a margin, and only once it has read
-//! that heartbeat back, so a process paused for longer than its lease (GC, SIGSTOP, a frozen VM)
+//! cannot know: the replica's own lease. A replica writes only while its last heartbeat that it
+//! has read back, timed from before it was sent, is younger than the lease minus a margin, so a process paused for longer than its lease (GC, SIGSTOP, a frozen VM)
 //! finds its permission gone when it wakes, before anyone else could have taken over.
 
 pub mod log;
@@ -61,6 +60,8 @@ struct State {
     joined_at: Option<i64>,
     /// Offset of the last heartbeat the log took, and when it was sent.
     last_beat: Option<(i64, Instant)>,
+    /// The last heartbeat also read back: the lease runs from when it was sent.
+    confirmed_beat: Option<(i64, Instant)>,
     /// The next offset to read.
     next: i64,
     /// Set on shutdown before the `Leave` entry is sent: nothing more is written.
@@ -101,6 +102,7 @@ impl Membership {
                 me: new_incarnation(broker_id),
                 joined_at: None,
                 last_beat: None,
+                confirmed_beat: None,
                 next: -1,
                 leaving: false,
             }),
@@ -130,10 +132,9 @@ impl Membership {
     /// where its current run of ownership began.
     pub fn write_permit(&self, topic: &str, partition: i32) -> Option<WritePermit> {
         let state = self.state();
-        let (beat_at, sent) = state.last_beat?;
+        let (_, sent) = state.confirmed_beat?;
         let lease_left = sent.elapsed() < self.lease - self.margin();
-        let read_back = state.ledger.applied() >= beat_at;
-        if state.leaving || !lease_left || !read_back || state.ledger.is_banned(state.me) {
+        if state.leaving || !lease_left || state.ledger.is_banned(state.me) {
             return None;
         }
         let since = state.ledger.may_write(state.me, topic, partition)?;
@@ -250,6 +251,11 @@ impl Membership {
                     next = fetched.offset + 1;
                 }
                 state.next = next;
+                if let Some(beat) = state.last_beat {
+                    if state.ledger.applied() >= beat.0 {
+                        state.confirmed_beat = Some(beat);
+                    }
+                }
             }
             let after = self.view();
             if before != after {
@@ -283,6 +289,7 @@ impl Membership {
                 state.me = new_incarnation(self.broker_id);
                 state.joined_at = None;
                 state.last_beat = None;
+                state.confirmed_beat = None;
             }
             let previous = match state.last_beat {
                 None => None,

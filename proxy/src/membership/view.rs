@@ -338,7 +338,9 @@ impl Ledger {
     fn forget_settled_views(&mut self) {
         let lowest_ack = self.acks.values().copied().min().unwrap_or(self.applied());
         let old = self.newest_time_ms - self.lease_ms;
-        while self.changes.len() > 1 && self.changes[1].0 <= lowest_ack && self.change_times[1] < old
+        while self.changes.len() > 1
+            && self.changes[1].0 <= lowest_ack
+            && self.change_times[1] < old
         {
             self.changes.pop_front();
             self.change_times.pop_front();
