@@ -33,7 +33,7 @@ pub(crate) fn producer_id(mark: ProducerMark) -> u128 {
 
 /// The producer an id carries, if it carries one.
 pub(crate) fn producer_mark(id: u128) -> Option<ProducerMark> {
-    (id >> 112 == PRODUCER_MARKER).then(|| ProducerMark {
+    (id >> 112 == PRODUCER_MARKER).then_some(ProducerMark {
         epoch: (id >> 96) as u16 as i16,
         producer_id: (id >> 32) as u64 as i64,
         batch_start: id & BATCH_START != 0,
