@@ -75,6 +75,12 @@ struct Args {
     #[arg(long)]
     proxy_threads: Option<usize>,
 
+    /// Also measure librdkafka through this many in-process proxy replicas that form one
+    /// cluster (`--membership log`, partitions split among them) [default: 1, only the single
+    /// proxy]
+    #[arg(long, default_value_t = 1)]
+    replicas: usize,
+
     /// Records per path and phase
     #[arg(long, default_value_t = 200_000)]
     records: u64,
@@ -191,6 +197,9 @@ fn validate(args: &Args) -> anyhow::Result<()> {
     if args.backend == BackendKind::Memory && args.iggy_address.is_some() {
         bail!("--iggy-address makes no sense with --backend memory");
     }
+    if args.replicas == 0 {
+        bail!("--replicas must be at least 1");
+    }
     Ok(())
 }
 
@@ -277,6 +286,13 @@ fn run(args: Args) -> anyhow::Result<Report> {
         (None, None) => RunningProxy::in_process(&backend, threads)?,
     };
     eprintln!("proxy: {} on {}", proxy.mode, proxy.bootstrap);
+    let replicas = if args.replicas > 1 {
+        let replicas = RunningProxy::in_process_replicas(&backend, threads, args.replicas)?;
+        eprintln!("replicas: {} on {}", replicas.mode, replicas.bootstrap);
+        Some(replicas)
+    } else {
+        None
+    };
     let cpu = CpuProbe::new(proxy.cpu(), server.as_ref().map(IggyServer::pid));
 
     let native_client = match args.backend {
@@ -293,6 +309,7 @@ fn run(args: Args) -> anyhow::Result<Report> {
     report.backend = format!("{:?}", args.backend).to_lowercase();
     report.iggy_server = server_desc;
     report.proxy_mode = proxy.mode.clone();
+    report.replicas_mode = replicas.as_ref().map(|r| r.mode.clone());
 
     let base = format!(
         "{}-{}",
@@ -308,6 +325,9 @@ fn run(args: Args) -> anyhow::Result<Report> {
         // page cache) does not always favour the same path.
         let proxy_first = round % 2 == 1;
         let mut order = vec![Path::Native, Path::Proxy];
+        if replicas.is_some() {
+            order.push(Path::Replicas);
+        }
         if proxy_first {
             order.reverse();
         }
@@ -318,19 +338,30 @@ fn run(args: Args) -> anyhow::Result<Report> {
                         run_native(&client_rt, client, &run_id, &workload, &cpu, &mut report);
                     }
                 }
-                Path::Proxy => run_proxy(
-                    &client_rt,
-                    &proxy.bootstrap,
-                    &run_id,
-                    &workload,
-                    &cpu,
-                    &mut report,
-                ),
+                Path::Proxy | Path::Replicas => {
+                    let bootstrap = match (&replicas, path) {
+                        (Some(replicas), Path::Replicas) => &replicas.bootstrap,
+                        _ => &proxy.bootstrap,
+                    };
+                    let run_id = format!("{run_id}-{}", path.key());
+                    run_proxy(
+                        &client_rt,
+                        bootstrap,
+                        path,
+                        &run_id,
+                        &workload,
+                        &cpu,
+                        &mut report,
+                    );
+                }
             }
         }
     }
 
     proxy.stop();
+    if let Some(replicas) = replicas {
+        replicas.stop();
+    }
     drop(native_client);
     drop(server);
 
@@ -377,6 +408,7 @@ fn run_native(
 fn run_proxy(
     rt: &tokio::runtime::Runtime,
     bootstrap: &str,
+    path: Path,
     run_id: &str,
     w: &Workload,
     cpu: &CpuProbe,
@@ -384,19 +416,15 @@ fn run_proxy(
 ) {
     let topic = format!("bench-kafka-{run_id}");
     if let Err(e) = rt.block_on(kafka::create_topic(bootstrap, &topic, w.partitions)) {
-        report.record(
-            Path::Proxy,
-            Phase::Produce,
-            Outcome::Failed(format!("{e:#}")),
-        );
+        report.record(path, Phase::Produce, Outcome::Failed(format!("{e:#}")));
         return;
     }
     let produced = kafka::produce(bootstrap, &topic, w, cpu);
     let ok = produced.is_ok();
-    report.record(Path::Proxy, Phase::Produce, Outcome::from_time(produced));
+    report.record(path, Phase::Produce, Outcome::from_time(produced));
     if ok {
         let fetched = kafka::fetch(bootstrap, &topic, w, cpu);
-        report.record(Path::Proxy, Phase::Fetch, Outcome::from_fetch(fetched));
+        report.record(path, Phase::Fetch, Outcome::from_fetch(fetched));
     }
     if let Err(e) = rt.block_on(kafka::delete_topic(bootstrap, &topic)) {
         eprintln!("warning: cannot delete topic {topic} through the proxy: {e:#}");

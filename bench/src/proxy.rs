@@ -12,10 +12,13 @@ use std::fs::{self, File};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use kafka_iggy_proxy::config::{BackendKind, IggySettings, ProxyConfig};
+use kafka_iggy_proxy::backend::memory::MemoryBackend;
+use kafka_iggy_proxy::config::{BackendKind, IggySettings, MembershipKind, ProxyConfig};
+use kafka_iggy_proxy::metrics::Metrics;
 use kafka_iggy_proxy::Proxy;
 
 use crate::cpu::ProxyCpu;
@@ -36,7 +39,7 @@ pub struct BackendChoice {
 enum Handle {
     InProcess {
         runtime: Option<tokio::runtime::Runtime>,
-        proxy: Option<Proxy>,
+        proxies: Vec<Proxy>,
     },
     Child {
         child: Child,
@@ -55,36 +58,55 @@ pub struct RunningProxy {
 
 impl RunningProxy {
     pub fn in_process(backend: &BackendChoice, threads: usize) -> anyhow::Result<Self> {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(threads.max(1))
-            .thread_name("proxy-worker")
-            .enable_all()
-            .build()
-            .context("cannot build the proxy runtime")?;
-        let mut config = ProxyConfig {
-            backend: backend.kind,
-            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
-            iggy: IggySettings {
-                address: backend.iggy_address.clone(),
-                username: backend.username.clone(),
-                password: backend.password.clone(),
-                ..IggySettings::default()
-            },
-            default_partitions: backend.default_partitions,
-            ..ProxyConfig::default()
-        };
-        if let Some(connections) = backend.connections {
-            config.iggy.connections = connections;
-        }
+        let runtime = proxy_runtime(threads)?;
         let proxy = runtime
-            .block_on(Proxy::start(config))
+            .block_on(Proxy::start(proxy_config(backend)))
             .context("the proxy did not start")?;
         Ok(Self {
             bootstrap: proxy.kafka_addr.to_string(),
             mode: format!("in-process, own tokio runtime with {threads} worker thread(s)"),
             handle: Handle::InProcess {
                 runtime: Some(runtime),
-                proxy: Some(proxy),
+                proxies: vec![proxy],
+            },
+        })
+    }
+
+    /// `count` proxies in one runtime that form one cluster (`--membership log`, broker ids
+    /// 0..count); the bootstrap is the first, clients follow Metadata to each partition's
+    /// leader. On the memory back end they share one store, as replicas share one Iggy.
+    pub fn in_process_replicas(
+        backend: &BackendChoice,
+        threads: usize,
+        count: usize,
+    ) -> anyhow::Result<Self> {
+        let runtime = proxy_runtime(threads)?;
+        let shared = Arc::new(MemoryBackend::new());
+        let mut proxies = Vec::new();
+        for broker_id in 0..count {
+            let mut config = proxy_config(backend);
+            config.broker_id = broker_id as i32;
+            config.cluster.membership = MembershipKind::Log;
+            let started = match backend.kind {
+                BackendKind::Iggy => runtime.block_on(Proxy::start(config)),
+                BackendKind::Memory => runtime.block_on(Proxy::start_with_backend(
+                    config,
+                    shared.clone(),
+                    Arc::new(Metrics::new()),
+                )),
+            };
+            proxies.push(started.context("a replica did not start")?);
+        }
+        // Clients may only produce once every replica has joined and owns its partitions.
+        runtime.block_on(wait_for_members(&proxies))?;
+        Ok(Self {
+            bootstrap: proxies[0].kafka_addr.to_string(),
+            mode: format!(
+                "{count} in-process replicas (--membership log), one tokio runtime with {threads} worker thread(s)"
+            ),
+            handle: Handle::InProcess {
+                runtime: Some(runtime),
+                proxies,
             },
         })
     }
@@ -186,12 +208,14 @@ impl RunningProxy {
 
     fn stop_inner(&mut self) {
         match &mut self.handle {
-            Handle::InProcess { runtime, proxy } => {
-                if let (Some(runtime), Some(proxy)) = (runtime.as_ref(), proxy.take()) {
-                    runtime.block_on(async {
-                        let _ =
-                            tokio::time::timeout(Duration::from_secs(10), proxy.shutdown()).await;
-                    });
+            Handle::InProcess { runtime, proxies } => {
+                if let Some(runtime) = runtime.as_ref() {
+                    for proxy in proxies.drain(..) {
+                        runtime.block_on(async {
+                            let _ = tokio::time::timeout(Duration::from_secs(10), proxy.shutdown())
+                                .await;
+                        });
+                    }
                 }
                 if let Some(runtime) = runtime.take() {
                     runtime.shutdown_timeout(Duration::from_secs(5));
@@ -206,6 +230,55 @@ impl RunningProxy {
             }
             Handle::External => {}
         }
+    }
+}
+
+/// A runtime of its own for in-process proxies (threads named `proxy-worker`, whose CPU time
+/// is the proxy's).
+fn proxy_runtime(threads: usize) -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(threads.max(1))
+        .thread_name("proxy-worker")
+        .enable_all()
+        .build()
+        .context("cannot build the proxy runtime")
+}
+
+fn proxy_config(backend: &BackendChoice) -> ProxyConfig {
+    let mut config = ProxyConfig {
+        backend: backend.kind,
+        listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+        iggy: IggySettings {
+            address: backend.iggy_address.clone(),
+            username: backend.username.clone(),
+            password: backend.password.clone(),
+            ..IggySettings::default()
+        },
+        default_partitions: backend.default_partitions,
+        ..ProxyConfig::default()
+    };
+    if let Some(connections) = backend.connections {
+        config.iggy.connections = connections;
+    }
+    config
+}
+
+/// Waits until every replica sees all of them as members.
+async fn wait_for_members(proxies: &[Proxy]) -> anyhow::Result<()> {
+    let deadline = Instant::now() + START_TIMEOUT;
+    loop {
+        let joined = proxies
+            .iter()
+            .all(|p| p.broker.cluster.brokers().len() == proxies.len());
+        if joined {
+            // One more lease-free moment for the hand-off acknowledgements (a heartbeat).
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!("the replicas did not all join within {START_TIMEOUT:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 

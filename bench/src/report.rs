@@ -13,6 +13,8 @@ pub enum Path {
     Native,
     /// librdkafka through the proxy.
     Proxy,
+    /// librdkafka through several proxy replicas forming one cluster.
+    Replicas,
 }
 
 impl Path {
@@ -20,13 +22,15 @@ impl Path {
         match self {
             Path::Native => "iggy sdk (native)",
             Path::Proxy => "librdkafka via proxy",
+            Path::Replicas => "librdkafka via replicas",
         }
     }
 
-    fn key(self) -> &'static str {
+    pub fn key(self) -> &'static str {
         match self {
             Path::Native => "native",
             Path::Proxy => "proxy",
+            Path::Replicas => "replicas",
         }
     }
 }
@@ -94,6 +98,8 @@ pub struct Report {
     pub backend: String,
     pub iggy_server: Option<String>,
     pub proxy_mode: String,
+    /// How the replicas ran, when `--replicas` asked for them.
+    pub replicas_mode: Option<String>,
     entries: Vec<Entry>,
 }
 
@@ -106,6 +112,7 @@ impl Report {
             backend: String::new(),
             iggy_server: None,
             proxy_mode: String::new(),
+            replicas_mode: None,
             entries: Vec::new(),
         }
     }
@@ -214,10 +221,20 @@ impl Report {
         })
     }
 
-    fn ratio(&self, phase: Phase) -> Option<f64> {
+    /// Throughput of `path` over the native baseline's.
+    fn ratio(&self, path: Path, phase: Phase) -> Option<f64> {
         let native = self.rate(Path::Native, phase)?;
-        let proxy = self.rate(Path::Proxy, phase)?;
-        Some(proxy.mb_per_s / native.mb_per_s)
+        let measured = self.rate(path, phase)?;
+        Some(measured.mb_per_s / native.mb_per_s)
+    }
+
+    /// The paths measured through the proxy.
+    fn proxy_paths(&self) -> Vec<Path> {
+        let mut paths = vec![Path::Proxy];
+        if self.replicas_mode.is_some() {
+            paths.push(Path::Replicas);
+        }
+        paths
     }
 
     fn status(&self, path: Path) -> &'static str {
@@ -256,6 +273,9 @@ impl Report {
             "proxy:       {}, backend {}",
             self.proxy_mode, self.backend
         );
+        if let Some(replicas) = &self.replicas_mode {
+            let _ = writeln!(out, "replicas:    {replicas}");
+        }
         let _ = writeln!(
             out,
             "kafka path:  librdkafka {}, linger.ms={} batch.size={} acks={} compression=none; assign() from beginning, max.partition.fetch.bytes={}",
@@ -281,7 +301,9 @@ impl Report {
             "phase", "path", "seconds", "MB/s", "records/s", "cpu s: client", "proxy", "server"
         );
         for phase in [Phase::Produce, Phase::Fetch] {
-            for path in [Path::Native, Path::Proxy] {
+            let mut paths = vec![Path::Native];
+            paths.extend(self.proxy_paths());
+            for path in paths {
                 match self.rate(path, phase) {
                     Some(r) => {
                         let opt = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.2}"));
@@ -312,29 +334,20 @@ impl Report {
                     }
                 }
             }
-            match self.ratio(phase) {
-                Some(ratio) => {
-                    let _ = writeln!(
-                        out,
-                        "{:<8} {:<22} {:>9} {:>10.2} {:>12.2}",
-                        phase.key(),
-                        "ratio proxy/native",
-                        "",
-                        ratio,
-                        ratio
-                    );
-                }
-                None => {
-                    let _ = writeln!(
-                        out,
-                        "{:<8} {:<22} {:>9} {:>10} {:>12}",
-                        phase.key(),
-                        "ratio proxy/native",
-                        "",
-                        "n/a",
-                        "n/a"
-                    );
-                }
+            for path in self.proxy_paths() {
+                let label = format!("ratio {}/native", path.key());
+                let ratio = self
+                    .ratio(path, phase)
+                    .map_or_else(|| "n/a".to_string(), |r| format!("{r:.2}"));
+                let _ = writeln!(
+                    out,
+                    "{:<8} {:<22} {:>9} {:>10} {:>12}",
+                    phase.key(),
+                    label,
+                    "",
+                    ratio,
+                    ratio
+                );
             }
         }
         let failures = self.failures();
@@ -366,7 +379,9 @@ impl Report {
             json!({
                 "native": rate(self.rate(Path::Native, p)),
                 "proxy": rate(self.rate(Path::Proxy, p)),
-                "ratio_proxy_over_native": self.ratio(p),
+                "replicas": rate(self.rate(Path::Replicas, p)),
+                "ratio_proxy_over_native": self.ratio(Path::Proxy, p),
+                "ratio_replicas_over_native": self.ratio(Path::Replicas, p),
             })
         };
         let rounds: Vec<Value> = self
@@ -407,6 +422,7 @@ impl Report {
             "backend": self.backend,
             "iggy_server": self.iggy_server,
             "proxy": self.proxy_mode,
+            "replicas": self.replicas_mode,
             "librdkafka": self.librdkafka,
             "produce": phase(Phase::Produce),
             "fetch": phase(Phase::Fetch),

@@ -38,9 +38,14 @@ async fn metrics(State(broker): State<Arc<Broker>>) -> String {
     m.render()
 }
 
+/// Ready: the back end answers and, with replicas, this one has joined the cluster (so a
+/// rollout waits for the join before it stops the next pod).
 async fn ready(State(broker): State<Arc<Broker>>) -> (StatusCode, String) {
     match tokio::time::timeout(READY_TIMEOUT, broker.backend.health()).await {
-        Ok(Ok(())) => (StatusCode::OK, "ready\n".into()),
+        Ok(Ok(())) => match broker.cluster.membership().map(|m| m.readiness()) {
+            Some(Err(why)) => (StatusCode::SERVICE_UNAVAILABLE, format!("{why}\n")),
+            _ => (StatusCode::OK, "ready\n".into()),
+        },
         Ok(Err(e)) => (
             StatusCode::SERVICE_UNAVAILABLE,
             format!("back end unavailable: {e}\n"),

@@ -262,3 +262,48 @@ async fn replicas_split_partitions_and_hand_them_over_on_iggy() {
     };
     replicas_split_partitions_and_hand_them_over(Store::Iggy(&server)).await;
 }
+
+/// /readyz with replicas: ready once joined; a second process with the same broker id (a pod
+/// restarted while its predecessor still runs) waits, not ready, until the first leaves.
+async fn readiness_follows_membership(store: Store<'_>) {
+    let first = replica(&store, 5).await;
+    async fn ready(proxy: &Proxy) -> (u16, String) {
+        wire::http_get(proxy, "/readyz").await
+    }
+    let deadline = Instant::now() + SETTLE;
+    while ready(&first).await.0 != 200 {
+        assert!(
+            Instant::now() < deadline,
+            "the first replica never became ready"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let second = replica(&store, 5).await;
+    tokio::time::sleep(Duration::from_millis(1_000)).await;
+    let (status, body) = ready(&second).await;
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("waiting for broker id 5"), "{body}");
+    first.shutdown().await;
+    let deadline = Instant::now() + SETTLE;
+    while ready(&second).await.0 != 200 {
+        assert!(
+            Instant::now() < deadline,
+            "the second replica never took over the id"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    second.shutdown().await;
+}
+
+#[tokio::test]
+async fn readiness_follows_membership_on_memory() {
+    readiness_follows_membership(Store::Memory(Arc::new(MemoryBackend::new()))).await;
+}
+
+#[tokio::test]
+async fn readiness_follows_membership_on_iggy() {
+    let Some(server) = IggyServer::from_env().await else {
+        return;
+    };
+    readiness_follows_membership(Store::Iggy(&server)).await;
+}

@@ -123,6 +123,28 @@ impl Membership {
         self.state().me
     }
 
+    /// `Ok` once this replica is a member: its heartbeat was read back, its lease holds, and the
+    /// newest view has it (a replica waiting for its broker id to be free is not).
+    pub fn readiness(&self) -> Result<(), String> {
+        let state = self.state();
+        if state.leaving {
+            return Err("leaving the cluster".into());
+        }
+        let Some((_, sent)) = state.confirmed_beat else {
+            return Err("joining the cluster: no heartbeat read back yet".into());
+        };
+        if sent.elapsed() >= self.lease - self.margin() {
+            return Err("membership lease lapsed; joining again".into());
+        }
+        if !state.ledger.latest().contains(state.me) {
+            return Err(format!(
+                "waiting for broker id {} (held by another process until it leaves or its lease ends)",
+                self.broker_id
+            ));
+        }
+        Ok(())
+    }
+
     /// A receiver that changes whenever the view does.
     pub fn changes(&self) -> watch::Receiver<u64> {
         self.version.subscribe()
