@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use iggy_testkit::kube::KubeTestCluster;
 use iggy_testkit::IggyServer;
-use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kafka_iggy_operator::crd::KafkaBridge;
 use kafka_iggy_operator::provision::{self, IggyAccess};
@@ -18,7 +18,7 @@ use serde_json::json;
 use support::*;
 
 /// Provisioning on real Iggy: topics created, partitions grown, a decrease refused without
-/// touching data, Ready once the Deployment caught up, topics deleted with policy Delete.
+/// touching data, Ready once the StatefulSet caught up, topics deleted with policy Delete.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn provisioning_on_kube_on_iggy() {
     let Some(server) = IggyServer::from_env().await else {
@@ -59,7 +59,7 @@ async fn provisioning_on_kube_on_iggy() {
     assert_eq!(
         condition(&kb, "Ready").unwrap().0,
         "False",
-        "not Ready before the Deployment is"
+        "not Ready before the StatefulSet is"
     );
 
     fake_rollout(&client, ns, "shop").await;
@@ -78,6 +78,45 @@ async fn provisioning_on_kube_on_iggy() {
             .ready_replicas,
         1
     );
+
+    // Ready means every replica is ready: scaled 1 -> 3 -> 1 through the scale subresource,
+    // the bridge is not Ready until the StatefulSet reports all of them.
+    for (replicas, partly) in [(3, 2), (1, 3)] {
+        bridges
+            .patch_scale(
+                "shop",
+                &PatchParams::default(),
+                &Patch::Merge(&json!({"spec": {"replicas": replicas}})),
+            )
+            .await
+            .unwrap();
+        eventually("the StatefulSet to follow the scale", || {
+            let s = Api::<StatefulSet>::namespaced(client.clone(), ns);
+            async move { (s.get("shop").await.ok()?.spec?.replicas == Some(replicas)).then_some(()) }
+        })
+        .await;
+        // Scaling up: 2 of 3 ready; scaling down: 3 pods left where 1 is asked for.
+        fake_statefulset_status(&client, ns, "shop", partly).await;
+        eventually("Ready=False while the replicas are not all ready", || {
+            let b = bridges.clone();
+            async move {
+                let kb = b.get("shop").await.ok()?;
+                (condition(&kb, "Ready")?.0 == "False" && kb.status?.ready_replicas == partly)
+                    .then_some(())
+            }
+        })
+        .await;
+        fake_rollout(&client, ns, "shop").await;
+        eventually("Ready=True with every replica ready", || {
+            let b = bridges.clone();
+            async move {
+                let kb = b.get("shop").await.ok()?;
+                (condition(&kb, "Ready")?.0 == "True" && kb.status?.ready_replicas == replicas)
+                    .then_some(())
+            }
+        })
+        .await;
+    }
 
     // Growing partitions.
     let grow = json!({"spec": {"topics": [{"name": "orders", "partitions": 4}]}});
@@ -224,11 +263,11 @@ async fn iggy_tls_on_kube_on_iggy() {
     );
 
     // The pods trust the same CA: mounted from the Secret, named in the rendered config.
-    let dep = Api::<Deployment>::namespaced(client.clone(), ns)
+    let sts = Api::<StatefulSet>::namespaced(client.clone(), ns)
         .get("secure")
         .await
         .unwrap();
-    let pod = dep.spec.unwrap().template.spec.unwrap();
+    let pod = sts.spec.unwrap().template.spec.unwrap();
     let volume = pod
         .volumes
         .unwrap()
