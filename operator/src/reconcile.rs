@@ -251,7 +251,15 @@ async fn reconcile_inner(kb: &KafkaBridge, ctx: &Context) -> Result<Action, Erro
     if !conditions.is_set("Degraded") {
         conditions.set("Degraded", false, "AsExpected", "no problems found");
     }
-    write_status(kb, ctx, &bridges, conditions, stateful_set.as_ref(), Some(&d)).await?;
+    write_status(
+        kb,
+        ctx,
+        &bridges,
+        conditions,
+        stateful_set.as_ref(),
+        Some(&d),
+    )
+    .await?;
     Ok(Action::requeue(if ready_now {
         ctx.resync
     } else if replacing.is_some() {

@@ -549,7 +549,10 @@ async fn replicas_on_kube() {
         pdb.max_unavailable,
         Some(k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::Int(1))
     );
-    assert_eq!(pdb.selector.unwrap().match_labels, spec.selector.match_labels);
+    assert_eq!(
+        pdb.selector.unwrap().match_labels,
+        spec.selector.match_labels
+    );
 
     // One replica up: the status follows the StatefulSet.
     fake_rollout(&client, ns, "orders").await;
@@ -649,7 +652,13 @@ async fn replicas_on_kube() {
     })
     .await;
     assert_eq!(
-        bridges.get_scale("orders").await.unwrap().status.unwrap().replicas,
+        bridges
+            .get_scale("orders")
+            .await
+            .unwrap()
+            .status
+            .unwrap()
+            .replicas,
         1
     );
     unchanged("scaled down").await;
@@ -658,7 +667,10 @@ async fn replicas_on_kube() {
     let mut legacy = bridge("legacy", "127.0.0.1:1", "Keep", 1);
     legacy.spec.kafka.advertise = kafka_iggy_operator::crd::AdvertiseMode::Service;
     legacy.spec.replicas = 2;
-    bridges.create(&PostParams::default(), &legacy).await.unwrap();
+    bridges
+        .create(&PostParams::default(), &legacy)
+        .await
+        .unwrap();
     let kb = status_where(&bridges, "legacy", "Degraded=True", |kb| {
         condition(kb, "Degraded") == Some(("True".into(), "AdvertisedAddressShared".into()))
     })
@@ -719,10 +731,12 @@ async fn upgrade_from_deployment_on_kube() {
     }
     let old_deployment = |name: &str, owner: Option<&str>| -> Deployment {
         let labels = json!({"app.kubernetes.io/name": "kafka-iggy-proxy", "app.kubernetes.io/instance": name});
-        let owners = owner.map(|uid| json!([{
-            "apiVersion": "bridge.kafka-iggy.dev/v1alpha1", "kind": "KafkaBridge",
-            "name": name, "uid": uid, "controller": true, "blockOwnerDeletion": true
-        }]));
+        let owners = owner.map(|uid| {
+            json!([{
+                "apiVersion": "bridge.kafka-iggy.dev/v1alpha1", "kind": "KafkaBridge",
+                "name": name, "uid": uid, "controller": true, "blockOwnerDeletion": true
+            }])
+        });
         serde_json::from_value(json!({
             "metadata": {"name": name, "labels": labels, "ownerReferences": owners.unwrap_or(json!([]))},
             "spec": {"replicas": 1, "selector": {"matchLabels": labels},
@@ -732,7 +746,10 @@ async fn upgrade_from_deployment_on_kube() {
         .unwrap()
     };
     deployments
-        .create(&PostParams::default(), &old_deployment("orders", Some(&uids[0])))
+        .create(
+            &PostParams::default(),
+            &old_deployment("orders", Some(&uids[0])),
+        )
         .await
         .unwrap();
     deployments
@@ -751,13 +768,18 @@ async fn upgrade_from_deployment_on_kube() {
     })
     .await;
     assert!(
-        deleting.finalizers().contains(&"foregroundDeletion".to_string()),
+        deleting
+            .finalizers()
+            .contains(&"foregroundDeletion".to_string()),
         "{:?}",
         deleting.finalizers()
     );
-    status_where(&bridges, "orders", "Progressing=ReplacingDeployment", |kb| {
-        condition(kb, "Progressing") == Some(("True".into(), "ReplacingDeployment".into()))
-    })
+    status_where(
+        &bridges,
+        "orders",
+        "Progressing=ReplacingDeployment",
+        |kb| condition(kb, "Progressing") == Some(("True".into(), "ReplacingDeployment".into())),
+    )
     .await;
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert!(

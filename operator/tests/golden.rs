@@ -75,8 +75,10 @@ fn desired_objects_match_the_golden_files() {
 }
 
 fn load(case: &str) -> KafkaBridge {
-    serde_yaml::from_str(&std::fs::read_to_string(dir().join(format!("{case}.input.yaml"))).unwrap())
-        .unwrap()
+    serde_yaml::from_str(
+        &std::fs::read_to_string(dir().join(format!("{case}.input.yaml"))).unwrap(),
+    )
+    .unwrap()
 }
 
 #[test]
@@ -108,7 +110,10 @@ fn scaling_changes_nothing_but_the_replica_count() {
         three.stateful_set.spec.as_mut().unwrap().replicas = Some(1);
         // A spec that cannot work with 3 replicas is reported, and only reported.
         three.problem = one.problem.clone();
-        assert_eq!(one, three, "{case}: scaling changed more than the replica count");
+        assert_eq!(
+            one, three,
+            "{case}: scaling changed more than the replica count"
+        );
     }
 }
 
@@ -166,7 +171,10 @@ fn crd_is_up_to_date() {
 /// The environment the kubelet gives the proxy container of pod `ordinal`: field references
 /// resolved as for a pod named `{workload}-{ordinal}` with IP 10.1.2.{ordinal}, Secrets as
 /// "u"/"p", and `$(VAR)` expanded from the variables defined before.
-fn pod_environment(d: &kafka_iggy_operator::desired::Desired, ordinal: i32) -> Vec<(String, String)> {
+fn pod_environment(
+    d: &kafka_iggy_operator::desired::Desired,
+    ordinal: i32,
+) -> Vec<(String, String)> {
     let sts = &d.stateful_set;
     let pod_name = format!("{}-{ordinal}", sts.metadata.name.as_deref().unwrap());
     let pod = sts.spec.as_ref().unwrap().template.spec.as_ref().unwrap();
@@ -187,7 +195,12 @@ fn pod_environment(d: &kafka_iggy_operator::desired::Desired, ordinal: i32) -> V
                     "metadata.labels['apps.kubernetes.io/pod-index']" => ordinal.to_string(),
                     other => panic!("no stand-in for field {other}"),
                 },
-                (None, Some(_)) => if var.name.ends_with("PASSWORD") { "p" } else { "u" }.into(),
+                (None, Some(_)) => if var.name.ends_with("PASSWORD") {
+                    "p"
+                } else {
+                    "u"
+                }
+                .into(),
                 other => panic!("unexpected source of {}: {other:?}", var.name),
             },
             other => panic!("unexpected env var {}: {other:?}", var.name),
@@ -224,7 +237,13 @@ fn the_proxy_accepts_every_rendered_configuration() {
     use kafka_iggy_operator::crd::AdvertiseMode;
     use kafka_iggy_proxy::config::{Cli, MembershipKind, ProxyConfig};
 
-    for case in ["minimal", "full", "servicemonitor", "explicit", "service-replicas"] {
+    for case in [
+        "minimal",
+        "full",
+        "servicemonitor",
+        "explicit",
+        "service-replicas",
+    ] {
         let kb = load(case);
         let d = desired(&kb).unwrap();
         let file = std::env::temp_dir().join(format!(
@@ -290,7 +309,10 @@ fn the_proxy_accepts_every_rendered_configuration() {
         let (host, port) = config.advertised().unwrap();
         assert_eq!(format!("{host}:{port}"), announced, "{case}");
         if kb.spec.kafka.advertise.is_shared() {
-            assert_eq!(d.bootstrap_address, announced, "{case}: one address for all");
+            assert_eq!(
+                d.bootstrap_address, announced,
+                "{case}: one address for all"
+            );
         }
         let _ = std::fs::remove_file(&file);
         let _ = std::fs::remove_file(&stand_in);
