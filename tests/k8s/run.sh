@@ -101,7 +101,7 @@ refuse "RBAC: operator may not update Leases elsewhere" can update leases.coordi
 refuse "RBAC: operator may not create Deployments" can create deployments.apps -n default
 refuse "RBAC: operator may not patch Deployments" can patch deployments.apps -n default
 refuse "RBAC: operator may not delete StatefulSets" can delete statefulsets.apps -n default
-refuse "RBAC: operator may not create ServiceAccount tokens" can create serviceaccounts/token -n default
+refuse "RBAC: operator may not create ServiceAccount tokens" can create serviceaccounts --subresource=token -n default
 refuse "RBAC: operator may not bind roles" can create rolebindings.rbac.authorization.k8s.io -n default
 check "helm uninstall" "$helm" uninstall kafka-iggy-operator --namespace "$ns"
 
