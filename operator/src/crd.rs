@@ -307,7 +307,8 @@ pub enum DeletionPolicy {
     /// Keep the Iggy topics (and their data) when the KafkaBridge is deleted.
     #[default]
     Keep,
-    /// Delete the provisioned Iggy topics (a finalizer holds the resource until done).
+    /// Delete the provisioned Iggy topics and the replicas' membership log (a finalizer holds
+    /// the resource until done).
     Delete,
 }
 

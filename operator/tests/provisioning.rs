@@ -11,14 +11,18 @@ use iggy_testkit::IggyServer;
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kafka_iggy_operator::crd::KafkaBridge;
-use kafka_iggy_operator::provision::{self, IggyAccess};
+use kafka_iggy_operator::provision::{self, IggyAccess, REPLICA_TOPICS};
+use kafka_iggy_proxy::config::{MembershipKind, ProxyConfig};
+use kafka_iggy_proxy::Proxy;
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use kube::Api;
 use serde_json::json;
 use support::*;
 
 /// Provisioning on real Iggy: topics created, partitions grown, a decrease refused without
-/// touching data, Ready once the StatefulSet caught up, topics deleted with policy Delete.
+/// touching data, Ready once every replica is ready (also scaled 1 -> 3 -> 1), a replica started
+/// from the rendered configuration joins the membership log, topics and membership log deleted
+/// with policy Delete.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn provisioning_on_kube_on_iggy() {
     let Some(server) = IggyServer::from_env().await else {
@@ -181,7 +185,41 @@ async fn provisioning_on_kube_on_iggy() {
         Some(5)
     );
 
-    // Deletion with policy Delete removes the topics, then the finalizer.
+    // A replica started from what the operator rendered (the ConfigMap, and the pod's
+    // environment: broker id = ordinal, its own address) joins the membership log in the
+    // bridge's stream, which it creates.
+    let config_map = Api::<ConfigMap>::namespaced(client.clone(), ns)
+        .get("shop-config")
+        .await
+        .unwrap();
+    let mut config: ProxyConfig =
+        serde_yaml::from_str(&config_map.data.unwrap()["config.yaml"]).unwrap();
+    assert_eq!(config.cluster.membership, MembershipKind::Log);
+    config.listen = "127.0.0.1:0".parse().unwrap();
+    config.metrics_listen = None;
+    config.broker_id = 0;
+    config.advertised_address = Some("shop-0.shop-brokers.iggy-bridges.svc:9092".into());
+    config.iggy.username = server.username().into();
+    config.iggy.password = server.password().into();
+    let replica = Proxy::start(config).await.unwrap();
+    let members = REPLICA_TOPICS[0];
+    eventually("the replica to join the membership log", || {
+        let a = access.clone();
+        let membership = replica.broker.cluster.membership().cloned();
+        async move {
+            let joined = membership?
+                .view()
+                .members
+                .iter()
+                .any(|m| m.id.broker_id == 0);
+            (joined && provision::partitions(&a, members).await.ok()?.is_some()).then_some(())
+        }
+    })
+    .await;
+    replica.shutdown().await;
+
+    // Deletion with policy Delete removes the topics and the membership log, then the
+    // finalizer.
     bridges
         .delete("shop", &DeleteParams::default())
         .await
@@ -194,6 +232,11 @@ async fn provisioning_on_kube_on_iggy() {
     assert_eq!(
         provision::partitions(&access, "orders").await.unwrap(),
         None
+    );
+    assert_eq!(
+        provision::partitions(&access, members).await.unwrap(),
+        None,
+        "the membership log goes with the bridge"
     );
     drop(cluster);
 }
