@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::Notify;
 
+use crate::backend::ProducerMark;
 use crate::cluster::WritePermit;
 
 /// Kafka keeps the last five batches per producer to answer retries (max.in.flight <= 5).
@@ -65,21 +66,65 @@ pub struct WriterState {
     clock: u64,
     /// The ownership run the producer state was kept in.
     permit: Option<WritePermit>,
+    /// Set when a new run begins: the state is read back from the log before the next append.
+    needs_rebuild: bool,
 }
 
 impl WriterState {
-    /// Starts writing under `permit`: producer state from another run of ownership is dropped,
-    /// since another replica may have appended for those producers in between.
+    /// Starts writing under `permit`. A new run of ownership (this process just started, or
+    /// another replica had the partition in between) needs the producers' recent batches read
+    /// back from the log (`rebuild`): what this replica remembers may be out of date.
     pub fn hold(&mut self, permit: WritePermit) {
-        if self.permit != Some(permit) {
-            if self.permit.is_some() && !self.producers.is_empty() {
-                tracing::debug!(
-                    producers = self.producers.len(),
-                    "partition changed hands; producer sequences restart"
-                );
-            }
+        let continued = self.permit.is_some_and(|held| permit.continues(&held));
+        if !continued {
             self.producers.clear();
-            self.permit = Some(permit);
+            self.needs_rebuild = true;
+        }
+        self.permit = Some(permit);
+    }
+
+    pub fn needs_rebuild(&self) -> bool {
+        self.needs_rebuild
+    }
+
+    /// Rebuilds the producers' recent batches from the marks of the partition's last records,
+    /// in offset order. A batch whose first record is not among them is left out: a retry of it
+    /// is then appended again rather than refused as out of order.
+    pub fn rebuild(&mut self, records: impl IntoIterator<Item = (i64, ProducerMark)>) {
+        self.producers.clear();
+        self.needs_rebuild = false;
+        // (identity so far, base offset, offset of its last record)
+        let mut open: Option<(BatchIdentity, i64, i64)> = None;
+        for (offset, mark) in records {
+            let continues = open.as_ref().is_some_and(|(batch, _, last)| {
+                !mark.batch_start
+                    && mark.producer_id == batch.producer_id
+                    && mark.epoch == batch.producer_epoch
+                    && mark.sequence == next_sequence(batch.last_sequence())
+                    && offset == last + 1
+            });
+            if continues {
+                if let Some((batch, _, last)) = open.as_mut() {
+                    batch.record_count += 1;
+                    *last = offset;
+                }
+                continue;
+            }
+            if let Some((batch, base, _)) = open.take() {
+                self.record(&batch, base);
+            }
+            if mark.batch_start {
+                let batch = BatchIdentity {
+                    producer_id: mark.producer_id,
+                    producer_epoch: mark.epoch,
+                    first_sequence: mark.sequence,
+                    record_count: 1,
+                };
+                open = Some((batch, offset, offset));
+            }
+        }
+        if let Some((batch, base, _)) = open {
+            self.record(&batch, base);
         }
     }
 
@@ -369,6 +414,68 @@ mod tests {
         assert_eq!(w.check(&b1), SequenceCheck::Duplicate { base_offset: 110 });
         assert_eq!(w.check(&batch(1, 0, 20, 1)), SequenceCheck::OutOfOrder);
         assert_eq!(w.check(&batch(1, 0, 15, 1)), SequenceCheck::Append);
+    }
+
+    /// The marks the store keeps for `batch` appended at `base`.
+    fn marks(b: BatchIdentity, base: i64) -> Vec<(i64, ProducerMark)> {
+        let producer = crate::backend::ProducerBatch {
+            producer_id: b.producer_id,
+            epoch: b.producer_epoch,
+            first_sequence: b.first_sequence,
+        };
+        (0..b.record_count as usize)
+            .map(|i| (base + i as i64, producer.mark(i)))
+            .collect()
+    }
+
+    #[test]
+    fn a_new_run_rebuilds_producer_batches_from_the_log() {
+        let (a0, a1, b0) = (batch(1, 0, 0, 3), batch(1, 0, 3, 2), batch(2, 5, 7, 1));
+        let mut w = WriterState::default();
+        w.hold(WritePermit::default());
+        assert!(w.needs_rebuild(), "a fresh process reads the log first");
+        // The log's tail starts in the middle of a batch of producer 3, then a0, b0, a1
+        // (another leader appended them), with a record of no producer in between.
+        let mut tail = marks(batch(3, 0, 0, 4), 10)[2..].to_vec();
+        tail.extend(marks(a0, 20));
+        tail.extend(marks(b0, 23));
+        tail.extend(marks(a1, 25));
+        w.rebuild(tail);
+        assert!(!w.needs_rebuild());
+        assert_eq!(w.check(&a0), SequenceCheck::Duplicate { base_offset: 20 });
+        assert_eq!(w.check(&a1), SequenceCheck::Duplicate { base_offset: 25 });
+        assert_eq!(w.check(&b0), SequenceCheck::Duplicate { base_offset: 23 });
+        assert_eq!(w.check(&batch(1, 0, 5, 1)), SequenceCheck::Append);
+        assert_eq!(w.check(&batch(1, 0, 9, 1)), SequenceCheck::OutOfOrder);
+        // The batch cut off at the start of the tail is unknown: its retry is appended.
+        assert_eq!(w.check(&batch(3, 0, 0, 4)), SequenceCheck::Append);
+
+        // The same run goes on without reading again; a new one reads again.
+        let held = WritePermit {
+            incarnation: 1,
+            since: 4,
+            seen_at: 9,
+        };
+        w.hold(held);
+        assert!(w.needs_rebuild());
+        w.rebuild(Vec::new());
+        w.hold(WritePermit {
+            seen_at: 12,
+            ..held
+        });
+        assert!(
+            !w.needs_rebuild(),
+            "a run that began before what was last seen continues"
+        );
+        w.hold(WritePermit {
+            since: 13,
+            seen_at: 14,
+            ..held
+        });
+        assert!(
+            w.needs_rebuild(),
+            "a run that began after: the partition changed hands"
+        );
     }
 
     #[test]

@@ -187,11 +187,46 @@ async fn replicas_split_partitions_and_hand_them_over(store: Store<'_>) {
         assert!(answers.len() <= 1, "{group}: {answers:?}");
     }
 
+    // An idempotent producer's batch lands on a partition of broker 1 just before it leaves.
+    let moving = leaders
+        .iter()
+        .position(|l| *l == 1)
+        .expect("broker 1 leads a partition") as i32;
+    let idempotent = batch(&["idem-a", "idem-b"], Some((4242, 0, 0)), Compression::None);
+    let (code, stored_at) = produce(&mut wires[1], name, moving, idempotent.clone()).await;
+    assert_eq!((code, stored_at), (0, next[moving as usize]));
+    next[moving as usize] += 2;
+    let mut expected: Vec<Vec<String>> = (0..PARTITIONS).map(|p| vec![format!("p{p}-0")]).collect();
+    expected[moving as usize].extend(["idem-a".to_string(), "idem-b".to_string()]);
+
     // Broker 1 leaves: its partitions move to the two others, offsets continue.
     let leaving = proxies.remove(1);
     wires.remove(1);
     leaving.shutdown().await;
     let after = settled(&mut wires, name, PARTITIONS, &[0, 2]).await;
+
+    // The producer, not having seen the answer, retries through the new leader: the new
+    // leader read the producer's batches back from the log and answers it as a duplicate.
+    let new_leader = usize::from(after[moving as usize] == 2);
+    let deadline = Instant::now() + SETTLE;
+    let retried = loop {
+        let answer = produce(&mut wires[new_leader], name, moving, idempotent.clone()).await;
+        if answer.0 != ResponseError::NotLeaderOrFollower.code() || Instant::now() > deadline {
+            break answer;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(
+        retried,
+        (0, stored_at),
+        "the retry is answered with where the batch is"
+    );
+    let next_in_sequence = batch(&["idem-c"], Some((4242, 0, 2)), Compression::None);
+    let (code, base) = produce(&mut wires[new_leader], name, moving, next_in_sequence).await;
+    assert_eq!((code, base), (0, next[moving as usize]));
+    next[moving as usize] += 1;
+    expected[moving as usize].push("idem-c".to_string());
+
     for p in 0..PARTITIONS {
         let leader = after[p as usize];
         assert_ne!(leader, 1);
@@ -204,9 +239,10 @@ async fn replicas_split_partitions_and_hand_them_over(store: Store<'_>) {
         let wire = &mut wires[usize::from(leader == 2)];
         let base = produce_eventually(wire, name, p, &format!("p{p}-1")).await;
         assert_eq!(base, next[p as usize], "partition {p}");
+        expected[p as usize].push(format!("p{p}-1"));
         let fetched = fetch(wire, name, p, 0, 100, 1).await;
         let values: Vec<String> = fetched.records.into_iter().map(|(_, v)| v).collect();
-        assert_eq!(values, [format!("p{p}-0"), format!("p{p}-1")]);
+        assert_eq!(values, expected[p as usize], "partition {p}");
     }
     for proxy in proxies {
         proxy.shutdown().await;

@@ -7,8 +7,8 @@ use std::time::Instant;
 use async_trait::async_trait;
 
 use super::{
-    Backend, BackendError, BackendResult, PartitionBounds, ReadLimits, ReadResult, SharedBackend,
-    StoredRecord, TopicInfo, TopicSettings,
+    Backend, BackendError, BackendResult, PartitionBounds, ProducerBatch, ReadLimits, ReadResult,
+    SharedBackend, StoredRecord, TopicInfo, TopicSettings,
 };
 use crate::metrics::Metrics;
 
@@ -87,14 +87,15 @@ impl Backend for Instrumented {
         )
         .await
     }
-    async fn append(
+    async fn append_batch(
         &self,
         topic: &str,
         partition: u32,
         records: Vec<StoredRecord>,
+        producer: Option<ProducerBatch>,
     ) -> BackendResult<i64> {
-        self.timed("append", self.inner.append(topic, partition, records))
-            .await
+        let append = self.inner.append_batch(topic, partition, records, producer);
+        self.timed("append", append).await
     }
     async fn read(
         &self,

@@ -8,13 +8,14 @@ use async_trait::async_trait;
 use tokio::sync::RwLock;
 
 use super::{
-    Backend, BackendError, BackendResult, FetchedRecord, PartitionBounds, ReadLimits, ReadResult,
-    StoredRecord, TopicInfo, TopicSettings,
+    Backend, BackendError, BackendResult, FetchedRecord, PartitionBounds, ProducerBatch,
+    ProducerMark, ReadLimits, ReadResult, StoredRecord, TopicInfo, TopicSettings,
 };
 
 #[derive(Default)]
 struct Partition {
     records: Vec<StoredRecord>,
+    producers: Vec<Option<ProducerMark>>,
     /// When each record was appended (ms since the epoch), as Iggy stamps its messages.
     appended_ms: Vec<i64>,
 }
@@ -116,11 +117,12 @@ impl Backend for MemoryBackend {
         Ok(())
     }
 
-    async fn append(
+    async fn append_batch(
         &self,
         topic: &str,
         partition: u32,
         records: Vec<StoredRecord>,
+        producer: Option<ProducerBatch>,
     ) -> BackendResult<i64> {
         let mut topics = self.topics.write().await;
         let p = topics
@@ -131,6 +133,8 @@ impl Backend for MemoryBackend {
         let now = crate::groups::offsets_log::now_ms();
         p.appended_ms
             .extend(std::iter::repeat_n(now, records.len()));
+        p.producers
+            .extend((0..records.len()).map(|i| producer.map(|b| b.mark(i))));
         p.records.extend(records);
         Ok(base)
     }
@@ -171,6 +175,7 @@ impl Backend for MemoryBackend {
                 offset: offset + i as i64,
                 record: r.clone(),
                 append_time_ms: p.appended_ms[offset as usize + i],
+                producer: p.producers[offset as usize + i],
             });
         }
         Ok(ReadResult { records, bounds })

@@ -49,9 +49,44 @@ impl StoredRecord {
 pub struct FetchedRecord {
     pub offset: i64,
     pub record: StoredRecord,
+    /// The idempotent producer that wrote it, when the store kept that.
+    pub producer: Option<ProducerMark>,
     /// When the store appended it (ms since the epoch, the store's clock): the membership log
     /// measures leases with it, so that all replicas use one clock.
     pub append_time_ms: i64,
+}
+
+/// An idempotent producer's batch, as its record batch header names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProducerBatch {
+    pub producer_id: i64,
+    pub epoch: i16,
+    pub first_sequence: i32,
+}
+
+impl ProducerBatch {
+    /// The mark of the batch's `index`-th record (sequences wrap from i32::MAX to 0).
+    pub fn mark(&self, index: usize) -> ProducerMark {
+        let sequence = (i64::from(self.first_sequence) + index as i64) % (1i64 << 31);
+        ProducerMark {
+            producer_id: self.producer_id,
+            epoch: self.epoch,
+            sequence: sequence as i32,
+            batch_start: index == 0,
+        }
+    }
+}
+
+/// What the store keeps with each record of an idempotent batch, so that whoever leads the
+/// partition next can rebuild the producer's recent batches from the log (a retry of a batch
+/// stored before a crash or hand-off is then answered as a duplicate, not stored twice).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProducerMark {
+    pub producer_id: i64,
+    pub epoch: i16,
+    pub sequence: i32,
+    /// First record of its batch.
+    pub batch_start: bool,
 }
 
 /// Everything a Kafka client needs to know about a topic.
@@ -166,6 +201,18 @@ pub trait Backend: Send + Sync + 'static {
         topic: &str,
         partition: u32,
         records: Vec<StoredRecord>,
+    ) -> BackendResult<i64> {
+        self.append_batch(topic, partition, records, None).await
+    }
+
+    /// As `append`; for an idempotent producer's batch the store keeps `producer` with the
+    /// records (read back as `FetchedRecord::producer`).
+    async fn append_batch(
+        &self,
+        topic: &str,
+        partition: u32,
+        records: Vec<StoredRecord>,
+        producer: Option<ProducerBatch>,
     ) -> BackendResult<i64>;
 
     /// Reads from `offset` (inclusive). An offset below log start or above the high watermark is

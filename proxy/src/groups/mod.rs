@@ -155,10 +155,14 @@ impl GroupCoordinator {
             });
         };
         let partition = &self.partitions[p as usize];
-        if *lock(&partition.loaded_under) != Some(permit) {
+        let current = |partition: &OffsetsPartition| {
+            lock(&partition.loaded_under).is_some_and(|held| permit.continues(&held))
+        };
+        if !current(partition) {
             let _loading = partition.loading.lock().await;
-            if *lock(&partition.loaded_under) != Some(permit) {
+            if !current(partition) {
                 self.unload(p);
+                *lock(&partition.loaded_under) = None;
                 self.load_partition(p).await.map_err(|e| {
                     log_load_failure(&e, Some(p));
                     ResponseError::CoordinatorNotAvailable
@@ -219,10 +223,14 @@ impl GroupCoordinator {
     fn release_lost_partitions(&self) {
         for (p, partition) in self.partitions.iter().enumerate() {
             let mut loaded = lock(&partition.loaded_under);
-            if loaded.is_some() && *loaded != self.cluster.write_permit(OFFSETS_TOPIC, p as i32) {
-                *loaded = None;
-                drop(loaded);
-                self.unload(p as u32);
+            let Some(held) = *loaded else { continue };
+            match self.cluster.write_permit(OFFSETS_TOPIC, p as i32) {
+                Some(now) if now.continues(&held) => *loaded = Some(now),
+                _ => {
+                    *loaded = None;
+                    drop(loaded);
+                    self.unload(p as u32);
+                }
             }
         }
     }
@@ -536,7 +544,11 @@ impl GroupCoordinator {
     ) -> Result<(), ResponseError> {
         // The fence: only within the run of ownership the partition was loaded in.
         let permit = self.cluster.write_permit(OFFSETS_TOPIC, p as i32);
-        if permit.is_none() || permit != *lock(&self.partitions[p as usize].loaded_under) {
+        let held = *lock(&self.partitions[p as usize].loaded_under);
+        if !permit
+            .zip(held)
+            .is_some_and(|(now, held)| now.continues(&held))
+        {
             return Err(ResponseError::NotCoordinator);
         }
         let records = entries.iter().map(OffsetEntry::to_record).collect();

@@ -23,6 +23,7 @@ use kafka_protocol::protocol::StrBytes;
 
 use super::records::{decode_produced, BatchError, ProducedBatch};
 use super::{tally, ConnectionScope, Outcome};
+use crate::backend::{ProducerBatch, ProducerMark, ReadLimits};
 use crate::broker::Broker;
 use crate::budget::{ConnectionShare, Reservation};
 use crate::error::backend_error_code;
@@ -360,6 +361,53 @@ fn is_compressed(batch: &[u8]) -> bool {
         .is_some_and(|attributes| attributes & 0x07 != 0)
 }
 
+/// Records read back from the end of a partition to rebuild its producers' state.
+const TAIL_RECORDS: i64 = 4096;
+const TAIL_BYTES: usize = 8 * 1024 * 1024;
+
+/// The idempotent producers' marks on the partition's last records (up to `TAIL_RECORDS`,
+/// about `TAIL_BYTES`). Kafka keeps the last five batches per producer; reading them back lets
+/// the new leader of a partition (or a restarted proxy) answer a retry of a batch stored before
+/// the change as a duplicate. If they cannot be read, producers start afresh.
+async fn producer_marks_of_tail(
+    broker: &Broker,
+    topic: &str,
+    partition: i32,
+) -> Vec<(i64, ProducerMark)> {
+    let read = async {
+        let bounds = broker.backend.bounds(topic, partition as u32).await?;
+        let mut offset = bounds.log_start.max(bounds.high_watermark - TAIL_RECORDS);
+        let mut marks = Vec::new();
+        let mut bytes = 0;
+        while offset < bounds.high_watermark && bytes < TAIL_BYTES {
+            let limits = ReadLimits {
+                max_records: (bounds.high_watermark - offset) as u32,
+                max_bytes: TAIL_BYTES - bytes,
+            };
+            let read = broker
+                .backend
+                .read(topic, partition as u32, offset, limits)
+                .await?;
+            let Some(last) = read.records.last() else {
+                break;
+            };
+            offset = last.offset + 1;
+            for r in &read.records {
+                bytes += r.record.approx_size();
+                marks.extend(r.producer.map(|mark| (r.offset, mark)));
+            }
+        }
+        Ok::<_, crate::backend::BackendError>(marks)
+    };
+    match read.await {
+        Ok(marks) => marks,
+        Err(e) => {
+            tracing::debug!(topic, partition, error = %e, "producer state not read back");
+            Vec::new()
+        }
+    }
+}
+
 /// The partition's log start offset, re-read from the back end at most every few seconds
 /// (Kafka reports it in every Produce answer; it moves only with retention).
 async fn log_start(broker: &Broker, topic: &str, partition: i32, state: &PartitionState) -> i64 {
@@ -390,6 +438,9 @@ async fn append(
         return Err((ResponseError::NotLeaderOrFollower.code(), None));
     };
     writer.hold(permit);
+    if writer.needs_rebuild() {
+        writer.rebuild(producer_marks_of_tail(broker, topic, partition).await);
+    }
     if let Some(identity) = &batch.identity {
         match writer.check(identity) {
             SequenceCheck::Append => {}
@@ -412,9 +463,14 @@ async fn append(
     }
     let count = batch.records.len() as u64;
     let bytes = batch.payload_bytes as u64;
+    let producer = batch.identity.as_ref().map(|b| ProducerBatch {
+        producer_id: b.producer_id,
+        epoch: b.producer_epoch,
+        first_sequence: b.first_sequence,
+    });
     let base_offset = broker
         .backend
-        .append(topic, partition as u32, batch.records)
+        .append_batch(topic, partition as u32, batch.records, producer)
         .await
         .map_err(|e| {
             tracing::debug!(topic, partition, error = %e, "append failed");

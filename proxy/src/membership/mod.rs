@@ -4,20 +4,31 @@
 //! Every replica appends a heartbeat to one Iggy partition (`log::MEMBERS_TOPIC`) every
 //! `heartbeat_interval_ms` and reads that partition continuously; `view::Ledger` turns what was
 //! read into views and write permissions. This module adds what a pure function of the log
-//! cannot know: the replica's own lease. A replica writes only while its last heartbeat, timed
-//! from before it was sent, is younger than the lease minus a margin, and only once it has read
-//! that heartbeat back, so a process paused for longer than its lease (GC, SIGSTOP, a frozen VM)
+//! cannot know: the replica's own lease. A replica writes only while its last heartbeat that it
+//! has read back, timed from before it was sent, is younger than the lease minus a margin, so a process paused for longer than its lease (GC, SIGSTOP, a frozen VM)
 //! finds its permission gone when it wakes, before anyone else could have taken over.
 
 pub mod log;
 pub mod view;
 
-/// Names one uninterrupted run of a replica's ownership of a partition: state kept for the
-/// partition while writing it (idempotent producers' sequences) is valid only within one.
+/// Permission to write a partition now, naming the run of ownership it belongs to: state kept
+/// for the partition while writing it (idempotent producers' sequences, loaded groups) is
+/// valid only within one run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct WritePermit {
     pub incarnation: u64,
+    /// Where the run began, as far as the views still kept show.
     pub since: i64,
+    /// The last log entry read when the permit was given.
+    pub seen_at: i64,
+}
+
+impl WritePermit {
+    /// Whether ownership was not interrupted between `earlier` and this permit: same
+    /// incarnation, and this run began no later than what was read when `earlier` was given.
+    pub fn continues(&self, earlier: &WritePermit) -> bool {
+        self.incarnation == earlier.incarnation && self.since <= earlier.seen_at
+    }
 }
 
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -49,6 +60,8 @@ struct State {
     joined_at: Option<i64>,
     /// Offset of the last heartbeat the log took, and when it was sent.
     last_beat: Option<(i64, Instant)>,
+    /// The last heartbeat also read back: the lease runs from when it was sent.
+    confirmed_beat: Option<(i64, Instant)>,
     /// The next offset to read.
     next: i64,
     /// Set on shutdown before the `Leave` entry is sent: nothing more is written.
@@ -89,6 +102,7 @@ impl Membership {
                 me: new_incarnation(broker_id),
                 joined_at: None,
                 last_beat: None,
+                confirmed_beat: None,
                 next: -1,
                 leaving: false,
             }),
@@ -118,16 +132,16 @@ impl Membership {
     /// where its current run of ownership began.
     pub fn write_permit(&self, topic: &str, partition: i32) -> Option<WritePermit> {
         let state = self.state();
-        let (beat_at, sent) = state.last_beat?;
+        let (_, sent) = state.confirmed_beat?;
         let lease_left = sent.elapsed() < self.lease - self.margin();
-        let read_back = state.ledger.applied() >= beat_at;
-        if state.leaving || !lease_left || !read_back || state.ledger.is_banned(state.me) {
+        if state.leaving || !lease_left || state.ledger.is_banned(state.me) {
             return None;
         }
         let since = state.ledger.may_write(state.me, topic, partition)?;
         Some(WritePermit {
             incarnation: state.me.incarnation,
             since,
+            seen_at: state.ledger.applied(),
         })
     }
 
@@ -152,6 +166,10 @@ impl Membership {
             };
             match step.await {
                 Ok(()) => reported = None,
+                // Iggy being unreachable is reported by the back end, once.
+                Err(e) if e.is_unavailable() => {
+                    tracing::debug!(error = %e, "membership log unavailable");
+                }
                 Err(e) => {
                     let reason = e.to_string();
                     if reported.as_ref() != Some(&reason) {
@@ -233,6 +251,11 @@ impl Membership {
                     next = fetched.offset + 1;
                 }
                 state.next = next;
+                if let Some(beat) = state.last_beat {
+                    if state.ledger.applied() >= beat.0 {
+                        state.confirmed_beat = Some(beat);
+                    }
+                }
             }
             let after = self.view();
             if before != after {
@@ -266,6 +289,7 @@ impl Membership {
                 state.me = new_incarnation(self.broker_id);
                 state.joined_at = None;
                 state.last_beat = None;
+                state.confirmed_beat = None;
             }
             let previous = match state.last_beat {
                 None => None,

@@ -120,8 +120,10 @@ struct Logged {
 pub struct Ledger {
     lease_ms: i64,
     window: VecDeque<Logged>,
-    /// Views in effect from an offset on; the first may start before `known_from`.
+    /// Views in effect from an offset on, with the log time they took effect; the first may
+    /// start before `known_from`.
     changes: VecDeque<(i64, Arc<View>)>,
+    change_times: VecDeque<i64>,
     acks: HashMap<MemberId, i64>,
     /// Incarnations that came back after their lease ran out; forgotten once out of the window.
     banned: HashSet<MemberId>,
@@ -138,6 +140,7 @@ impl Ledger {
             lease_ms,
             window: VecDeque::new(),
             changes: VecDeque::new(),
+            change_times: VecDeque::new(),
             acks: HashMap::new(),
             banned: HashSet::new(),
             known_from: None,
@@ -198,6 +201,7 @@ impl Ledger {
         let view = self.view_of_window();
         if self.changes.back().is_none_or(|(_, v)| **v != view) {
             self.changes.push_back((offset, Arc::new(view)));
+            self.change_times.push_back(now);
         }
         let present: HashSet<MemberId> = self.window_members().into_keys().collect();
         self.acks.retain(|id, _| present.contains(id));
@@ -328,11 +332,18 @@ impl Ledger {
     }
 
     /// Views before the one in effect at the lowest point anyone may still be at are not
-    /// needed: drop them (keeping at least the latest).
+    /// needed for permissions: drop them (keeping at least the latest) once they are also a
+    /// lease old, so that the start of an ownership run stays put while its holder keeps
+    /// checking (see `WritePermit::continues`).
     fn forget_settled_views(&mut self) {
         let lowest_ack = self.acks.values().copied().min().unwrap_or(self.applied());
-        while self.changes.len() > 1 && self.changes[1].0 <= lowest_ack {
+        let old = self.newest_time_ms - self.lease_ms;
+        while self.changes.len() > 1
+            && self.changes[1].0 <= lowest_ack
+            && self.change_times[1] < old
+        {
             self.changes.pop_front();
+            self.change_times.pop_front();
         }
     }
 }

@@ -11,8 +11,8 @@ use tokio::task::JoinHandle;
 use super::reachability::{Backoff, Failure, Reachability};
 use super::{IggyBackend, IggyConfig};
 use crate::backend::{
-    Backend, BackendError, BackendResult, PartitionBounds, ReadLimits, ReadResult, StoredRecord,
-    TopicInfo, TopicSettings,
+    Backend, BackendError, BackendResult, PartitionBounds, ProducerBatch, ReadLimits, ReadResult,
+    StoredRecord, TopicInfo, TopicSettings,
 };
 
 /// An [`IggyBackend`] still being connected; every call fails with
@@ -140,13 +140,16 @@ impl Backend for DeferredIggy {
         self.get()?.create_partitions(topic, total).await
     }
 
-    async fn append(
+    async fn append_batch(
         &self,
         topic: &str,
         partition: u32,
         records: Vec<StoredRecord>,
+        producer: Option<ProducerBatch>,
     ) -> BackendResult<i64> {
-        self.get()?.append(topic, partition, records).await
+        self.get()?
+            .append_batch(topic, partition, records, producer)
+            .await
     }
 
     async fn read(

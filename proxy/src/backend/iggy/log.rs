@@ -17,10 +17,11 @@ use super::error::map_error;
 use super::mapping::{decode_message, encode_record};
 use super::offsets::Known;
 use super::pool::{Lane, Retry, Runner, BULK_BYTES};
+use super::stamps::{producer_id, producer_mark};
 use super::{IggyBackend, Target};
 use crate::backend::{
-    BackendError, BackendResult, FetchedRecord, PartitionBounds, ReadLimits, ReadResult,
-    StoredRecord,
+    BackendError, BackendResult, FetchedRecord, PartitionBounds, ProducerBatch, ReadLimits,
+    ReadResult, StoredRecord,
 };
 
 /// Messages asked for by the first poll of a partition. Later polls are sized from the largest
@@ -51,6 +52,7 @@ impl IggyBackend {
         topic: &str,
         partition: u32,
         records: Vec<StoredRecord>,
+        producer: Option<ProducerBatch>,
     ) -> BackendResult<i64> {
         let target = self.target(topic)?;
         let subject = format!("{topic}-{partition}");
@@ -60,10 +62,20 @@ impl IggyBackend {
             .map(encode_record)
             .collect::<BackendResult<Vec<IggyMessage>>>()?;
         let count = messages.len() as u64;
-        let first_id = self.stamps.reserve(count);
-        for (id, message) in (first_id..).zip(messages.iter_mut()) {
-            message.header.id = id;
+        match producer {
+            Some(batch) => {
+                for (i, message) in messages.iter_mut().enumerate() {
+                    message.header.id = producer_id(batch.mark(i));
+                }
+            }
+            None => {
+                let first_id = self.stamps.reserve(count);
+                for (id, message) in (first_id..).zip(messages.iter_mut()) {
+                    message.header.id = id;
+                }
+            }
         }
+        let first_id = messages.first().map_or(0, |m| m.header.id);
 
         let cell = self.offsets.cell(&target.key(partition));
         let mut state = cell.lock().await;
@@ -314,6 +326,7 @@ impl IggyBackend {
                     offset: message.header.offset as i64,
                     record,
                     append_time_ms: (message.header.timestamp / 1000) as i64,
+                    producer: producer_mark(message.header.id),
                 });
             }
             let high_watermark = current_offset as i64 + 1;

@@ -41,8 +41,8 @@ use self::reachability::Reachability;
 use self::read_ahead::ReadAhead;
 use self::stamps::Stamps;
 use super::{
-    Backend, BackendError, BackendResult, PartitionBounds, ReadLimits, ReadResult, StoredRecord,
-    TopicInfo, TopicSettings,
+    Backend, BackendError, BackendResult, PartitionBounds, ProducerBatch, ReadLimits, ReadResult,
+    StoredRecord, TopicInfo, TopicSettings,
 };
 use crate::config::IggyTls;
 
@@ -285,13 +285,14 @@ impl Backend for IggyBackend {
         self.create_partitions_impl(topic, total).await
     }
 
-    async fn append(
+    async fn append_batch(
         &self,
         topic: &str,
         partition: u32,
         records: Vec<StoredRecord>,
+        producer: Option<ProducerBatch>,
     ) -> BackendResult<i64> {
-        self.append_impl(topic, partition, records).await
+        self.append_impl(topic, partition, records, producer).await
     }
 
     async fn read(

@@ -161,6 +161,7 @@ fn fetched_records_encode_as_one_batch_that_decodes_back() {
         .map(|offset| FetchedRecord {
             offset,
             append_time_ms: 0,
+            producer: None,
             record: StoredRecord {
                 key: Some(Bytes::from(format!("k{offset}"))),
                 value: if offset == 12 {

@@ -1,0 +1,136 @@
+"""Replicas as one cluster (real Iggy, real processes): proxies started with `--membership log`
+split partitions and groups, while an idempotent librdkafka producer and a three-member
+consumer group run through the changes a platform team causes: scale 1 -> 3, a replica paused
+for longer than its lease and resumed (a zombie), one killed, one stopped, back to 1.
+
+Afterwards: no acknowledged record is lost or stored twice, every delivery report names the
+offset where a consumer finds the record, the group consumed every record at least once, and
+the paused replica noticed on waking that its lease was gone."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+
+import pytest
+
+import harness
+from test_groups import GROUP_ARGS, Member
+
+pytestmark = [pytest.mark.client("replicas (confluent-kafka)"), pytest.mark.iggy_only]
+
+LEASE_MS = 3000
+PARTITIONS = 6
+
+
+def replica_args(broker_id: int) -> list[str]:
+    return ["--membership", "log", "--broker-id", str(broker_id),
+            "--membership-lease-ms", str(LEASE_MS), *GROUP_ARGS]
+
+
+class SteadyProducer(threading.Thread):
+    """An idempotent producer sending numbered records (about 200 a second) until stopped;
+    keeps every delivery report."""
+
+    def __init__(self, bootstrap: str, topic: str):
+        super().__init__(daemon=True)
+        self.bootstrap, self.topic = bootstrap, topic
+        self.stop_event = threading.Event()
+        self.reports: dict[bytes, tuple[int, int]] = {}
+        self.errors: list[str] = []
+        self.sent = 0
+
+    def run(self) -> None:
+        from confluent_kafka import Producer
+
+        producer = Producer(harness.ck_config(self.bootstrap, **{
+            "enable.idempotence": True, "acks": "all", "linger.ms": 5,
+            "message.timeout.ms": 60_000}))
+
+        def delivered(err, msg):
+            if err is not None:
+                self.errors.append(f"{msg.value()!r}: {err}")
+            else:
+                self.reports[msg.value()] = (msg.partition(), msg.offset())
+
+        while not self.stop_event.is_set():
+            for _ in range(10):
+                value = f"record-{self.sent}".encode()
+                producer.produce(self.topic, key=value, value=value, on_delivery=delivered)
+                self.sent += 1
+            producer.poll(0)
+            time.sleep(0.05)
+        remaining = producer.flush(90)
+        if remaining:
+            self.errors.append(f"{remaining} records undelivered after the final flush")
+
+
+def test_scale_pause_kill_and_stop_replicas_under_load(backend, proxy_factory, tmp_path):
+    harness.require_module("confluent_kafka")
+    a = proxy_factory(name="replica-0", extra_args=replica_args(0))
+    topic, group = harness.unique_name("replicated"), harness.unique_name("replicated-group")
+    harness.ck_create_topic(a.bootstrap, topic, PARTITIONS)
+
+    producer = SteadyProducer(a.bootstrap, topic)
+    producer.start()
+    members = [Member("confluent", a.bootstrap, topic, group, tmp_path, f"member-{i}",
+                      session_ms=6000, idle_s=15) for i in range(3)]
+    try:
+        time.sleep(2)
+        # 1 -> 3 replicas.
+        b = proxy_factory(name="replica-1", extra_args=replica_args(1))
+        c = proxy_factory(name="replica-2", extra_args=replica_args(2))
+        time.sleep(5)
+        # A zombie: replica 1 paused for twice its lease, then resumed.
+        os.killpg(b.process.pid, signal.SIGSTOP)
+        time.sleep(2 * LEASE_MS / 1000)
+        os.killpg(b.process.pid, signal.SIGCONT)
+        time.sleep(4)
+        # 3 -> 2: replica 2 crashes.
+        c.stop(graceful=False)
+        time.sleep(LEASE_MS / 1000 + 3)
+        # 2 -> 1: replica 1 is stopped (a scale-down).
+        b.stop(graceful=True)
+        time.sleep(3)
+    finally:
+        producer.stop_event.set()
+        producer.join(120)
+
+    assert not producer.is_alive(), "the producer did not finish"
+    assert not producer.errors, producer.errors[:5]
+    acknowledged = producer.reports
+    assert len(acknowledged) == producer.sent, "every record was acknowledged"
+
+    # What a consumer reads back decides: every acknowledged record is where it was reported.
+    stored: dict[bytes, list[tuple[int, int]]] = {}
+    high = {}
+    from confluent_kafka import Consumer, TopicPartition
+    probe = Consumer(harness.ck_config(a.bootstrap, **{"group.id": harness.unique_name("probe")}))
+    try:
+        for p in range(PARTITIONS):
+            high[p] = probe.get_watermark_offsets(TopicPartition(topic, p), timeout=30)[1]
+    finally:
+        probe.close()
+    for r in harness.ck_consume(a.bootstrap, topic, PARTITIONS, sum(high.values())):
+        stored.setdefault(r.value, []).append((r.partition, r.offset))
+    lost = [v for v in acknowledged if v not in stored]
+    assert not lost, f"{len(lost)} acknowledged records lost, e.g. {lost[:5]}"
+    wrong = [(v, where, stored[v]) for v, where in acknowledged.items() if where not in stored[v]]
+    assert not wrong, f"{len(wrong)} delivery reports name the wrong offset, e.g. {wrong[:5]}"
+    # An idempotent producer's retries after a hand-off or a crash are answered as duplicates:
+    # the new leader reads the producer's recent batches back from the log.
+    duplicates = {v: places for v, places in stored.items() if len(places) > 1}
+    print(f"{producer.sent} records produced, {len(duplicates)} stored more than once")
+    assert not duplicates, f"{len(duplicates)} records stored twice, e.g. {list(duplicates.items())[:5]}"
+
+    # The group consumed everything at least once.
+    for m in members:
+        m.wait_exit(90)
+    consumed = {key.encode() for m in members for (_, _, key) in m.records()}
+    missing = [v for v in acknowledged if v not in consumed]
+    assert not missing, f"the group never consumed {len(missing)} records, e.g. {missing[:5]}"
+
+    # The paused replica woke up without permission and joined again.
+    assert "membership lease lapsed" in b.log_text(), b.process.tail(40)
