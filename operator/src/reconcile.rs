@@ -100,6 +100,8 @@ pub enum Error {
     Credentials(String),
     #[error("{0}")]
     Invalid(String),
+    #[error("waiting for the proxies to stop before cleaning Iggy: {0}")]
+    Stopping(String),
 }
 
 impl Error {
@@ -110,6 +112,7 @@ impl Error {
             Error::Provision(_) => "IggyUnavailable",
             Error::Credentials(_) => "CredentialsUnavailable",
             Error::Invalid(_) => "InvalidSpec",
+            Error::Stopping(_) => "ProxiesStopping",
         }
     }
 }
@@ -659,8 +662,10 @@ async fn set_finalizers(
     Ok(())
 }
 
-/// Deletion: with policy Delete, remove the provisioned topics, then the finalizer. When the
-/// cleanup fails (Iggy unreachable, credentials gone), retry with backoff until the skip
+/// Deletion: with policy Delete, stop the proxies (a running replica would create its
+/// membership log again, and clients could auto-create topics), remove the provisioned topics and
+/// the membership log, then the finalizer. When the cleanup fails (proxies still stopping, Iggy
+/// unreachable, credentials gone), retry with backoff until the skip
 /// annotation is set or `cleanup_timeout` has passed since the deletion was requested; then
 /// release the resource and leave the topics in Iggy, with a Warning event saying so.
 async fn finalize(
@@ -686,7 +691,11 @@ async fn finalize(
         )
         .await;
     } else {
-        match delete_iggy_topics(kb, ctx).await {
+        let cleaned = match proxies_stopped(kb, ctx).await {
+            Ok(()) => delete_iggy_topics(kb, ctx).await,
+            Err(e) => Err(e),
+        };
+        match cleaned {
             Ok(()) => {
                 publish(
                     ctx,
@@ -700,6 +709,11 @@ async fn finalize(
             Err(e) => {
                 let waited = since_deletion(kb);
                 if waited < ctx.cleanup_timeout {
+                    if let Error::Stopping(why) = &e {
+                        // Expected for a few seconds (their graceful shutdown), no failure.
+                        tracing::info!(bridge = %key(kb), %why, "waiting for the proxies to stop");
+                        return Ok(Action::requeue(Duration::from_secs(2)));
+                    }
                     let left = ctx.cleanup_timeout - waited;
                     publish(
                         ctx,
@@ -737,6 +751,33 @@ async fn finalize(
         .collect();
     set_finalizers(bridges, kb, rest).await?;
     Ok(Action::await_change())
+}
+
+/// Scales the bridge's StatefulSet to zero; `Ok` once the StatefulSet controller reports that
+/// no pod of it is left (or there is no StatefulSet).
+async fn proxies_stopped(kb: &KafkaBridge, ctx: &Context) -> Result<(), Error> {
+    let ns = kb.namespace().unwrap_or_default();
+    let api = Api::<StatefulSet>::namespaced(ctx.client.clone(), &ns);
+    let Some(sts) = api.get_opt(&kb.name_any()).await? else {
+        return Ok(());
+    };
+    if sts.spec.as_ref().and_then(|s| s.replicas) != Some(0) {
+        let mut stopped = desired(kb)?.stateful_set;
+        if let Some(spec) = stopped.spec.as_mut() {
+            spec.replicas = Some(0);
+        }
+        apply(&ctx.client, &ns, &stopped).await?;
+        return Err(Error::Stopping("scaled the proxies to 0".into()));
+    }
+    let status = sts.status.unwrap_or_default();
+    let seen = status.observed_generation.unwrap_or(0) >= sts.metadata.generation.unwrap_or(0);
+    if seen && status.replicas == 0 {
+        return Ok(());
+    }
+    Err(Error::Stopping(format!(
+        "{} proxy pod(s) still running",
+        status.replicas
+    )))
 }
 
 async fn delete_iggy_topics(kb: &KafkaBridge, ctx: &Context) -> Result<(), Error> {

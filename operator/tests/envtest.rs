@@ -398,6 +398,9 @@ async fn operator_on_kube() {
         .delete("abandoned", &DeleteParams::default())
         .await
         .unwrap();
+    // First the proxies stop (a running replica would create its membership log again).
+    scaled_to_zero(&client, ns, "abandoned").await;
+    fake_statefulset_status(&client, ns, "abandoned", 0).await;
     eventually("the abandoned bridge to be released", || {
         let b = bridges.clone();
         async move { b.get_opt("abandoned").await.ok()?.is_none().then_some(()) }

@@ -224,6 +224,15 @@ async fn provisioning_on_kube_on_iggy() {
         .delete("shop", &DeleteParams::default())
         .await
         .unwrap();
+    // Not while proxies run (a replica would create its membership log again).
+    scaled_to_zero(&client, ns, "shop").await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        provision::partitions(&access, "orders").await.unwrap(),
+        Some(4),
+        "topics deleted while the proxies may still run"
+    );
+    fake_statefulset_status(&client, ns, "shop", 0).await;
     eventually("the bridge to be gone", || {
         let b = bridges.clone();
         async move { b.get_opt("shop").await.ok()?.is_none().then_some(()) }

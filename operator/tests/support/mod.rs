@@ -140,6 +140,18 @@ pub async fn fake_statefulset_status(client: &Client, ns: &str, name: &str, read
         .unwrap();
 }
 
+/// With policy Delete the operator scales the StatefulSet to 0 before it cleans Iggy: waits
+/// for that (the test then reports the pods gone, as the StatefulSet controller would).
+pub async fn scaled_to_zero(client: &Client, ns: &str, name: &str) {
+    let sets: Api<StatefulSet> = Api::namespaced(client.clone(), ns);
+    eventually("the operator to scale the proxies to 0", || {
+        let s = sets.clone();
+        let name = name.to_string();
+        async move { (s.get(&name).await.ok()?.spec?.replicas == Some(0)).then_some(()) }
+    })
+    .await;
+}
+
 /// Every pod the StatefulSet asks for is up and ready.
 pub async fn fake_rollout(client: &Client, ns: &str, name: &str) {
     let sets: Api<StatefulSet> = Api::namespaced(client.clone(), ns);
