@@ -691,18 +691,21 @@ async fn finalize(
         )
         .await;
     } else {
-        let cleaned = match proxies_stopped(kb, ctx).await {
-            Ok(()) => delete_iggy_topics(kb, ctx).await,
-            Err(e) => Err(e),
+        let cleaned = async {
+            proxies_stopped(kb, ctx).await?;
+            delete_iggy_topics(kb, ctx).await
         };
-        match cleaned {
+        match cleaned.await {
             Ok(()) => {
                 publish(
                     ctx,
                     kb,
                     EventType::Normal,
                     "TopicsDeleted",
-                    &format!("deleted {} Iggy topic(s)", kb.spec.topics.len()),
+                    &format!(
+                        "deleted {} Iggy topic(s) and the membership log",
+                        kb.spec.topics.len()
+                    ),
                 )
                 .await;
             }
