@@ -53,6 +53,19 @@ impl Log {
         offset
     }
 
+    /// A heartbeat of a member that has read everything written so far.
+    fn beat_caught_up(&mut self, who: MemberId, time_ms: i64) -> i64 {
+        let applied = self.end();
+        self.beat(who, time_ms, applied)
+    }
+
+    /// `beat_caught_up` once a second over `seconds`.
+    fn beat_every_second(&mut self, who: MemberId, seconds: std::ops::RangeInclusive<i64>) {
+        for t in seconds {
+            self.beat_caught_up(who, t * 1000);
+        }
+    }
+
     fn leave(&mut self, who: MemberId, time_ms: i64) {
         self.entries.push((time_ms, Entry::Leave { id: who }));
     }
@@ -97,10 +110,7 @@ fn a_lone_member_writes_everything_once_a_lease_of_log_was_read() {
         writable(&log.read_to(0), a, 4).is_empty(),
         "not before views are exact"
     );
-    for t in 1..=10 {
-        let applied = log.end();
-        log.beat(a, t * 1000, applied);
-    }
+    log.beat_every_second(a, 1..=10);
     let ledger = log.read_to(log.end());
     assert!(ledger.is_settled());
     assert_eq!(brokers(&ledger.latest()), [1]);
@@ -111,10 +121,7 @@ fn a_lone_member_writes_everything_once_a_lease_of_log_was_read() {
 fn a_joining_member_takes_its_partitions_only_after_the_holder_acknowledged() {
     let (a, b) = (id(1, 11), id(2, 22));
     let mut log = Log::new();
-    for t in 0..=10 {
-        let applied = log.end();
-        log.beat(a, t * 1000, applied);
-    }
+    log.beat_every_second(a, 0..=10);
     let joined = log.beat(b, 10_500, log.end());
     // A has read B's join but not yet said so.
     let ledger = log.read_to(log.end());
@@ -130,10 +137,8 @@ fn a_joining_member_takes_its_partitions_only_after_the_holder_acknowledged() {
 
     // A acknowledges; both keep beating.
     for t in 11..=21 {
-        let applied = log.end();
-        log.beat(a, t * 1000, applied);
-        let applied = log.end();
-        log.beat(b, t * 1000 + 500, applied);
+        log.beat_caught_up(a, t * 1000);
+        log.beat_caught_up(b, t * 1000 + 500);
     }
     assert!(log.end() > joined);
     let ledger = log.read_to(log.end());
@@ -147,18 +152,14 @@ fn a_silent_member_is_dropped_after_its_lease_and_one_that_left_at_once() {
     let mut log = Log::new();
     for t in 0..=12 {
         for who in [a, b, c] {
-            let applied = log.end();
-            log.beat(who, t * 1000, applied);
+            log.beat_caught_up(who, t * 1000);
         }
     }
     // C leaves; B goes silent.
     log.leave(c, 12_500);
     let ledger = log.read_to(log.end());
     assert_eq!(brokers(&ledger.latest()), [1, 2]);
-    for t in 13..=23 {
-        let applied = log.end();
-        log.beat(a, t * 1000, applied);
-    }
+    log.beat_every_second(a, 13..=23);
     let ledger = log.read_to(log.end());
     assert_eq!(brokers(&ledger.latest()), [1], "B's lease ran out");
     assert_eq!(writable(&ledger, a, 16), (0..16).collect::<Vec<_>>());
@@ -168,17 +169,12 @@ fn a_silent_member_is_dropped_after_its_lease_and_one_that_left_at_once() {
 fn a_restarted_member_waits_for_its_predecessor_s_lease() {
     let (old, new) = (id(1, 11), id(1, 12));
     let mut log = Log::new();
-    for t in 0..=10 {
-        let applied = log.end();
-        log.beat(old, t * 1000, applied);
-    }
+    log.beat_every_second(old, 0..=10);
     for t in 11..=15 {
-        let applied = log.end();
-        log.beat(new, t * 1000, applied);
+        log.beat_caught_up(new, t * 1000);
         if t < 13 {
             // The old process is still alive (a rollout overlap) and keeps the id.
-            let applied = log.end();
-            log.beat(old, t * 1000 + 1, applied);
+            log.beat_caught_up(old, t * 1000 + 1);
         }
     }
     let ledger = log.read_to(log.end());
@@ -188,10 +184,7 @@ fn a_restarted_member_waits_for_its_predecessor_s_lease() {
         "first claim keeps the id"
     );
     assert!(writable(&ledger, new, 4).is_empty());
-    for t in 16..=24 {
-        let applied = log.end();
-        log.beat(new, t * 1000, applied);
-    }
+    log.beat_every_second(new, 16..=24);
     let ledger = log.read_to(log.end());
     assert_eq!(ledger.latest().members[0].id, new);
     assert_eq!(writable(&ledger, new, 4), [0, 1, 2, 3]);
