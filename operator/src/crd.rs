@@ -35,7 +35,9 @@ pub const DEFAULT_IMAGE: &str = "ghcr.io/kafka-iggy/kafka-iggy-proxy:0.1.0";
 )]
 #[serde(rename_all = "camelCase")]
 pub struct KafkaBridgeSpec {
-    /// Proxy replicas. Scale with `kubectl scale ikb/NAME --replicas=N`.
+    /// Proxy replicas, one Kafka broker each (broker id = pod ordinal); they split partitions
+    /// and groups among themselves. Scale with `kubectl scale ikb/NAME --replicas=N`: only pods
+    /// are added or removed, and partitions move by hand-off.
     #[serde(default = "default_replicas")]
     #[schemars(range(min = 0, max = 100))]
     pub replicas: i32,
@@ -111,7 +113,7 @@ pub struct KafkaListener {
     #[serde(default)]
     pub advertise: AdvertiseMode,
     /// `HOST:PORT` every pod announces with `advertise: Explicit`, e.g. a load balancer's name
-    /// that reaches the bootstrap Service from outside the cluster.
+    /// that reaches the bootstrap Service from outside the cluster (one replica only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 3, max = 259), regex(pattern = r"^[^\s:]+:[0-9]{1,5}$"))]
     pub advertised_address: Option<String>,
@@ -131,17 +133,31 @@ fn default_kafka_port() -> i32 {
     9092
 }
 
-/// How a pod tells clients where to reach it.
+/// How a pod tells clients where to reach it. Kafka clients connect to the leader of each
+/// partition directly, so with more than one replica every pod must announce an address of its
+/// own: `PodDNS` and `PodIP` do; `Service` and `Explicit` announce one address for all pods and
+/// work with one replica only (the Degraded condition says so when replicas > 1).
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default, JsonSchema)]
 pub enum AdvertiseMode {
-    /// The pod's own IP (clients inside the cluster).
+    /// The pod's stable DNS name through the headless Service,
+    /// `POD.NAME-brokers.NAMESPACE.svc:PORT` (clients inside the cluster; survives restarts).
     #[default]
+    PodDNS,
+    /// The pod's own IP (clients inside the cluster that do not use its DNS).
     PodIP,
-    /// The bootstrap Service's DNS name (one replica, or clients that only reach the Service).
+    /// The bootstrap Service's DNS name, the same for every pod (one replica only).
     Service,
-    /// `kafka.advertisedAddress`, the same for every pod (clients outside the cluster, through
-    /// a load balancer or ingress that forwards to the bootstrap Service).
+    /// `kafka.advertisedAddress`, the same for every pod (one replica only: clients outside
+    /// the cluster, through a load balancer or ingress that forwards to the bootstrap Service).
     Explicit,
+}
+
+impl AdvertiseMode {
+    /// Whether every pod announces the same address (so only one replica can be reached as
+    /// the leader of its partitions).
+    pub fn is_shared(&self) -> bool {
+        matches!(self, AdvertiseMode::Service | AdvertiseMode::Explicit)
+    }
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
@@ -291,7 +307,8 @@ pub enum DeletionPolicy {
     /// Keep the Iggy topics (and their data) when the KafkaBridge is deleted.
     #[default]
     Keep,
-    /// Delete the provisioned Iggy topics (a finalizer holds the resource until done).
+    /// Delete the provisioned Iggy topics and the replicas' membership log (a finalizer holds
+    /// the resource until done).
     Delete,
 }
 

@@ -4,21 +4,21 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::apps::v1::{
-    Deployment, DeploymentSpec, DeploymentStrategy, RollingUpdateDeployment,
-};
+use k8s_openapi::api::apps::v1::{StatefulSet, StatefulSetSpec, StatefulSetUpdateStrategy};
 use k8s_openapi::api::core::v1::ResourceRequirements;
 use k8s_openapi::api::core::v1::{
     Capabilities, ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, EnvVar, EnvVarSource,
     HTTPGetAction, KeyToPath, ObjectFieldSelector, PodSecurityContext, PodSpec, PodTemplateSpec,
     Probe, SeccompProfile, SecretKeySelector, SecretVolumeSource, SecurityContext, Service,
-    ServicePort, ServiceSpec, Volume, VolumeMount,
+    ServiceAccount, ServicePort, ServiceSpec, Volume, VolumeMount,
 };
 use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
-use kafka_iggy_proxy::config::{BackendKind, IggyTls as IggyTlsConfig, LogFormat, ProxyConfig};
+use kafka_iggy_proxy::config::{
+    BackendKind, IggyTls as IggyTlsConfig, LogFormat, MembershipKind, ProxyConfig,
+};
 use kube::{Resource, ResourceExt};
 use sha2::{Digest, Sha256};
 
@@ -32,14 +32,28 @@ const IGGY_CA_DIR: &str = "/etc/kafka-iggy/iggy-ca";
 const IGGY_CA_FILE: &str = "ca.crt";
 /// The distroless "nonroot" user.
 const RUN_AS_USER: i64 = 65532;
+/// Label the StatefulSet controller puts on each pod: its ordinal (Kubernetes >= 1.28), which
+/// is the pod's Kafka broker id.
+pub const POD_INDEX_LABEL: &str = "apps.kubernetes.io/pod-index";
+/// How long a stopping proxy may take beyond its membership lease: it stops accepting, closes
+/// its connections and appends one `Leave` entry (well under a second when Iggy answers).
+/// Past the lease the other replicas take its partitions over anyway, so waiting longer buys
+/// nothing.
+const SHUTDOWN_MARGIN_SECONDS: i64 = 5;
 
-/// Everything one bridge consists of in Kubernetes.
+/// Everything one bridge consists of in Kubernetes. Nothing here depends on `spec.replicas`
+/// except the StatefulSet's replica count, so scaling adds or removes pods and never rolls the
+/// others.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Desired {
     pub config_map: ConfigMap,
-    pub deployment: Deployment,
+    /// The proxy pods' own identity: no Kubernetes API rights, no token mounted.
+    pub service_account: ServiceAccount,
+    pub stateful_set: StatefulSet,
     pub bootstrap_service: Service,
+    /// Governs the StatefulSet: per-pod DNS names, published before the pods are ready.
     pub headless_service: Service,
+    /// `maxUnavailable: 1` for every bridge (see [`desired`]).
     pub pod_disruption_budget: PodDisruptionBudget,
     /// `monitoring.coreos.com/v1` ServiceMonitor, when asked for (applied only if its CRD exists).
     pub service_monitor: Option<serde_json::Value>,
@@ -47,6 +61,8 @@ pub struct Desired {
     /// Label selector of the pods, as the status and the scale subresource report it.
     pub selector: String,
     pub bootstrap_address: String,
+    /// Why this spec cannot work as asked (the reconciler reports it as Degraded), if so.
+    pub problem: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq)]
@@ -62,8 +78,10 @@ pub enum DesiredError {
 /// Names of the child objects, derived from the bridge's name (≤ 40 characters by the CRD's
 /// validation, so every derived name stays a valid DNS label).
 pub struct Names {
-    pub deployment: String,
+    /// The StatefulSet (and the Deployment earlier operator versions created).
+    pub workload: String,
     pub config_map: String,
+    pub service_account: String,
     pub bootstrap_service: String,
     pub headless_service: String,
     pub pdb: String,
@@ -72,7 +90,8 @@ pub struct Names {
 impl Names {
     pub fn of(bridge: &str) -> Self {
         Self {
-            deployment: bridge.to_string(),
+            workload: bridge.to_string(),
+            service_account: format!("{bridge}-proxy"),
             config_map: format!("{bridge}-config"),
             bootstrap_service: bridge.to_string(),
             headless_service: format!("{bridge}-brokers"),
@@ -131,7 +150,9 @@ pub fn desired(kb: &KafkaBridge) -> Result<Desired, DesiredError> {
             names.bootstrap_service, spec.kafka.port
         ),
     };
-    let config_yaml = proxy_config_yaml(kb, &bootstrap_address)?;
+    let config = proxy_config(kb, &bootstrap_address);
+    let config_yaml =
+        serde_yaml::to_string(&config).map_err(|e| DesiredError::Config(e.to_string()))?;
     let config_hash = hex_sha256(config_yaml.as_bytes());
 
     let config_map = ConfigMap {
@@ -145,21 +166,23 @@ pub fn desired(kb: &KafkaBridge) -> Result<Desired, DesiredError> {
     let mut pod_annotations = spec.pod_template.annotations.clone();
     pod_annotations.insert(CONFIG_HASH_ANNOTATION.into(), config_hash.clone());
 
-    let deployment = Deployment {
-        metadata: meta(&names.deployment),
-        spec: Some(DeploymentSpec {
+    let stateful_set = StatefulSet {
+        metadata: meta(&names.workload),
+        spec: Some(StatefulSetSpec {
             replicas: Some(spec.replicas),
             selector: LabelSelector {
                 match_labels: Some(selector_labels(&name)),
                 ..LabelSelector::default()
             },
-            // Never fewer ready proxies than asked for during a rollout.
-            strategy: Some(DeploymentStrategy {
+            service_name: Some(names.headless_service.clone()),
+            // Scaling starts or stops all the pods it concerns at once: replicas do not depend
+            // on each other's order, the membership log hands partitions over.
+            pod_management_policy: Some("Parallel".into()),
+            // One pod at a time, highest ordinal first, each replaced under the same name (so
+            // the same broker id) after the previous one is ready again.
+            update_strategy: Some(StatefulSetUpdateStrategy {
                 type_: Some("RollingUpdate".into()),
-                rolling_update: Some(RollingUpdateDeployment {
-                    max_unavailable: Some(IntOrString::Int(0)),
-                    max_surge: Some(IntOrString::Int(1)),
-                }),
+                rolling_update: None,
             }),
             template: PodTemplateSpec {
                 metadata: Some(ObjectMeta {
@@ -167,11 +190,16 @@ pub fn desired(kb: &KafkaBridge) -> Result<Desired, DesiredError> {
                     annotations: Some(pod_annotations),
                     ..ObjectMeta::default()
                 }),
-                spec: Some(pod_spec(kb, &names)),
+                spec: Some(pod_spec(kb, &names, &namespace, &config)),
             },
-            ..DeploymentSpec::default()
+            ..StatefulSetSpec::default()
         }),
-        ..Deployment::default()
+        ..StatefulSet::default()
+    };
+    let service_account = ServiceAccount {
+        metadata: meta(&names.service_account),
+        automount_service_account_token: Some(false),
+        ..ServiceAccount::default()
     };
 
     let ports = vec![
@@ -199,6 +227,9 @@ pub fn desired(kb: &KafkaBridge) -> Result<Desired, DesiredError> {
         }),
         ..Service::default()
     };
+    // Always, whatever the replica count: with one replica it still lets a node drain evict the
+    // pod (maxUnavailable 1 never blocks), and an object that came and went with the replica
+    // count would make scaling more than adding or removing pods.
     let pod_disruption_budget = PodDisruptionBudget {
         metadata: meta(&names.pdb),
         spec: Some(PodDisruptionBudgetSpec {
@@ -219,7 +250,8 @@ pub fn desired(kb: &KafkaBridge) -> Result<Desired, DesiredError> {
 
     Ok(Desired {
         config_map,
-        deployment,
+        service_account,
+        stateful_set,
         bootstrap_service,
         headless_service,
         pod_disruption_budget,
@@ -231,6 +263,21 @@ pub fn desired(kb: &KafkaBridge) -> Result<Desired, DesiredError> {
             .collect::<Vec<_>>()
             .join(","),
         bootstrap_address,
+        problem: shared_address_problem(kb),
+    })
+}
+
+/// With more than one replica every pod must announce its own address: clients connect to the
+/// leader of each partition directly, and an address shared by all pods reaches any of them.
+fn shared_address_problem(kb: &KafkaBridge) -> Option<String> {
+    let kafka = &kb.spec.kafka;
+    (kb.spec.replicas > 1 && kafka.advertise.is_shared()).then(|| {
+        format!(
+            "kafka.advertise is {:?}: every pod announces the same address, so Kafka clients \
+             cannot reach the leader of each partition with {} replicas; use PodDNS or PodIP, \
+             or scale to 1",
+            kafka.advertise, kb.spec.replicas
+        )
     })
 }
 
@@ -246,15 +293,17 @@ fn owner_reference(kb: &KafkaBridge) -> Result<OwnerReference, DesiredError> {
     })
 }
 
-/// The proxy's own configuration file, rendered from the shared `ProxyConfig` type. Credentials
-/// are not in it: they come from the Secret as environment variables.
-fn proxy_config_yaml(kb: &KafkaBridge, bootstrap_address: &str) -> Result<String, DesiredError> {
+/// The proxy's own configuration, rendered into the ConfigMap from the shared `ProxyConfig`
+/// type. Credentials are not in it: they come from the Secret as environment variables; nor is
+/// anything that differs between pods (broker id, per-pod address): those come from the pod's
+/// environment, so every replica reads the same file and scaling changes no configuration.
+fn proxy_config(kb: &KafkaBridge, bootstrap_address: &str) -> ProxyConfig {
     let spec = &kb.spec;
     let mut config = ProxyConfig {
         listen: ([0, 0, 0, 0], port(spec.kafka.port)).into(),
         advertised_address: match spec.kafka.advertise {
-            // Set per pod from its IP (KAFKA_IGGY_ADVERTISED_ADDRESS).
-            AdvertiseMode::PodIP => None,
+            // Set per pod (KAFKA_IGGY_ADVERTISED_ADDRESS).
+            AdvertiseMode::PodDNS | AdvertiseMode::PodIP => None,
             // The Service's name, or the explicit address (both already in bootstrap_address).
             AdvertiseMode::Service | AdvertiseMode::Explicit => Some(bootstrap_address.to_string()),
         },
@@ -266,6 +315,8 @@ fn proxy_config_yaml(kb: &KafkaBridge, bootstrap_address: &str) -> Result<String
         log_format: LogFormat::Json,
         ..ProxyConfig::default()
     };
+    // Every bridge, also with one replica: scaling then only adds or removes members.
+    config.cluster.membership = MembershipKind::Log;
     config.iggy.address = spec.iggy.address.clone();
     config.iggy.username = String::new();
     config.iggy.password = String::new();
@@ -279,7 +330,7 @@ fn proxy_config_yaml(kb: &KafkaBridge, bootstrap_address: &str) -> Result<String
             .map(|_| format!("{IGGY_CA_DIR}/{IGGY_CA_FILE}").into()),
         server_name: spec.iggy.tls.server_name.clone(),
     };
-    serde_yaml::to_string(&config).map_err(|e| DesiredError::Config(e.to_string()))
+    config
 }
 
 /// Connections a proxy pod is sized for when the bridge does not say.
@@ -324,6 +375,20 @@ fn env(name: &str, value: &str) -> EnvVar {
     }
 }
 
+fn env_from_field(name: &str, field_path: &str) -> EnvVar {
+    EnvVar {
+        name: name.into(),
+        value_from: Some(EnvVarSource {
+            field_ref: Some(ObjectFieldSelector {
+                field_path: field_path.into(),
+                ..ObjectFieldSelector::default()
+            }),
+            ..EnvVarSource::default()
+        }),
+        ..EnvVar::default()
+    }
+}
+
 fn env_from_secret(name: &str, secret: &str, key: &str) -> EnvVar {
     EnvVar {
         name: name.into(),
@@ -339,7 +404,9 @@ fn env_from_secret(name: &str, secret: &str, key: &str) -> EnvVar {
     }
 }
 
-fn pod_spec(kb: &KafkaBridge, names: &Names) -> PodSpec {
+/// The proxy pod. Its identity comes from the StatefulSet: the broker id is the pod's ordinal
+/// (label [`POD_INDEX_LABEL`]), the advertised address its DNS name or IP.
+fn pod_spec(kb: &KafkaBridge, names: &Names, namespace: &str, config: &ProxyConfig) -> PodSpec {
     let spec = &kb.spec;
     let secret = &spec.iggy.credentials_secret;
     let mut envs = vec![
@@ -354,21 +421,28 @@ fn pod_spec(kb: &KafkaBridge, names: &Names) -> PodSpec {
             &secret.password_key,
         ),
     ];
-    if spec.kafka.advertise == AdvertiseMode::PodIP {
-        envs.push(EnvVar {
-            name: "POD_IP".into(),
-            value_from: Some(EnvVarSource {
-                field_ref: Some(ObjectFieldSelector {
-                    field_path: "status.podIP".into(),
-                    ..ObjectFieldSelector::default()
-                }),
-                ..EnvVarSource::default()
-            }),
-            ..EnvVar::default()
-        });
+    envs.push(env_from_field(
+        "KAFKA_IGGY_BROKER_ID",
+        &format!("metadata.labels['{POD_INDEX_LABEL}']"),
+    ));
+    // `$(VAR)` refers to a variable defined earlier in the list; Kubernetes expands it.
+    let per_pod_host = match spec.kafka.advertise {
+        AdvertiseMode::PodDNS => Some((
+            env_from_field("POD_NAME", "metadata.name"),
+            format!("$(POD_NAME).{}.{namespace}.svc", names.headless_service),
+        )),
+        AdvertiseMode::PodIP => Some((
+            env_from_field("POD_IP", "status.podIP"),
+            "$(POD_IP)".to_string(),
+        )),
+        // One address for all pods, in the configuration file.
+        AdvertiseMode::Service | AdvertiseMode::Explicit => None,
+    };
+    if let Some((source, host)) = per_pod_host {
+        envs.push(source);
         envs.push(env(
             "KAFKA_IGGY_ADVERTISED_ADDRESS",
-            &format!("$(POD_IP):{}", spec.kafka.port),
+            &format!("{host}:{}", spec.kafka.port),
         ));
     }
     let probe = |path: &str, period: i32| Probe {
@@ -488,7 +562,12 @@ fn pod_spec(kb: &KafkaBridge, names: &Names) -> PodSpec {
             .then(|| overrides.node_selector.clone()),
         tolerations: (!overrides.tolerations.is_empty()).then(|| overrides.tolerations.clone()),
         affinity: overrides.affinity.clone(),
+        service_account_name: Some(names.service_account.clone()),
         automount_service_account_token: Some(false),
+        termination_grace_period_seconds: Some(
+            i64::try_from(config.cluster.lease_ms.div_ceil(1000)).unwrap_or(i64::MAX / 2)
+                + SHUTDOWN_MARGIN_SECONDS,
+        ),
         ..PodSpec::default()
     }
 }

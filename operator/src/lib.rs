@@ -1,4 +1,4 @@
-//! `kafka-iggy-operator`: turns `KafkaBridge` resources into kafka-iggy-proxy Deployments,
+//! `kafka-iggy-operator`: turns `KafkaBridge` resources into kafka-iggy-proxy StatefulSets,
 //! Services and Iggy topics.
 //!
 //! [`crd`] the resource types → [`desired`] the pure desired-state function → [`reconcile`]

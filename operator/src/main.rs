@@ -12,7 +12,7 @@ use kafka_iggy_operator::reconcile::{self, Context};
 use kube::{Api, Client};
 
 /// Kubernetes operator for kafka-iggy-proxy: KafkaBridge resources (bridge.kafka-iggy.dev)
-/// become proxy Deployments, Services and provisioned Iggy topics.
+/// become proxy StatefulSets, Services and provisioned Iggy topics.
 #[derive(Parser)]
 #[command(version)]
 struct Cli {

@@ -244,14 +244,19 @@ pub async fn delete_topics(
     topics: &[TopicSpec],
 ) -> Result<(), ProvisionError> {
     let backend = connect(access).await?;
-    for topic in topics {
-        match backend.delete_topic(&topic.name).await {
+    let names = topics.iter().map(|t| t.name.as_str());
+    for name in names.chain(REPLICA_TOPICS.iter().copied()) {
+        match backend.delete_topic(name).await {
             Ok(()) | Err(BackendError::UnknownTopicOrPartition(_)) => {}
-            Err(e) => return Err(refused(&topic.name, e)),
+            Err(e) => return Err(refused(name, e)),
         }
     }
     Ok(())
 }
+
+/// Topics the bridge's proxies create for themselves in its stream and that mean nothing
+/// without the bridge: the replicas' membership log.
+pub const REPLICA_TOPICS: &[&str] = &[kafka_iggy_proxy::membership::log::MEMBERS_TOPIC];
 
 /// A topic as Iggy has it (partitions, expiry, max size), for tests and diagnostics.
 pub async fn describe(

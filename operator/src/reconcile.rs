@@ -8,12 +8,15 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kafka_iggy_proxy::config::IggyTls;
-use kube::api::{ApiResource, DynamicObject, GroupVersionKind, Patch, PatchParams};
+use kube::api::{
+    ApiResource, DeleteParams, DynamicObject, GroupVersionKind, Patch, PatchParams,
+    PropagationPolicy,
+};
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::{watcher, Controller};
@@ -97,6 +100,8 @@ pub enum Error {
     Credentials(String),
     #[error("{0}")]
     Invalid(String),
+    #[error("waiting for the proxies to stop before cleaning Iggy: {0}")]
+    Stopping(String),
 }
 
 impl Error {
@@ -107,6 +112,7 @@ impl Error {
             Error::Provision(_) => "IggyUnavailable",
             Error::Credentials(_) => "CredentialsUnavailable",
             Error::Invalid(_) => "InvalidSpec",
+            Error::Stopping(_) => "ProxiesStopping",
         }
     }
 }
@@ -119,10 +125,10 @@ fn key(kb: &KafkaBridge) -> String {
 pub async fn run(ctx: Arc<Context>) {
     let client = ctx.client.clone();
     let bridges: Api<KafkaBridge> = Api::all(client.clone());
-    // Children only: never cache every Deployment, ConfigMap and Service of the cluster.
+    // Children only: never cache every StatefulSet, ConfigMap and Service of the cluster.
     let children = || watcher::Config::default().labels(crate::desired::MANAGED_BY_SELECTOR);
     Controller::new(bridges, watcher::Config::default())
-        .owns(Api::<Deployment>::all(client.clone()), children())
+        .owns(Api::<StatefulSet>::all(client.clone()), children())
         .owns(Api::<ConfigMap>::all(client.clone()), children())
         .owns(Api::<Service>::all(client), children())
         .shutdown_on_signal()
@@ -208,20 +214,27 @@ async fn reconcile_inner(kb: &KafkaBridge, ctx: &Context) -> Result<Action, Erro
 
     let mut conditions = Conditions::new(kb, ctx.previous_conditions(kb));
     let d = desired(kb)?;
-    apply_children(kb, ctx, &ns, &d, &mut conditions).await?;
+    if let Some(problem) = &d.problem {
+        conditions.set("Degraded", true, "AdvertisedAddressShared", problem);
+    }
+    let replacing = retire_deployment(kb, ctx, &ns).await?;
+    apply_children(kb, ctx, &ns, &d, replacing.is_none(), &mut conditions).await?;
     provision_iggy(kb, ctx, &ns, &mut conditions).await;
 
-    let deployment: Option<Deployment> = Api::<Deployment>::namespaced(ctx.client.clone(), &ns)
+    let stateful_set: Option<StatefulSet> = Api::<StatefulSet>::namespaced(ctx.client.clone(), &ns)
         .get_opt(&name)
         .await?;
-    let (ready, rollout) = rollout_state(kb, deployment.as_ref());
+    let (ready, rollout) = match &replacing {
+        Some(waiting) => (false, waiting.clone()),
+        None => rollout_state(kb, stateful_set.as_ref()),
+    };
     conditions.set(
         "Progressing",
         !ready,
-        if ready {
-            "RolloutComplete"
-        } else {
-            "RollingOut"
+        match (ready, &replacing) {
+            (true, _) => "RolloutComplete",
+            (false, Some(_)) => "ReplacingDeployment",
+            (false, None) => "RollingOut",
         },
         &rollout,
     );
@@ -241,27 +254,93 @@ async fn reconcile_inner(kb: &KafkaBridge, ctx: &Context) -> Result<Action, Erro
     if !conditions.is_set("Degraded") {
         conditions.set("Degraded", false, "AsExpected", "no problems found");
     }
-    write_status(kb, ctx, &bridges, conditions, deployment.as_ref(), Some(&d)).await?;
+    write_status(
+        kb,
+        ctx,
+        &bridges,
+        conditions,
+        stateful_set.as_ref(),
+        Some(&d),
+    )
+    .await?;
     Ok(Action::requeue(if ready_now {
         ctx.resync
+    } else if replacing.is_some() {
+        // Deployments are not watched: look again soon for the old pods to be gone.
+        Duration::from_secs(2)
     } else {
         Duration::from_secs(10)
     }))
 }
 
+/// Earlier operator versions ran the proxies as a Deployment of the same name. Its pods run
+/// without membership (each believes it is the only broker), so they must be gone before the
+/// StatefulSet's pods start: the Deployment is deleted in the foreground (it stays, with a
+/// deletionTimestamp, until the garbage collector has removed its pods) and the StatefulSet is
+/// applied only once it is gone. Returns why the StatefulSet waits, while it does. A Deployment
+/// of that name that this bridge does not control is left alone.
+async fn retire_deployment(
+    kb: &KafkaBridge,
+    ctx: &Context,
+    ns: &str,
+) -> Result<Option<String>, Error> {
+    let api = Api::<Deployment>::namespaced(ctx.client.clone(), ns);
+    let name = crate::desired::Names::of(&kb.name_any()).workload;
+    let Some(old) = api.get_opt(&name).await? else {
+        return Ok(None);
+    };
+    let ours = old
+        .owner_references()
+        .iter()
+        .any(|r| r.controller == Some(true) && Some(&r.uid) == kb.uid().as_ref());
+    if !ours {
+        return Ok(None);
+    }
+    if old.meta().deletion_timestamp.is_none() {
+        let foreground = DeleteParams {
+            propagation_policy: Some(PropagationPolicy::Foreground),
+            ..DeleteParams::default()
+        };
+        match api.delete(&name, &foreground).await {
+            Ok(_) => {
+                publish(
+                    ctx,
+                    kb,
+                    EventType::Normal,
+                    "DeploymentReplaced",
+                    &format!(
+                        "deleting Deployment {name} of an earlier operator version; the \
+                         StatefulSet starts once its pods are gone"
+                    ),
+                )
+                .await
+            }
+            Err(kube::Error::Api(e)) if e.code == 404 => return Ok(None),
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(Some(format!(
+        "waiting for the pods of Deployment {name} (earlier operator version) to stop before \
+         starting the StatefulSet"
+    )))
+}
+
+/// Applies every child; the StatefulSet only when `workload` (not while an old Deployment's
+/// pods are still stopping).
 async fn apply_children(
     kb: &KafkaBridge,
     ctx: &Context,
     ns: &str,
     d: &Desired,
+    workload: bool,
     conditions: &mut Conditions,
 ) -> Result<(), Error> {
     let c = &ctx.client;
-    let previous_hash = Api::<Deployment>::namespaced(c.clone(), ns)
+    let previous_hash = Api::<StatefulSet>::namespaced(c.clone(), ns)
         .get_opt(&kb.name_any())
         .await?
-        .and_then(|dep| {
-            dep.spec?
+        .and_then(|sts| {
+            sts.spec?
                 .template
                 .metadata?
                 .annotations?
@@ -269,10 +348,14 @@ async fn apply_children(
                 .cloned()
         });
     apply(c, ns, &d.config_map).await?;
+    apply(c, ns, &d.service_account).await?;
     apply(c, ns, &d.bootstrap_service).await?;
     apply(c, ns, &d.headless_service).await?;
     apply(c, ns, &d.pod_disruption_budget).await?;
-    apply(c, ns, &d.deployment).await?;
+    if !workload {
+        return apply_service_monitor(kb, ctx, ns, d, conditions).await;
+    }
+    apply(c, ns, &d.stateful_set).await?;
     if let Some(previous) = previous_hash.filter(|h| *h != d.config_hash) {
         publish(
             ctx,
@@ -287,11 +370,7 @@ async fn apply_children(
         )
         .await;
     }
-    apply_service_monitor(kb, ctx, ns, d, conditions).await?;
-    if kb.spec.replicas > 1 {
-        conditions.set("Degraded", true, "ReplicasIndependent", "each proxy replica currently acts as a separate single-broker cluster: keep producers of one partition on one replica (replica coordination is a later release)");
-    }
-    Ok(())
+    apply_service_monitor(kb, ctx, ns, d, conditions).await
 }
 
 /// Applies the ServiceMonitor when asked for and its CRD exists; removes ours when it is no
@@ -583,8 +662,10 @@ async fn set_finalizers(
     Ok(())
 }
 
-/// Deletion: with policy Delete, remove the provisioned topics, then the finalizer. When the
-/// cleanup fails (Iggy unreachable, credentials gone), retry with backoff until the skip
+/// Deletion: with policy Delete, stop the proxies (a running replica would create its
+/// membership log again, and clients could auto-create topics), remove the provisioned topics and
+/// the membership log, then the finalizer. When the cleanup fails (proxies still stopping, Iggy
+/// unreachable, credentials gone), retry with backoff until the skip
 /// annotation is set or `cleanup_timeout` has passed since the deletion was requested; then
 /// release the resource and leave the topics in Iggy, with a Warning event saying so.
 async fn finalize(
@@ -610,20 +691,32 @@ async fn finalize(
         )
         .await;
     } else {
-        match delete_iggy_topics(kb, ctx).await {
+        let cleaned = async {
+            proxies_stopped(kb, ctx).await?;
+            delete_iggy_topics(kb, ctx).await
+        };
+        match cleaned.await {
             Ok(()) => {
                 publish(
                     ctx,
                     kb,
                     EventType::Normal,
                     "TopicsDeleted",
-                    &format!("deleted {} Iggy topic(s)", kb.spec.topics.len()),
+                    &format!(
+                        "deleted {} Iggy topic(s) and the membership log",
+                        kb.spec.topics.len()
+                    ),
                 )
                 .await;
             }
             Err(e) => {
                 let waited = since_deletion(kb);
                 if waited < ctx.cleanup_timeout {
+                    if let Error::Stopping(why) = &e {
+                        // Expected for a few seconds (their graceful shutdown), no failure.
+                        tracing::info!(bridge = %key(kb), %why, "waiting for the proxies to stop");
+                        return Ok(Action::requeue(Duration::from_secs(2)));
+                    }
                     let left = ctx.cleanup_timeout - waited;
                     publish(
                         ctx,
@@ -663,6 +756,33 @@ async fn finalize(
     Ok(Action::await_change())
 }
 
+/// Scales the bridge's StatefulSet to zero; `Ok` once the StatefulSet controller reports that
+/// no pod of it is left (or there is no StatefulSet).
+async fn proxies_stopped(kb: &KafkaBridge, ctx: &Context) -> Result<(), Error> {
+    let ns = kb.namespace().unwrap_or_default();
+    let api = Api::<StatefulSet>::namespaced(ctx.client.clone(), &ns);
+    let Some(sts) = api.get_opt(&kb.name_any()).await? else {
+        return Ok(());
+    };
+    if sts.spec.as_ref().and_then(|s| s.replicas) != Some(0) {
+        let mut stopped = desired(kb)?.stateful_set;
+        if let Some(spec) = stopped.spec.as_mut() {
+            spec.replicas = Some(0);
+        }
+        apply(&ctx.client, &ns, &stopped).await?;
+        return Err(Error::Stopping("scaled the proxies to 0".into()));
+    }
+    let status = sts.status.unwrap_or_default();
+    let seen = status.observed_generation.unwrap_or(0) >= sts.metadata.generation.unwrap_or(0);
+    if seen && status.replicas == 0 {
+        return Ok(());
+    }
+    Err(Error::Stopping(format!(
+        "{} proxy pod(s) still running",
+        status.replicas
+    )))
+}
+
 async fn delete_iggy_topics(kb: &KafkaBridge, ctx: &Context) -> Result<(), Error> {
     let ns = kb.namespace().unwrap_or_default();
     let access = iggy_access(kb, ctx, &ns)
@@ -681,31 +801,32 @@ fn since_deletion(kb: &KafkaBridge) -> Duration {
     Duration::from_millis(u64::try_from(ms).unwrap_or(0))
 }
 
-/// Ready when the Deployment has caught up with the spec: observed generation, updated and
-/// available replicas.
-pub fn rollout_state(kb: &KafkaBridge, deployment: Option<&Deployment>) -> (bool, String) {
-    let Some(dep) = deployment else {
-        return (false, "Deployment not created yet".into());
+/// Ready when the StatefulSet has caught up with the spec: it has seen the latest generation,
+/// every replica runs the current template (`updatedReplicas`) and is ready, and no pod beyond
+/// `spec.replicas` is left (a scale-down still stopping).
+pub fn rollout_state(kb: &KafkaBridge, stateful_set: Option<&StatefulSet>) -> (bool, String) {
+    let Some(sts) = stateful_set else {
+        return (false, "StatefulSet not created yet".into());
     };
     let want = kb.spec.replicas;
-    let generation = dep.metadata.generation.unwrap_or(0);
-    let status = dep.status.clone().unwrap_or_default();
+    let generation = sts.metadata.generation.unwrap_or(0);
+    let status = sts.status.clone().unwrap_or_default();
     if status.observed_generation.unwrap_or(0) < generation {
         return (
             false,
-            "Deployment controller has not seen the latest spec".into(),
+            "StatefulSet controller has not seen the latest spec".into(),
         );
     }
     let updated = status.updated_replicas.unwrap_or(0);
-    let available = status.available_replicas.unwrap_or(0);
-    let total = status.replicas.unwrap_or(0);
-    if updated < want || available < want || total > want {
+    let ready = status.ready_replicas.unwrap_or(0);
+    let total = status.replicas;
+    if updated < want || ready < want || total > want {
         return (
             false,
-            format!("{updated}/{want} updated, {available}/{want} available, {total} total"),
+            format!("{updated}/{want} updated, {ready}/{want} ready, {total} total"),
         );
     }
-    (true, format!("{available}/{want} replicas available"))
+    (true, format!("{ready}/{want} replicas ready"))
 }
 
 async fn write_status(
@@ -713,21 +834,21 @@ async fn write_status(
     ctx: &Context,
     bridges: &Api<KafkaBridge>,
     conditions: Conditions,
-    deployment: Option<&Deployment>,
+    stateful_set: Option<&StatefulSet>,
     d: Option<&Desired>,
 ) -> Result<(), Error> {
     for (type_, reason, message) in conditions.transitions() {
         publish(ctx, kb, type_, &reason, &message).await;
     }
-    let dep_status = deployment
-        .and_then(|dep| dep.status.clone())
+    let sts_status = stateful_set
+        .and_then(|sts| sts.status.clone())
         .unwrap_or_default();
     let conditions = conditions.into_vec();
     let written = conditions.clone();
     let status = KafkaBridgeStatus {
         observed_generation: kb.meta().generation,
-        replicas: dep_status.replicas.unwrap_or(0),
-        ready_replicas: dep_status.ready_replicas.unwrap_or(0),
+        replicas: sts_status.replicas,
+        ready_replicas: sts_status.ready_replicas.unwrap_or(0),
         selector: d.map(|d| d.selector.clone()),
         bootstrap_address: d.map(|d| d.bootstrap_address.clone()),
         conditions,

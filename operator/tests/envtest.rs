@@ -1,7 +1,7 @@
 //! The operator against a real Kubernetes API server (etcd + kube-apiserver started by
 //! `iggy_testkit::kube`, built by tools/k8s/build.sh): children, status, scale, deletion,
 //! leader election and the operator process. No pods run: where readiness matters the test
-//! writes the Deployment status as the Deployment controller would. Provisioning on real
+//! writes the StatefulSet status as the StatefulSet controller would. Provisioning on real
 //! Iggy is in provisioning.rs.
 #![allow(clippy::unwrap_used, reason = "test code: a panic is a failed test")]
 
@@ -11,8 +11,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use iggy_testkit::kube::KubeTestCluster;
-use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{ConfigMap, Service};
+use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
+use k8s_openapi::api::core::v1::{ConfigMap, Service, ServiceAccount};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kafka_iggy_operator::crd::KafkaBridge;
@@ -42,9 +42,9 @@ async fn operator_on_kube() {
     let uid = created.uid().unwrap();
 
     // Every child exists and is owned by the bridge.
-    let deployments: Api<Deployment> = Api::namespaced(client.clone(), ns);
-    let dep = eventually("the Deployment", || {
-        let d = deployments.clone();
+    let sets: Api<StatefulSet> = Api::namespaced(client.clone(), ns);
+    let sts = eventually("the StatefulSet", || {
+        let d = sets.clone();
         async move { d.get_opt("orders-bridge").await.ok().flatten() }
     })
     .await;
@@ -54,7 +54,7 @@ async fn operator_on_kube() {
                 .iter()
                 .any(|r| r.uid == uid && r.controller == Some(true) && r.kind == "KafkaBridge")
         };
-    assert!(owned_by_bridge(dep.metadata.owner_references.clone()));
+    assert!(owned_by_bridge(sts.metadata.owner_references.clone()));
     let cm = Api::<ConfigMap>::namespaced(client.clone(), ns)
         .get("orders-bridge-config")
         .await
@@ -86,7 +86,7 @@ async fn operator_on_kube() {
         .unwrap();
     assert!(owned_by_bridge(pdb.metadata.owner_references.clone()));
     // Server-side apply with one field manager.
-    let managers: Vec<String> = dep
+    let managers: Vec<String> = sts
         .metadata
         .managed_fields
         .unwrap_or_default()
@@ -127,7 +127,7 @@ async fn operator_on_kube() {
         "no finalizer with deletionPolicy Keep"
     );
 
-    // The scale subresource drives the Deployment.
+    // The scale subresource drives the StatefulSet.
     let scale = json!({"spec": {"replicas": 3}});
     bridges
         .patch_scale(
@@ -137,8 +137,8 @@ async fn operator_on_kube() {
         )
         .await
         .unwrap();
-    eventually("the Deployment to have 3 replicas", || {
-        let d = deployments.clone();
+    eventually("the StatefulSet to have 3 replicas", || {
+        let d = sets.clone();
         async move { (d.get("orders-bridge").await.ok()?.spec?.replicas == Some(3)).then_some(()) }
     })
     .await;
@@ -146,7 +146,7 @@ async fn operator_on_kube() {
     assert_eq!(scale.spec.unwrap().replicas, Some(3));
 
     // A spec change that changes the proxy configuration rolls the pods (config hash).
-    let before = config_hash(&deployments, "orders-bridge").await;
+    let before = config_hash(&sets, "orders-bridge").await;
     let patch = json!({"spec": {"autoCreateTopics": false}});
     bridges
         .patch(
@@ -157,7 +157,7 @@ async fn operator_on_kube() {
         .await
         .unwrap();
     eventually("a new config hash", || {
-        let d = deployments.clone();
+        let d = sets.clone();
         let before = before.clone();
         async move { (config_hash(&d, "orders-bridge").await != before).then_some(()) }
     })
@@ -398,6 +398,9 @@ async fn operator_on_kube() {
         .delete("abandoned", &DeleteParams::default())
         .await
         .unwrap();
+    // First the proxies stop (a running replica would create its membership log again).
+    scaled_to_zero(&client, ns, "abandoned").await;
+    fake_statefulset_status(&client, ns, "abandoned", 0).await;
     eventually("the abandoned bridge to be released", || {
         let b = bridges.clone();
         async move { b.get_opt("abandoned").await.ok()?.is_none().then_some(()) }
@@ -418,6 +421,403 @@ async fn operator_on_kube() {
             && reasons.contains(&"CleanupAbandoned".to_string()),
         "{reasons:?}"
     );
+}
+
+/// The workload of one bridge: its StatefulSet, once created.
+async fn stateful_set(sets: &Api<StatefulSet>, name: &str) -> StatefulSet {
+    eventually(&format!("StatefulSet {name}"), || {
+        let s = sets.clone();
+        let name = name.to_string();
+        async move { s.get_opt(&name).await.ok().flatten() }
+    })
+    .await
+}
+
+/// Waits until the bridge's status satisfies `check`; returns it.
+async fn status_where(
+    bridges: &Api<KafkaBridge>,
+    name: &str,
+    what: &str,
+    check: impl Fn(&KafkaBridge) -> bool,
+) -> KafkaBridge {
+    eventually(what, || {
+        let b = bridges.clone();
+        let name = name.to_string();
+        let check = &check;
+        async move { b.get(&name).await.ok().filter(|kb| check(kb)) }
+    })
+    .await
+}
+
+/// `(replicas, readyReplicas)` of the bridge's status.
+fn replica_counts(kb: &KafkaBridge) -> (i32, i32) {
+    let status = kb.status.clone().unwrap_or_default();
+    (status.replicas, status.ready_replicas)
+}
+
+/// Replicas as one cluster: the StatefulSet gives every pod its identity (broker id = ordinal
+/// from the pod-index label, its own DNS name through the headless Service), every replica
+/// joins the membership log, the pods run under a ServiceAccount without token and a
+/// PodDisruptionBudget. Scaling 1 -> 3 -> 1 through the scale subresource changes the replica
+/// count and nothing else (no pod rolls), the status and Progressing follow the StatefulSet,
+/// and Degraded stays False (replicas are no longer independent). An address shared by all
+/// pods with more than one replica is reported as Degraded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_on_kube() {
+    let Some(cluster) = KubeTestCluster::start().await.unwrap() else {
+        return;
+    };
+    let ns = "replicas";
+    let client = setup(&cluster, ns, Duration::from_secs(600)).await;
+    let bridges: Api<KafkaBridge> = Api::namespaced(client.clone(), ns);
+    let kb = bridges
+        .create(
+            &PostParams::default(),
+            &bridge("orders", "127.0.0.1:1", "Keep", 3),
+        )
+        .await
+        .unwrap();
+    let uid = kb.uid().unwrap();
+    let sets: Api<StatefulSet> = Api::namespaced(client.clone(), ns);
+    let sts = stateful_set(&sets, "orders").await;
+    let spec = sts.spec.clone().unwrap();
+    assert_eq!(spec.replicas, Some(1));
+    assert_eq!(spec.service_name.as_deref(), Some("orders-brokers"));
+    assert_eq!(spec.pod_management_policy.as_deref(), Some("Parallel"));
+    assert_eq!(
+        spec.update_strategy.clone().unwrap().type_.as_deref(),
+        Some("RollingUpdate")
+    );
+    let pod = spec.template.spec.clone().unwrap();
+    assert_eq!(pod.service_account_name.as_deref(), Some("orders-proxy"));
+    assert_eq!(pod.automount_service_account_token, Some(false));
+    assert_eq!(
+        pod.termination_grace_period_seconds,
+        Some(15),
+        "the 10 s membership lease and 5 s to stop"
+    );
+    let env = pod.containers[0].env.clone().unwrap();
+    let field = |name: &str| {
+        env.iter()
+            .find(|e| e.name == name)
+            .and_then(|e| e.value_from.clone()?.field_ref)
+            .map(|f| f.field_path)
+    };
+    let position = |name: &str| env.iter().position(|e| e.name == name).unwrap();
+    assert_eq!(
+        field("KAFKA_IGGY_BROKER_ID").as_deref(),
+        Some("metadata.labels['apps.kubernetes.io/pod-index']")
+    );
+    assert_eq!(field("POD_NAME").as_deref(), Some("metadata.name"));
+    let advertised = &env[position("KAFKA_IGGY_ADVERTISED_ADDRESS")];
+    assert_eq!(
+        advertised.value.as_deref(),
+        Some("$(POD_NAME).orders-brokers.replicas.svc:9092")
+    );
+    assert!(
+        position("POD_NAME") < position("KAFKA_IGGY_ADVERTISED_ADDRESS"),
+        "$(POD_NAME) is expanded only from variables defined before"
+    );
+    let headless = Api::<Service>::namespaced(client.clone(), ns)
+        .get("orders-brokers")
+        .await
+        .unwrap()
+        .spec
+        .unwrap();
+    assert_eq!(headless.cluster_ip.as_deref(), Some("None"));
+    assert_eq!(headless.publish_not_ready_addresses, Some(true));
+    let configs: Api<ConfigMap> = Api::namespaced(client.clone(), ns);
+    let config = configs.get("orders-config").await.unwrap();
+    let text = &config.data.clone().unwrap()["config.yaml"];
+    assert!(text.contains("membership: log"), "{text}");
+    assert!(text.contains("advertised_address: null"), "{text}");
+
+    // The proxies' own identity: owned by the bridge, no token (they need no API access).
+    let account = Api::<ServiceAccount>::namespaced(client.clone(), ns)
+        .get("orders-proxy")
+        .await
+        .unwrap();
+    assert_eq!(account.automount_service_account_token, Some(false));
+    assert!(account
+        .owner_references()
+        .iter()
+        .any(|r| r.uid == uid && r.controller == Some(true)));
+    let pdb = Api::<PodDisruptionBudget>::namespaced(client.clone(), ns)
+        .get("orders")
+        .await
+        .unwrap()
+        .spec
+        .unwrap();
+    assert_eq!(
+        pdb.max_unavailable,
+        Some(k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::Int(1))
+    );
+    assert_eq!(
+        pdb.selector.unwrap().match_labels,
+        spec.selector.match_labels
+    );
+
+    // One replica up: the status follows the StatefulSet.
+    fake_rollout(&client, ns, "orders").await;
+    status_where(&bridges, "orders", "1/1 ready, rollout complete", |kb| {
+        replica_counts(kb) == (1, 1)
+            && condition(kb, "Progressing") == Some(("False".into(), "RolloutComplete".into()))
+    })
+    .await;
+    let template = serde_json::to_value(&spec.template).unwrap();
+    let config_version = config.metadata.resource_version.clone();
+
+    // 1 -> 3 through the scale subresource, as `kubectl scale` does.
+    let scale_to = |n: i32| {
+        let b = bridges.clone();
+        async move {
+            b.patch_scale(
+                "orders",
+                &PatchParams::default(),
+                &Patch::Merge(&json!({"spec": {"replicas": n}})),
+            )
+            .await
+            .unwrap();
+        }
+    };
+    scale_to(3).await;
+    eventually("the StatefulSet to ask for 3 pods", || {
+        let s = sets.clone();
+        async move { (s.get("orders").await.ok()?.spec?.replicas == Some(3)).then_some(()) }
+    })
+    .await;
+    fake_statefulset_status(&client, ns, "orders", 2).await;
+    let kb = status_where(&bridges, "orders", "2 of 3 ready, rolling out", |kb| {
+        replica_counts(kb) == (2, 2)
+            && condition(kb, "Progressing") == Some(("True".into(), "RollingOut".into()))
+    })
+    .await;
+    assert_eq!(condition(&kb, "Ready").unwrap().0, "False");
+    fake_statefulset_status(&client, ns, "orders", 3).await;
+    let kb = status_where(&bridges, "orders", "3/3 ready, rollout complete", |kb| {
+        replica_counts(kb) == (3, 3)
+            && condition(kb, "Progressing") == Some(("False".into(), "RolloutComplete".into()))
+    })
+    .await;
+    assert_eq!(
+        condition(&kb, "Degraded"),
+        Some(("False".into(), "AsExpected".into())),
+        "replicas are one cluster now, not independent brokers"
+    );
+    let scale = bridges.get_scale("orders").await.unwrap();
+    assert_eq!(scale.spec.unwrap().replicas, Some(3));
+    let scale_status = scale.status.unwrap();
+    assert_eq!(scale_status.replicas, 3);
+    assert!(scale_status
+        .selector
+        .unwrap()
+        .contains("app.kubernetes.io/instance=orders"));
+
+    // Scaling added pods and changed nothing the running pods depend on: same pod template
+    // (a StatefulSet rolls every pod when it changes), same configuration.
+    let unchanged = |why: &'static str| {
+        let (s, c, template, version) = (
+            sets.clone(),
+            configs.clone(),
+            template.clone(),
+            config_version.clone(),
+        );
+        async move {
+            let now = s.get("orders").await.unwrap().spec.unwrap().template;
+            assert_eq!(serde_json::to_value(&now).unwrap(), template, "{why}");
+            let config = c.get("orders-config").await.unwrap();
+            assert_eq!(config.metadata.resource_version, version, "{why}");
+        }
+    };
+    unchanged("scaled up").await;
+
+    // 3 -> 1: the StatefulSet stops the two highest ordinals; until they are gone the bridge
+    // is still rolling out.
+    scale_to(1).await;
+    eventually("the StatefulSet to ask for 1 pod", || {
+        let s = sets.clone();
+        async move { (s.get("orders").await.ok()?.spec?.replicas == Some(1)).then_some(()) }
+    })
+    .await;
+    let status = json!({"status": {"observedGeneration": sets.get("orders").await.unwrap().metadata.generation,
+        "replicas": 3, "updatedReplicas": 3, "readyReplicas": 3, "availableReplicas": 3}});
+    sets.patch_status("orders", &PatchParams::default(), &Patch::Merge(&status))
+        .await
+        .unwrap();
+    status_where(&bridges, "orders", "two pods still stopping", |kb| {
+        condition(kb, "Progressing") == Some(("True".into(), "RollingOut".into()))
+    })
+    .await;
+    fake_statefulset_status(&client, ns, "orders", 1).await;
+    status_where(&bridges, "orders", "back to 1/1", |kb| {
+        replica_counts(kb) == (1, 1)
+            && condition(kb, "Progressing") == Some(("False".into(), "RolloutComplete".into()))
+    })
+    .await;
+    assert_eq!(
+        bridges
+            .get_scale("orders")
+            .await
+            .unwrap()
+            .status
+            .unwrap()
+            .replicas,
+        1
+    );
+    unchanged("scaled down").await;
+
+    // Every pod announcing the bootstrap Service's name works with one replica only.
+    let mut legacy = bridge("legacy", "127.0.0.1:1", "Keep", 1);
+    legacy.spec.kafka.advertise = kafka_iggy_operator::crd::AdvertiseMode::Service;
+    legacy.spec.replicas = 2;
+    bridges
+        .create(&PostParams::default(), &legacy)
+        .await
+        .unwrap();
+    let kb = status_where(&bridges, "legacy", "Degraded=True", |kb| {
+        condition(kb, "Degraded") == Some(("True".into(), "AdvertisedAddressShared".into()))
+    })
+    .await;
+    let message = kb
+        .status
+        .unwrap()
+        .conditions
+        .into_iter()
+        .find(|c| c.type_ == "Degraded")
+        .unwrap()
+        .message;
+    assert!(message.contains("PodDNS"), "{message}");
+    let ours = stateful_set(&sets, "legacy").await;
+    assert_eq!(ours.spec.unwrap().replicas, Some(2), "applied as asked");
+    bridges
+        .patch_scale(
+            "legacy",
+            &PatchParams::default(),
+            &Patch::Merge(&json!({"spec": {"replicas": 1}})),
+        )
+        .await
+        .unwrap();
+    status_where(&bridges, "legacy", "Degraded=False at 1 replica", |kb| {
+        condition(kb, "Degraded") == Some(("False".into(), "AsExpected".into()))
+    })
+    .await;
+}
+
+/// Upgrading from an operator version that ran the proxies as a Deployment: the operator
+/// deletes the Deployment it controls in the foreground and starts the StatefulSet only once
+/// the Deployment (and so its pods, which run without membership) is gone, so the two sets of
+/// proxies never run at once. A Deployment of the same name it does not control is left alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upgrade_from_deployment_on_kube() {
+    let Some(cluster) = KubeTestCluster::start().await.unwrap() else {
+        return;
+    };
+    let client = cluster.client().await.unwrap();
+    install_crd(&client).await;
+    let ns = "upgrade";
+    namespace_with_secret(&client, ns).await;
+    let bridges: Api<KafkaBridge> = Api::namespaced(client.clone(), ns);
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), ns);
+    let sets: Api<StatefulSet> = Api::namespaced(client.clone(), ns);
+    // What the earlier operator left: its bridges and their Deployments. The second
+    // Deployment has the bridge's name but someone else's (no owner).
+    let mut uids = Vec::new();
+    for name in ["orders", "foreign"] {
+        let kb = bridges
+            .create(
+                &PostParams::default(),
+                &bridge(name, "127.0.0.1:1", "Keep", 1),
+            )
+            .await
+            .unwrap();
+        uids.push(kb.uid().unwrap());
+    }
+    let old_deployment = |name: &str, owner: Option<&str>| -> Deployment {
+        let labels = json!({"app.kubernetes.io/name": "kafka-iggy-proxy", "app.kubernetes.io/instance": name});
+        let owners = owner.map(|uid| {
+            json!([{
+                "apiVersion": "bridge.kafka-iggy.dev/v1alpha1", "kind": "KafkaBridge",
+                "name": name, "uid": uid, "controller": true, "blockOwnerDeletion": true
+            }])
+        });
+        serde_json::from_value(json!({
+            "metadata": {"name": name, "labels": labels, "ownerReferences": owners.unwrap_or(json!([]))},
+            "spec": {"replicas": 1, "selector": {"matchLabels": labels},
+                "template": {"metadata": {"labels": labels},
+                    "spec": {"containers": [{"name": "proxy", "image": "ghcr.io/kafka-iggy/kafka-iggy-proxy:0.1.0"}]}}}
+        }))
+        .unwrap()
+    };
+    deployments
+        .create(
+            &PostParams::default(),
+            &old_deployment("orders", Some(&uids[0])),
+        )
+        .await
+        .unwrap();
+    deployments
+        .create(&PostParams::default(), &old_deployment("foreign", None))
+        .await
+        .unwrap();
+
+    // The new operator starts.
+    start_controller(&client, Duration::from_secs(600));
+    let deleting = eventually("the old Deployment to be deleted in the foreground", || {
+        let d = deployments.clone();
+        async move {
+            let dep = d.get("orders").await.ok()?;
+            dep.metadata.deletion_timestamp.is_some().then_some(dep)
+        }
+    })
+    .await;
+    assert!(
+        deleting
+            .finalizers()
+            .contains(&"foregroundDeletion".to_string()),
+        "{:?}",
+        deleting.finalizers()
+    );
+    status_where(
+        &bridges,
+        "orders",
+        "Progressing=ReplacingDeployment",
+        |kb| condition(kb, "Progressing") == Some(("True".into(), "ReplacingDeployment".into())),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(
+        sets.get_opt("orders").await.unwrap().is_none(),
+        "the StatefulSet must wait until the Deployment's pods are gone"
+    );
+    // The other bridge goes ahead: the Deployment named like it is not its own.
+    stateful_set(&sets, "foreign").await;
+    let foreign = deployments.get("foreign").await.unwrap();
+    assert!(foreign.metadata.deletion_timestamp.is_none());
+
+    // The garbage collector (not run by this API server) removes the pods and ReplicaSets,
+    // then the foregroundDeletion finalizer: the Deployment is gone.
+    deployments
+        .patch(
+            "orders",
+            &PatchParams::default(),
+            &Patch::Merge(&json!({"metadata": {"finalizers": null}})),
+        )
+        .await
+        .unwrap();
+    stateful_set(&sets, "orders").await;
+    status_where(&bridges, "orders", "Progressing=RollingOut", |kb| {
+        condition(kb, "Progressing") == Some(("True".into(), "RollingOut".into()))
+    })
+    .await;
+    let replaced = Api::<k8s_openapi::api::events::v1::Event>::namespaced(client.clone(), ns)
+        .list(&Default::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter(|e| e.reason.as_deref() == Some("DeploymentReplaced"))
+        .count();
+    assert_eq!(replaced, 1, "deleted once, then waited");
 }
 
 /// Two operator replicas: only one holds the Lease while it is renewed; the other takes over
@@ -621,9 +1021,9 @@ async fn operator_process_on_kube() {
         )
         .await
         .unwrap();
-    let deployments: Api<Deployment> = Api::namespaced(client.clone(), ns);
-    eventually("the leader to create the Deployment", || {
-        let d = deployments.clone();
+    let sets: Api<StatefulSet> = Api::namespaced(client.clone(), ns);
+    eventually("the leader to create the StatefulSet", || {
+        let d = sets.clone();
         async move { d.get_opt("proc-bridge").await.ok().flatten() }
     })
     .await;
@@ -657,7 +1057,7 @@ async fn operator_process_on_kube() {
         "took over after {:?}: the lease was not released",
         stopped.elapsed()
     );
-    // The new leader acts: a spec change reaches the Deployment.
+    // The new leader acts: a spec change reaches the StatefulSet.
     let scale = json!({"spec": {"replicas": 2}});
     bridges
         .patch_scale(
@@ -667,8 +1067,8 @@ async fn operator_process_on_kube() {
         )
         .await
         .unwrap();
-    eventually("op-2 to scale the Deployment", || {
-        let d = deployments.clone();
+    eventually("op-2 to scale the StatefulSet", || {
+        let d = sets.clone();
         async move { (d.get("proc-bridge").await.ok()?.spec?.replicas == Some(2)).then_some(()) }
     })
     .await;

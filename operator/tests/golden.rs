@@ -19,10 +19,11 @@ fn render(input: &Path) -> String {
     let d = desired(&kb).unwrap();
     let mut docs = vec![
         serde_yaml::to_string(&d.config_map).unwrap(),
+        serde_yaml::to_string(&d.service_account).unwrap(),
         serde_yaml::to_string(&d.bootstrap_service).unwrap(),
         serde_yaml::to_string(&d.headless_service).unwrap(),
         serde_yaml::to_string(&d.pod_disruption_budget).unwrap(),
-        serde_yaml::to_string(&d.deployment).unwrap(),
+        serde_yaml::to_string(&d.stateful_set).unwrap(),
     ];
     if let Some(sm) = &d.service_monitor {
         docs.push(serde_yaml::to_string(sm).unwrap());
@@ -31,6 +32,9 @@ fn render(input: &Path) -> String {
         "# status: selector={} bootstrap={}\n",
         d.selector, d.bootstrap_address
     ));
+    if let Some(problem) = &d.problem {
+        docs.push(format!("# Degraded: {problem}\n"));
+    }
     docs.join("---\n")
 }
 
@@ -70,21 +74,76 @@ fn desired_objects_match_the_golden_files() {
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
 }
 
+fn load(case: &str) -> KafkaBridge {
+    serde_yaml::from_str(
+        &std::fs::read_to_string(dir().join(format!("{case}.input.yaml"))).unwrap(),
+    )
+    .unwrap()
+}
+
 #[test]
 fn rendering_is_deterministic_and_config_changes_change_the_hash() {
     let input = dir().join("minimal.input.yaml");
     assert_eq!(render(&input), render(&input));
-    let mut kb: KafkaBridge =
-        serde_yaml::from_str(&std::fs::read_to_string(&input).unwrap()).unwrap();
+    let mut kb = load("minimal");
     let before = desired(&kb).unwrap().config_hash;
-    kb.spec.replicas = 5;
-    assert_eq!(
-        desired(&kb).unwrap().config_hash,
-        before,
-        "scaling is not a config change"
-    );
     kb.spec.auto_create_topics = !kb.spec.auto_create_topics;
     assert_ne!(desired(&kb).unwrap().config_hash, before);
+}
+
+/// Scaling adds or removes pods and nothing else: every object, the pod template (which a
+/// StatefulSet rolls on any change) and the configuration are the same for 1 and for 3
+/// replicas but for the replica count itself.
+#[test]
+fn scaling_changes_nothing_but_the_replica_count() {
+    for case in ["minimal", "full", "servicemonitor", "explicit"] {
+        let mut kb = load(case);
+        kb.spec.replicas = 1;
+        let one = desired(&kb).unwrap();
+        kb.spec.replicas = 3;
+        let mut three = desired(&kb).unwrap();
+        assert_eq!(
+            three.stateful_set.spec.as_ref().unwrap().replicas,
+            Some(3),
+            "{case}"
+        );
+        three.stateful_set.spec.as_mut().unwrap().replicas = Some(1);
+        // A spec that cannot work with 3 replicas is reported, and only reported.
+        three.problem = one.problem.clone();
+        assert_eq!(
+            one, three,
+            "{case}: scaling changed more than the replica count"
+        );
+    }
+}
+
+/// Every pod must announce an address of its own once there is more than one: with a shared
+/// one (the Service's name, an explicit address), the bridge says why it cannot work.
+#[test]
+fn a_shared_advertised_address_with_replicas_is_a_problem() {
+    use kafka_iggy_operator::crd::AdvertiseMode;
+    for (case, advertise) in [
+        ("minimal", AdvertiseMode::PodDNS),
+        ("full", AdvertiseMode::PodIP),
+        ("service-replicas", AdvertiseMode::Service),
+        ("explicit", AdvertiseMode::Explicit),
+    ] {
+        let mut kb = load(case);
+        assert_eq!(kb.spec.kafka.advertise, advertise, "{case}");
+        for replicas in [0, 1, 2, 5] {
+            kb.spec.replicas = replicas;
+            let problem = desired(&kb).unwrap().problem;
+            if advertise.is_shared() && replicas > 1 {
+                let problem = problem.unwrap_or_else(|| panic!("{case}: no problem reported"));
+                assert!(
+                    problem.contains(&format!("{advertise:?}")) && problem.contains("PodDNS"),
+                    "{problem}"
+                );
+            } else {
+                assert_eq!(problem, None, "{case} with {replicas} replicas");
+            }
+        }
+    }
 }
 
 #[test]
@@ -109,36 +168,97 @@ fn crd_is_up_to_date() {
     );
 }
 
-/// The configuration the operator renders is one the proxy accepts, with the environment the
-/// Deployment gives it (credentials from the Secret, the pod's advertised address).
+/// The environment the kubelet gives the proxy container of pod `ordinal`: field references
+/// resolved as for a pod named `{workload}-{ordinal}` with IP 10.1.2.{ordinal}, Secrets as
+/// "u"/"p", and `$(VAR)` expanded from the variables defined before.
+fn pod_environment(
+    d: &kafka_iggy_operator::desired::Desired,
+    ordinal: i32,
+) -> Vec<(String, String)> {
+    let sts = &d.stateful_set;
+    let pod_name = format!("{}-{ordinal}", sts.metadata.name.as_deref().unwrap());
+    let pod = sts.spec.as_ref().unwrap().template.spec.as_ref().unwrap();
+    let mut env: Vec<(String, String)> = Vec::new();
+    for var in pod.containers[0].env.iter().flatten() {
+        let value = match (&var.value, &var.value_from) {
+            (Some(value), None) => {
+                let mut value = value.clone();
+                for (name, earlier) in &env {
+                    value = value.replace(&format!("$({name})"), earlier);
+                }
+                value
+            }
+            (None, Some(from)) => match (&from.field_ref, &from.secret_key_ref) {
+                (Some(field), None) => match field.field_path.as_str() {
+                    "metadata.name" => pod_name.clone(),
+                    "status.podIP" => format!("10.1.2.{ordinal}"),
+                    "metadata.labels['apps.kubernetes.io/pod-index']" => ordinal.to_string(),
+                    other => panic!("no stand-in for field {other}"),
+                },
+                (None, Some(_)) => if var.name.ends_with("PASSWORD") {
+                    "p"
+                } else {
+                    "u"
+                }
+                .into(),
+                other => panic!("unexpected source of {}: {other:?}", var.name),
+            },
+            other => panic!("unexpected env var {}: {other:?}", var.name),
+        };
+        assert!(!value.contains("$("), "{} not expanded: {value}", var.name);
+        env.push((var.name.clone(), value));
+    }
+    env
+}
+
+/// The proxy flags that stand for `KAFKA_IGGY_*` variables (the test cannot set the process
+/// environment clap reads them from).
+fn as_flags(env: &[(String, String)]) -> Vec<String> {
+    use clap::CommandFactory;
+    let command = kafka_iggy_proxy::config::Cli::command();
+    env.iter()
+        .filter(|(name, _)| name.starts_with("KAFKA_IGGY_"))
+        .flat_map(|(name, value)| {
+            let arg = command
+                .get_arguments()
+                .find(|a| a.get_env().is_some_and(|e| e == name.as_str()))
+                .unwrap_or_else(|| panic!("the proxy knows no variable {name}"));
+            [format!("--{}", arg.get_long().unwrap()), value.clone()]
+        })
+        .collect()
+}
+
+/// The configuration the operator renders is one the proxy accepts, with the environment each
+/// pod of the StatefulSet gets (credentials from the Secret, broker id = ordinal, the pod's own
+/// advertised address), and it makes every replica a member of the membership log.
 #[test]
 fn the_proxy_accepts_every_rendered_configuration() {
     use clap::Parser;
-    use kafka_iggy_proxy::config::{Cli, ProxyConfig};
+    use kafka_iggy_operator::crd::AdvertiseMode;
+    use kafka_iggy_proxy::config::{Cli, MembershipKind, ProxyConfig};
 
-    for case in ["minimal", "full", "servicemonitor", "explicit"] {
-        let kb: KafkaBridge = serde_yaml::from_str(
-            &std::fs::read_to_string(dir().join(format!("{case}.input.yaml"))).unwrap(),
-        )
-        .unwrap();
+    for case in [
+        "minimal",
+        "full",
+        "servicemonitor",
+        "explicit",
+        "service-replicas",
+    ] {
+        let kb = load(case);
         let d = desired(&kb).unwrap();
         let file = std::env::temp_dir().join(format!(
             "operator-golden-{case}-{}.yaml",
             std::process::id()
         ));
         std::fs::write(&file, &d.config_map.data.as_ref().unwrap()["config.yaml"]).unwrap();
+        let ordinal = 2;
+        let env = pod_environment(&d, ordinal);
         let mut args = vec![
             "kafka-iggy-proxy".to_string(),
             "--config".into(),
             file.display().to_string(),
-            "--iggy-username".into(),
-            "u".into(),
-            "--iggy-password".into(),
-            "p".into(),
         ];
-        if kb.spec.kafka.advertise == kafka_iggy_operator::crd::AdvertiseMode::PodIP {
-            args.extend(["--advertised-address".into(), "10.1.2.3:9092".into()]);
-        }
+        args.extend(as_flags(&env));
         // The CA file the config names is the one the pod mounts from the CA Secret; here a
         // local stand-in takes its place.
         let rendered: ProxyConfig =
@@ -146,7 +266,7 @@ fn the_proxy_accepts_every_rendered_configuration() {
         let stand_in = file.with_extension("ca.pem");
         if let Some(ca_file) = &rendered.iggy.tls.ca_file {
             let pod = d
-                .deployment
+                .stateful_set
                 .spec
                 .as_ref()
                 .unwrap()
@@ -171,26 +291,27 @@ fn the_proxy_accepts_every_rendered_configuration() {
             .unwrap();
             args.extend(["--iggy-tls-ca-file".into(), stand_in.display().to_string()]);
         }
-        let env = [
-            ("KAFKA_IGGY_IGGY_USERNAME".to_string(), "u".to_string()),
-            ("KAFKA_IGGY_IGGY_PASSWORD".to_string(), "p".to_string()),
-            (
-                "KAFKA_IGGY_ADVERTISED_ADDRESS".to_string(),
-                "10.1.2.3:9092".to_string(),
-            ),
-        ];
         let config = ProxyConfig::resolve(Cli::parse_from(args), env)
             .unwrap_or_else(|e| panic!("{case}: {e}"));
         assert_eq!(config.default_stream, kb.spec.iggy.stream);
         assert_eq!(i32::from(config.listen.port()), kb.spec.kafka.port);
-        if kb.spec.kafka.advertise == kafka_iggy_operator::crd::AdvertiseMode::Explicit {
+        assert_eq!(config.broker_id, ordinal, "{case}: broker id = pod ordinal");
+        assert_eq!(config.cluster.membership, MembershipKind::Log, "{case}");
+        let port = kb.spec.kafka.port;
+        let name = kb.metadata.name.as_deref().unwrap();
+        let namespace = kb.metadata.namespace.as_deref().unwrap();
+        let announced = match kb.spec.kafka.advertise {
+            AdvertiseMode::PodDNS => format!("{name}-2.{name}-brokers.{namespace}.svc:{port}"),
+            AdvertiseMode::PodIP => format!("10.1.2.2:{port}"),
+            AdvertiseMode::Service => format!("{name}.{namespace}.svc:{port}"),
+            AdvertiseMode::Explicit => kb.spec.kafka.advertised_address.clone().unwrap(),
+        };
+        let (host, port) = config.advertised().unwrap();
+        assert_eq!(format!("{host}:{port}"), announced, "{case}");
+        if kb.spec.kafka.advertise.is_shared() {
             assert_eq!(
-                config.advertised_address, kb.spec.kafka.advertised_address,
-                "{case}: every pod announces the explicit address"
-            );
-            assert_eq!(
-                Some(d.bootstrap_address.clone()),
-                kb.spec.kafka.advertised_address
+                d.bootstrap_address, announced,
+                "{case}: one address for all"
             );
         }
         let _ = std::fs::remove_file(&file);

@@ -8,17 +8,21 @@ use std::time::Duration;
 
 use iggy_testkit::kube::KubeTestCluster;
 use iggy_testkit::IggyServer;
-use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kafka_iggy_operator::crd::KafkaBridge;
-use kafka_iggy_operator::provision::{self, IggyAccess};
+use kafka_iggy_operator::provision::{self, IggyAccess, REPLICA_TOPICS};
+use kafka_iggy_proxy::config::{MembershipKind, ProxyConfig};
+use kafka_iggy_proxy::Proxy;
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use kube::Api;
 use serde_json::json;
 use support::*;
 
 /// Provisioning on real Iggy: topics created, partitions grown, a decrease refused without
-/// touching data, Ready once the Deployment caught up, topics deleted with policy Delete.
+/// touching data, Ready once every replica is ready (also scaled 1 -> 3 -> 1), a replica started
+/// from the rendered configuration joins the membership log, topics and membership log deleted
+/// with policy Delete.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn provisioning_on_kube_on_iggy() {
     let Some(server) = IggyServer::from_env().await else {
@@ -59,7 +63,7 @@ async fn provisioning_on_kube_on_iggy() {
     assert_eq!(
         condition(&kb, "Ready").unwrap().0,
         "False",
-        "not Ready before the Deployment is"
+        "not Ready before the StatefulSet is"
     );
 
     fake_rollout(&client, ns, "shop").await;
@@ -78,6 +82,45 @@ async fn provisioning_on_kube_on_iggy() {
             .ready_replicas,
         1
     );
+
+    // Ready means every replica is ready: scaled 1 -> 3 -> 1 through the scale subresource,
+    // the bridge is not Ready until the StatefulSet reports all of them.
+    for (replicas, partly) in [(3, 2), (1, 3)] {
+        bridges
+            .patch_scale(
+                "shop",
+                &PatchParams::default(),
+                &Patch::Merge(&json!({"spec": {"replicas": replicas}})),
+            )
+            .await
+            .unwrap();
+        eventually("the StatefulSet to follow the scale", || {
+            let s = Api::<StatefulSet>::namespaced(client.clone(), ns);
+            async move { (s.get("shop").await.ok()?.spec?.replicas == Some(replicas)).then_some(()) }
+        })
+        .await;
+        // Scaling up: 2 of 3 ready; scaling down: 3 pods left where 1 is asked for.
+        fake_statefulset_status(&client, ns, "shop", partly).await;
+        eventually("Ready=False while the replicas are not all ready", || {
+            let b = bridges.clone();
+            async move {
+                let kb = b.get("shop").await.ok()?;
+                (condition(&kb, "Ready")?.0 == "False" && kb.status?.ready_replicas == partly)
+                    .then_some(())
+            }
+        })
+        .await;
+        fake_rollout(&client, ns, "shop").await;
+        eventually("Ready=True with every replica ready", || {
+            let b = bridges.clone();
+            async move {
+                let kb = b.get("shop").await.ok()?;
+                (condition(&kb, "Ready")?.0 == "True" && kb.status?.ready_replicas == replicas)
+                    .then_some(())
+            }
+        })
+        .await;
+    }
 
     // Growing partitions.
     let grow = json!({"spec": {"topics": [{"name": "orders", "partitions": 4}]}});
@@ -142,11 +185,54 @@ async fn provisioning_on_kube_on_iggy() {
         Some(5)
     );
 
-    // Deletion with policy Delete removes the topics, then the finalizer.
+    // A replica started from what the operator rendered (the ConfigMap, and the pod's
+    // environment: broker id = ordinal, its own address) joins the membership log in the
+    // bridge's stream, which it creates.
+    let config_map = Api::<ConfigMap>::namespaced(client.clone(), ns)
+        .get("shop-config")
+        .await
+        .unwrap();
+    let mut config: ProxyConfig =
+        serde_yaml::from_str(&config_map.data.unwrap()["config.yaml"]).unwrap();
+    assert_eq!(config.cluster.membership, MembershipKind::Log);
+    config.listen = "127.0.0.1:0".parse().unwrap();
+    config.metrics_listen = None;
+    config.broker_id = 0;
+    config.advertised_address = Some("shop-0.shop-brokers.iggy-bridges.svc:9092".into());
+    config.iggy.username = server.username().into();
+    config.iggy.password = server.password().into();
+    let replica = Proxy::start(config).await.unwrap();
+    let members = REPLICA_TOPICS[0];
+    eventually("the replica to join the membership log", || {
+        let a = access.clone();
+        let membership = replica.broker.cluster.membership().cloned();
+        async move {
+            let joined = membership?
+                .view()
+                .members
+                .iter()
+                .any(|m| m.id.broker_id == 0);
+            (joined && provision::partitions(&a, members).await.ok()?.is_some()).then_some(())
+        }
+    })
+    .await;
+    replica.shutdown().await;
+
+    // Deletion with policy Delete removes the topics and the membership log, then the
+    // finalizer.
     bridges
         .delete("shop", &DeleteParams::default())
         .await
         .unwrap();
+    // Not while proxies run (a replica would create its membership log again).
+    scaled_to_zero(&client, ns, "shop").await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        provision::partitions(&access, "orders").await.unwrap(),
+        Some(4),
+        "topics deleted while the proxies may still run"
+    );
+    fake_statefulset_status(&client, ns, "shop", 0).await;
     eventually("the bridge to be gone", || {
         let b = bridges.clone();
         async move { b.get_opt("shop").await.ok()?.is_none().then_some(()) }
@@ -155,6 +241,11 @@ async fn provisioning_on_kube_on_iggy() {
     assert_eq!(
         provision::partitions(&access, "orders").await.unwrap(),
         None
+    );
+    assert_eq!(
+        provision::partitions(&access, members).await.unwrap(),
+        None,
+        "the membership log goes with the bridge"
     );
     drop(cluster);
 }
@@ -224,11 +315,11 @@ async fn iggy_tls_on_kube_on_iggy() {
     );
 
     // The pods trust the same CA: mounted from the Secret, named in the rendered config.
-    let dep = Api::<Deployment>::namespaced(client.clone(), ns)
+    let sts = Api::<StatefulSet>::namespaced(client.clone(), ns)
         .get("secure")
         .await
         .unwrap();
-    let pod = dep.spec.unwrap().template.spec.unwrap();
+    let pod = sts.spec.unwrap().template.spec.unwrap();
     let volume = pod
         .volumes
         .unwrap()

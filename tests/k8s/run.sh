@@ -67,9 +67,11 @@ refuse "values.schema.json rejects unknown values" "$helm" template t charts/kaf
 refuse "values.schema.json rejects a bad pull policy" "$helm" template t charts/kafka-iggy-operator --kube-version 1.34.4 --set image.pullPolicy=Sometimes
 
 echo "=== a real API server"
+# Builds go where cargo puts them (CARGO_TARGET_DIR when set, as with several worktrees).
+target="${CARGO_TARGET_DIR:-$repo/target}"
 mkfifo "$work/keepalive"
 cargo build -q --locked -p iggy-testkit --example kube-cluster
-"target/debug/examples/kube-cluster" "$work/kubeconfig" < "$work/keepalive" 2>"$work/cluster.log" &
+"$target/debug/examples/kube-cluster" "$work/kubeconfig" < "$work/keepalive" 2>"$work/cluster.log" &
 cluster_pid=$!
 exec 9>"$work/keepalive"   # the cluster runs until this descriptor closes
 for _ in $(seq 1 120); do [[ -f "$work/kubeconfig" ]] && break; sleep 1; done
@@ -85,14 +87,22 @@ check "short name ikb and printer columns" "$kubectl" get ikb -A
 can() { "$kubectl" auth can-i --as="$sa" "$@" | grep -qx yes; }
 check "RBAC: operator may watch KafkaBridges" can watch kafkabridges.bridge.kafka-iggy.dev --all-namespaces
 check "RBAC: operator may patch KafkaBridge status" can patch kafkabridges.bridge.kafka-iggy.dev --subresource=status -n default
-check "RBAC: operator may patch Deployments" can patch deployments.apps -n default
+check "RBAC: operator may patch StatefulSets" can patch statefulsets.apps -n default
+check "RBAC: operator may watch StatefulSets" can watch statefulsets.apps --all-namespaces
+check "RBAC: operator may create ServiceAccounts" can create serviceaccounts -n default
+check "RBAC: operator may patch PodDisruptionBudgets" can patch poddisruptionbudgets.policy -n default
+check "RBAC: operator may delete Deployments (earlier versions' proxies)" can delete deployments.apps -n default
 check "RBAC: operator may read Secrets" can get secrets -n default
 check "RBAC: operator may update its Lease" can update leases.coordination.k8s.io -n "$ns"
 refuse "RBAC: operator may not create Secrets" can create secrets -n default
 refuse "RBAC: operator may not delete pods" can delete pods -n default
 refuse "RBAC: operator may not list Secrets" can list secrets --all-namespaces
 refuse "RBAC: operator may not update Leases elsewhere" can update leases.coordination.k8s.io -n default
-refuse "RBAC: operator may not delete Deployments" can delete deployments.apps -n default
+refuse "RBAC: operator may not create Deployments" can create deployments.apps -n default
+refuse "RBAC: operator may not patch Deployments" can patch deployments.apps -n default
+refuse "RBAC: operator may not delete StatefulSets" can delete statefulsets.apps -n default
+refuse "RBAC: operator may not create ServiceAccount tokens" can create serviceaccounts --subresource=token -n default
+refuse "RBAC: operator may not bind roles" can create rolebindings.rbac.authorization.k8s.io -n default
 check "helm uninstall" "$helm" uninstall kafka-iggy-operator --namespace "$ns"
 
 echo "=== plain manifests"
@@ -105,13 +115,34 @@ sed 's/partitions: 6/partitions: 0/' deploy/examples/kafkabridge-full.yaml > "$b
 refuse "the schema refuses 0 partitions" "$kubectl" apply -n default --dry-run=server -f "$bad"
 sed 's/partitions: 6/partitions: 2/' deploy/examples/kafkabridge-full.yaml > "$bad"
 refuse "CEL refuses decreasing partitions" "$kubectl" apply -n default -f "$bad"
+# What an operator version before StatefulSets left for the example bridge "kafka": its proxies
+# in a Deployment the bridge controls. The operator below must remove it.
+uid="$("$kubectl" -n default get ikb kafka -o jsonpath='{.metadata.uid}')"
+labels="{app.kubernetes.io/name: kafka-iggy-proxy, app.kubernetes.io/instance: kafka}"
+cat > "$work/old-deployment.yaml" <<YAML
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: kafka
+  labels: $labels
+  ownerReferences:
+    - {apiVersion: bridge.kafka-iggy.dev/v1alpha1, kind: KafkaBridge, name: kafka, uid: "$uid", controller: true, blockOwnerDeletion: true}
+spec:
+  replicas: 1
+  selector: {matchLabels: $labels}
+  template:
+    metadata: {labels: $labels}
+    spec: {containers: [{name: proxy, image: "ghcr.io/kafka-iggy/kafka-iggy-proxy:0.1.0"}]}
+YAML
+check "an earlier operator's Deployment for the example bridge" "$kubectl" -n default apply -f "$work/old-deployment.yaml"
+
 echo "=== the operator, running with exactly the chart's RBAC (impersonating its ServiceAccount)"
 cargo build -q --locked -p kafka-iggy-operator
 sed "s|^    token: \(.*\)$|    token: \1\n    as: $sa|" "$KUBECONFIG" > "$work/kubeconfig-sa"
 grep -q "as: $sa" "$work/kubeconfig-sa" || { echo "FAIL  could not write the impersonating kubeconfig"; cat "$KUBECONFIG"; exit 1; }
 metrics_port="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
 KUBECONFIG="$work/kubeconfig-sa" POD_NAMESPACE="$ns" POD_NAME=operator-test RUST_LOG=info \
-  target/debug/kafka-iggy-operator run --metrics-listen "127.0.0.1:$metrics_port" > "$work/operator.log" 2>&1 &
+  "$target/debug/kafka-iggy-operator" run --metrics-listen "127.0.0.1:$metrics_port" > "$work/operator.log" 2>&1 &
 operator_pid=$!
 trap 'kill $operator_pid 2>/dev/null || true; cleanup' EXIT
 wait_for() { # wait_for DESCRIPTION COMMAND...: retries for up to 60 s
@@ -123,7 +154,13 @@ wait_for() { # wait_for DESCRIPTION COMMAND...: retries for up to 60 s
   echo "FAIL  $what"; tail -30 "$work/operator.log"; exit 1
 }
 wait_for "operator holds the leader Lease" sh -c "\"$kubectl\" -n $ns get lease kafka-iggy-operator -o jsonpath='{.spec.holderIdentity}' | grep -qx operator-test"
-wait_for "operator created the example's Deployment" "$kubectl" -n default get deployment kafka
+wait_for "operator deletes the earlier Deployment (in the foreground)" sh -c "\"$kubectl\" -n default get deployment kafka -o jsonpath='{.metadata.deletionTimestamp}' | grep -q ."
+check "no StatefulSet while the earlier Deployment's pods may run" sh -c "! \"$kubectl\" -n default get statefulset kafka"
+# This API server runs no garbage collector: do its part (pods gone, finalizer removed).
+check "the earlier Deployment's pods are gone (garbage collector's part)" "$kubectl" -n default patch deployment kafka --type=merge -p '{"metadata":{"finalizers":null}}'
+wait_for "operator created the example's StatefulSet" "$kubectl" -n default get statefulset kafka
+wait_for "operator created the proxies' ServiceAccount, without token" sh -c "\"$kubectl\" -n default get serviceaccount kafka-proxy -o jsonpath='{.automountServiceAccountToken}' | grep -qx false"
+wait_for "operator created the PodDisruptionBudget" "$kubectl" -n default get poddisruptionbudget kafka
 wait_for "operator created the example's Services" "$kubectl" -n default get service kafka kafka-brokers
 wait_for "status conditions written" sh -c "\"$kubectl\" -n default get ikb kafka -o jsonpath='{.status.conditions[*].type}' | grep -q IggyProvisioned"
 wait_for "ServiceMonitor asked for without its CRD is reported" sh -c "\"$kubectl\" -n default get ikb orders -o jsonpath='{.status.conditions[?(@.type==\"Degraded\")].reason}' | grep -q ServiceMonitorCrdMissing"
@@ -131,7 +168,7 @@ wait_for "events recorded" sh -c "\"$kubectl\" -n default get events.events.k8s.
 check "operator /metrics counts reconciles" sh -c "curl -sf http://127.0.0.1:$metrics_port/metrics | grep -q kafka_iggy_operator_reconciles_total"
 check "operator /readyz" curl -sf "http://127.0.0.1:$metrics_port/readyz"
 check "kubectl scale through the scale subresource" "$kubectl" -n default scale ikb kafka --replicas=2
-wait_for "the Deployment follows the scale" sh -c "\"$kubectl\" -n default get deployment kafka -o jsonpath='{.spec.replicas}' | grep -qx 2"
+wait_for "the StatefulSet follows the scale" sh -c "\"$kubectl\" -n default get statefulset kafka -o jsonpath='{.spec.replicas}' | grep -qx 2"
 if grep -qi forbidden "$work/operator.log"; then
   echo "FAIL  the operator hit RBAC denials:"; grep -i forbidden "$work/operator.log" | head; exit 1
 fi

@@ -1,6 +1,6 @@
 #![allow(clippy::unwrap_used, reason = "test code: a panic is a failed test")]
 
-use k8s_openapi::api::apps::v1::DeploymentStatus;
+use k8s_openapi::api::apps::v1::StatefulSetStatus;
 
 use super::*;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
@@ -107,48 +107,48 @@ fn last_transition_time_moves_only_when_the_status_flips() {
     );
 }
 
-fn deployment(generation: i64, status: DeploymentStatus) -> Deployment {
-    let mut d = Deployment::default();
-    d.metadata.generation = Some(generation);
-    d.status = Some(status);
-    d
+fn stateful_set(generation: i64, status: StatefulSetStatus) -> StatefulSet {
+    let mut s = StatefulSet::default();
+    s.metadata.generation = Some(generation);
+    s.status = Some(status);
+    s
 }
 
-fn status(observed: i64, total: i32, updated: i32, available: i32) -> DeploymentStatus {
-    DeploymentStatus {
+fn status(observed: i64, total: i32, updated: i32, ready: i32) -> StatefulSetStatus {
+    StatefulSetStatus {
         observed_generation: Some(observed),
-        replicas: Some(total),
+        replicas: total,
         updated_replicas: Some(updated),
-        available_replicas: Some(available),
-        ready_replicas: Some(available),
-        ..DeploymentStatus::default()
+        ready_replicas: Some(ready),
+        available_replicas: Some(ready),
+        ..StatefulSetStatus::default()
     }
 }
 
 #[test]
-fn ready_only_when_the_deployment_caught_up_with_the_spec() {
+fn ready_only_when_every_replica_runs_the_spec_and_is_ready() {
     let kb = bridge(3);
-    assert!(!rollout_state(&kb, None).0, "no Deployment yet");
+    assert!(!rollout_state(&kb, None).0, "no StatefulSet yet");
     assert!(
-        !rollout_state(&kb, Some(&deployment(2, status(1, 3, 3, 3)))).0,
-        "the Deployment controller has not seen generation 2"
+        !rollout_state(&kb, Some(&stateful_set(2, status(1, 3, 3, 3)))).0,
+        "the StatefulSet controller has not seen generation 2"
     );
     assert!(
-        !rollout_state(&kb, Some(&deployment(2, status(2, 3, 2, 3)))).0,
+        !rollout_state(&kb, Some(&stateful_set(2, status(2, 3, 2, 3)))).0,
         "one pod still runs the old template"
     );
     assert!(
-        !rollout_state(&kb, Some(&deployment(2, status(2, 4, 3, 3)))).0,
-        "an old pod is still terminating (4 total)"
+        !rollout_state(&kb, Some(&stateful_set(2, status(2, 4, 3, 3)))).0,
+        "a pod beyond the replica count is still stopping (4 total)"
     );
     assert!(
-        !rollout_state(&kb, Some(&deployment(2, status(2, 3, 3, 2)))).0,
-        "one pod not available"
+        !rollout_state(&kb, Some(&stateful_set(2, status(2, 3, 3, 2)))).0,
+        "one pod not ready"
     );
-    let (ready, why) = rollout_state(&kb, Some(&deployment(2, status(2, 3, 3, 3))));
+    let (ready, why) = rollout_state(&kb, Some(&stateful_set(2, status(2, 3, 3, 3))));
     assert!(ready, "{why}");
     assert!(
-        !rollout_state(&bridge(5), Some(&deployment(2, status(2, 3, 3, 3)))).0,
+        !rollout_state(&bridge(5), Some(&stateful_set(2, status(2, 3, 3, 3)))).0,
         "scaled up: 3 of 5"
     );
 }

@@ -1,5 +1,5 @@
 //! Shared pieces of the operator tests against a real API server: setup, a bridge builder,
-//! condition and event lookups, and a stand-in for the Deployment controller.
+//! condition and event lookups, and a stand-in for the StatefulSet controller.
 #![allow(dead_code, reason = "each test binary uses a part of it")]
 
 use std::future::Future;
@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use iggy_testkit::kube::KubeTestCluster;
-use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{Namespace, Secret};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kafka_iggy_operator::crd::KafkaBridge;
@@ -85,13 +85,18 @@ pub async fn setup(cluster: &KubeTestCluster, ns: &str, cleanup_timeout: Duratio
     let client = cluster.client().await.unwrap();
     install_crd(&client).await;
     namespace_with_secret(&client, ns).await;
+    start_controller(&client, cleanup_timeout);
+    client
+}
+
+/// The controller, running in this process until the test ends.
+pub fn start_controller(client: &Client, cleanup_timeout: Duration) {
     let metrics = Arc::new(OperatorMetrics::new().unwrap());
     let ctx = Arc::new(
         Context::new(client.clone(), metrics, Duration::from_secs(30))
             .with_cleanup_timeout(cleanup_timeout),
     );
     tokio::spawn(reconcile::run(ctx));
-    client
 }
 
 pub fn bridge(name: &str, iggy: &str, policy: &str, partitions: u32) -> KafkaBridge {
@@ -118,25 +123,46 @@ pub fn condition(kb: &KafkaBridge, type_: &str) -> Option<(String, String)> {
         .map(|c| (c.status.clone(), c.reason.clone()))
 }
 
-/// Writes the Deployment status the way the Deployment controller would once pods are up.
-pub async fn fake_rollout(client: &Client, ns: &str, name: &str) {
-    let deployments: Api<Deployment> = Api::namespaced(client.clone(), ns);
-    let dep = deployments.get(name).await.unwrap();
-    let replicas = dep.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
+/// Writes the StatefulSet status the way the StatefulSet controller would once `ready` of its
+/// pods run the current template and are ready (this API server runs no controllers and no
+/// kubelet).
+pub async fn fake_statefulset_status(client: &Client, ns: &str, name: &str, ready: i32) {
+    let sets: Api<StatefulSet> = Api::namespaced(client.clone(), ns);
+    let sts = sets.get(name).await.unwrap();
     let status = json!({"status": {
-        "observedGeneration": dep.metadata.generation,
-        "replicas": replicas, "updatedReplicas": replicas,
-        "readyReplicas": replicas, "availableReplicas": replicas
+        "observedGeneration": sts.metadata.generation,
+        "replicas": ready, "updatedReplicas": ready, "currentReplicas": ready,
+        "readyReplicas": ready, "availableReplicas": ready,
+        "currentRevision": format!("{name}-1"), "updateRevision": format!("{name}-1")
     }});
-    deployments
-        .patch_status(name, &PatchParams::default(), &Patch::Merge(&status))
+    sets.patch_status(name, &PatchParams::default(), &Patch::Merge(&status))
         .await
         .unwrap();
 }
 
-pub async fn config_hash(deployments: &Api<Deployment>, name: &str) -> String {
-    let dep = deployments.get(name).await.unwrap();
-    dep.spec
+/// With policy Delete the operator scales the StatefulSet to 0 before it cleans Iggy: waits
+/// for that (the test then reports the pods gone, as the StatefulSet controller would).
+pub async fn scaled_to_zero(client: &Client, ns: &str, name: &str) {
+    let sets: Api<StatefulSet> = Api::namespaced(client.clone(), ns);
+    eventually("the operator to scale the proxies to 0", || {
+        let s = sets.clone();
+        let name = name.to_string();
+        async move { (s.get(&name).await.ok()?.spec?.replicas == Some(0)).then_some(()) }
+    })
+    .await;
+}
+
+/// Every pod the StatefulSet asks for is up and ready.
+pub async fn fake_rollout(client: &Client, ns: &str, name: &str) {
+    let sets: Api<StatefulSet> = Api::namespaced(client.clone(), ns);
+    let sts = sets.get(name).await.unwrap();
+    let replicas = sts.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
+    fake_statefulset_status(client, ns, name, replicas).await;
+}
+
+pub async fn config_hash(sets: &Api<StatefulSet>, name: &str) -> String {
+    let sts = sets.get(name).await.unwrap();
+    sts.spec
         .unwrap()
         .template
         .metadata
