@@ -1,7 +1,8 @@
 """Replicas as one cluster (real Iggy, real processes): proxies started with `--membership log`
-split partitions and groups, while an idempotent librdkafka producer and a three-member
-consumer group run through the changes a platform team causes: scale 1 -> 3, a replica paused
-for longer than its lease and resumed (a zombie), one killed, one stopped, back to 1.
+split partitions and groups, while idempotent producers (librdkafka and Java) and a
+three-member consumer group (two confluent-kafka members, one Java) run through the changes a
+platform team causes: scale 1 -> 3, a replica paused for longer than its lease and resumed (a
+zombie), one killed, one stopped, back to 1.
 
 Afterwards: no acknowledged record is lost or stored twice, every delivery report names the
 offset where a consumer finds the record, the group consumed every record at least once, and
@@ -19,7 +20,7 @@ import pytest
 import harness
 from test_groups import GROUP_ARGS, Member
 
-pytestmark = [pytest.mark.client("replicas (confluent-kafka)"), pytest.mark.iggy_only]
+pytestmark = [pytest.mark.client("replicas (confluent-kafka, java)"), pytest.mark.iggy_only]
 
 LEASE_MS = 3000
 PARTITIONS = 6
@@ -28,6 +29,26 @@ PARTITIONS = 6
 def replica_args(broker_id: int) -> list[str]:
     return ["--membership", "log", "--broker-id", str(broker_id),
             "--membership-lease-ms", str(LEASE_MS), *GROUP_ARGS]
+
+
+class JavaSteadyProducer(threading.Thread):
+    """The Java driver's `produce-steady` (kafka-clients defaults: idempotence on, acks=all) for
+    `duration_s`; keeps every delivery report."""
+
+    def __init__(self, jar, bootstrap: str, topic: str, duration_s: float):
+        super().__init__(daemon=True)
+        self.args = dict(bootstrap=bootstrap, topic=topic, duration_ms=int(duration_s * 1000))
+        self.jar = jar
+        self.timeout = duration_s + 180
+        self.reports: dict[bytes, tuple[int, int]] = {}
+        self.errors: list[str] = []
+
+    def run(self) -> None:
+        try:
+            lines = harness.java_driver(self.jar, "produce-steady", timeout=self.timeout, **self.args)
+            self.reports = {line["value"].encode(): (line["partition"], line["offset"]) for line in lines}
+        except BaseException as e:  # noqa: BLE001 - reported by the test
+            self.errors.append(repr(e))
 
 
 class SteadyProducer(threading.Thread):
@@ -67,7 +88,7 @@ class SteadyProducer(threading.Thread):
             self.errors.append(f"{remaining} records undelivered after the final flush")
 
 
-def test_scale_pause_kill_and_stop_replicas_under_load(backend, proxy_factory, tmp_path):
+def test_scale_pause_kill_and_stop_replicas_under_load(backend, proxy_factory, tmp_path, java_jar):
     harness.require_module("confluent_kafka")
     a = proxy_factory(name="replica-0", extra_args=replica_args(0))
     topic, group = harness.unique_name("replicated"), harness.unique_name("replicated-group")
@@ -75,8 +96,14 @@ def test_scale_pause_kill_and_stop_replicas_under_load(backend, proxy_factory, t
 
     producer = SteadyProducer(a.bootstrap, topic)
     producer.start()
+    # The chaos below takes about 25 s; the Java producer runs through all of it.
+    java_producer = JavaSteadyProducer(java_jar, a.bootstrap, topic, duration_s=27)
+    java_producer.start()
+    # librdkafka's and Java's range assignors share the protocol name: one mixed group.
     members = [Member("confluent", a.bootstrap, topic, group, tmp_path, f"member-{i}",
-                      session_ms=6000, idle_s=15) for i in range(3)]
+                      session_ms=6000, idle_s=15) for i in range(2)]
+    members.append(Member("java", a.bootstrap, topic, group, tmp_path, "member-java",
+                          session_ms=6000, idle_s=15, assignor="range", java_jar=java_jar))
     try:
         time.sleep(2)
         # 1 -> 3 replicas.
@@ -98,10 +125,13 @@ def test_scale_pause_kill_and_stop_replicas_under_load(backend, proxy_factory, t
         producer.stop_event.set()
         producer.join(120)
 
-    assert not producer.is_alive(), "the producer did not finish"
+    java_producer.join(java_producer.timeout)
+    assert not producer.is_alive() and not java_producer.is_alive(), "a producer did not finish"
     assert not producer.errors, producer.errors[:5]
-    acknowledged = producer.reports
-    assert len(acknowledged) == producer.sent, "every record was acknowledged"
+    assert not java_producer.errors, java_producer.errors
+    assert len(producer.reports) == producer.sent, "every librdkafka record was acknowledged"
+    assert len(java_producer.reports) > 1000, len(java_producer.reports)
+    acknowledged = {**producer.reports, **java_producer.reports}
 
     # What a consumer reads back decides: every acknowledged record is where it was reported.
     stored: dict[bytes, list[tuple[int, int]]] = {}
@@ -122,7 +152,8 @@ def test_scale_pause_kill_and_stop_replicas_under_load(backend, proxy_factory, t
     # An idempotent producer's retries after a hand-off or a crash are answered as duplicates:
     # the new leader reads the producer's recent batches back from the log.
     duplicates = {v: places for v, places in stored.items() if len(places) > 1}
-    print(f"{producer.sent} records produced, {len(duplicates)} stored more than once")
+    print(f"{producer.sent} records from librdkafka, {len(java_producer.reports)} from Java, "
+          f"{len(duplicates)} stored more than once")
     assert not duplicates, f"{len(duplicates)} records stored twice, e.g. {list(duplicates.items())[:5]}"
 
     # The group consumed everything at least once.

@@ -78,6 +78,7 @@ public final class Driver {
         }
         switch (argv[0]) {
             case "produce" -> produce(args);
+            case "produce-steady" -> produceSteady(args);
             case "consume" -> consume(args);
             case "create-topic" -> createTopic(args);
             case "delete-topic" -> deleteTopic(args);
@@ -138,6 +139,44 @@ public final class Driver {
             }
             producer.flush();
             for (int i = 0; i < count; i++) {
+                RecordMetadata meta = futures.get(i).get(CALL_TIMEOUT_MS, TimeUnit.MILLISECONDS);
+                ProducerRecord<byte[], byte[]> record = records.get(i);
+                System.out.println(recordJson(meta.partition(), meta.offset(), meta.timestamp(),
+                        record.key(), record.value(), record.headers()));
+            }
+        }
+    }
+
+    /**
+     * Sends records keyed and valued {@code java-<i>} (partition chosen by the key) at about
+     * 200 a second for {@code duration_ms}, with the client's defaults (idempotence on, acks=all)
+     * and a delivery timeout long enough to ride out broker changes; then prints every delivery.
+     */
+    private static void produceSteady(Map<String, String> args) throws Exception {
+        String topic = required(args, "topic");
+        long until = System.currentTimeMillis() + Long.parseLong(required(args, "duration_ms"));
+        Properties props = new Properties();
+        props.put(ProducerConfig.BOOTSTRAP_SERVERS_CONFIG, required(args, "bootstrap"));
+        props.put(ProducerConfig.KEY_SERIALIZER_CLASS_CONFIG, ByteArraySerializer.class.getName());
+        props.put(ProducerConfig.VALUE_SERIALIZER_CLASS_CONFIG, ByteArraySerializer.class.getName());
+        props.put(ProducerConfig.MAX_BLOCK_MS_CONFIG, CALL_TIMEOUT_MS);
+        props.put(ProducerConfig.REQUEST_TIMEOUT_MS_CONFIG, 10_000);
+        props.put(ProducerConfig.DELIVERY_TIMEOUT_MS_CONFIG, 120_000);
+        props.put(ProducerConfig.LINGER_MS_CONFIG, 5);
+        try (KafkaProducer<byte[], byte[]> producer = new KafkaProducer<>(props)) {
+            List<ProducerRecord<byte[], byte[]>> records = new ArrayList<>();
+            List<Future<RecordMetadata>> futures = new ArrayList<>();
+            for (int i = 0; System.currentTimeMillis() < until; i++) {
+                byte[] name = utf8("java-" + i);
+                ProducerRecord<byte[], byte[]> record = new ProducerRecord<>(topic, name, name);
+                records.add(record);
+                futures.add(producer.send(record));
+                if (i % 10 == 9) {
+                    Thread.sleep(50);
+                }
+            }
+            producer.flush();
+            for (int i = 0; i < records.size(); i++) {
                 RecordMetadata meta = futures.get(i).get(CALL_TIMEOUT_MS, TimeUnit.MILLISECONDS);
                 ProducerRecord<byte[], byte[]> record = records.get(i);
                 System.out.println(recordJson(meta.partition(), meta.offset(), meta.timestamp(),
