@@ -1,5 +1,13 @@
 //! Per-partition state owned by the partition's leader: the writer lock that orders appends,
-//! idempotent-producer sequence tracking, and the wake-up that ends Fetch long-polls early.
+//! the run of ownership the writer is in (`WriterState::hold`, with the `WritePermit` the
+//! cluster gives right before each append), idempotent-producer sequence tracking (rebuilt from
+//! the log when a run begins), and the wake-up that ends Fetch long-polls early.
+//!
+//! Where the rest of a partition's truth lives: who leads it is `cluster::Cluster` (from the
+//! membership log, `membership::view`); the offset a batch got is what the back end found it
+//! stored at (`backend::iggy::log::locate_batch`), never a count kept here; the next offset
+//! the Iggy back end expects (`backend::iggy::offsets`) is only a guess that makes the
+//! common case one poll.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, PoisonError};
