@@ -20,6 +20,8 @@ pub mod partitions;
 pub mod protocol;
 pub mod server;
 pub mod shutdown;
+#[doc(hidden)]
+pub mod test_rng;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

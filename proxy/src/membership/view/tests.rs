@@ -242,13 +242,8 @@ fn never_two_writers_for_a_partition() {
     let mut write_moments = 0;
     let mut bans = 0;
     for seed in 1..=150u64 {
-        let mut rng = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
-        let mut random = |n: u64| {
-            rng ^= rng << 13;
-            rng ^= rng >> 7;
-            rng ^= rng << 17;
-            rng % n
-        };
+        let mut rng = crate::test_rng::SeededRng::new(seed);
+        let mut random = |n: u64| rng.below(n);
         let mut log = Log::new();
         let mut replicas: Vec<Sim> = (0..4)
             .map(|b| Sim {
