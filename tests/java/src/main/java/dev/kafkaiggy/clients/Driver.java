@@ -112,20 +112,27 @@ public final class Driver {
 
     // ---------------------------------------------------------------- producer
 
-    private static void produce(Map<String, String> args) throws Exception {
-        String topic = required(args, "topic");
-        int partitions = intArg(args, "partitions");
-        int count = intArg(args, "count");
+    /**
+     * A producer with the client's defaults (idempotence, acks, retries); only timeouts and a
+     * short linger are set.
+     */
+    private static KafkaProducer<byte[], byte[]> defaultProducer(Map<String, String> args, int deliveryTimeoutMs) {
         Properties props = new Properties();
         props.put(ProducerConfig.BOOTSTRAP_SERVERS_CONFIG, required(args, "bootstrap"));
         props.put(ProducerConfig.KEY_SERIALIZER_CLASS_CONFIG, ByteArraySerializer.class.getName());
         props.put(ProducerConfig.VALUE_SERIALIZER_CLASS_CONFIG, ByteArraySerializer.class.getName());
-        // Only timeouts are set: idempotence, acks and retries stay at the client's defaults.
         props.put(ProducerConfig.MAX_BLOCK_MS_CONFIG, CALL_TIMEOUT_MS);
         props.put(ProducerConfig.REQUEST_TIMEOUT_MS_CONFIG, 10_000);
-        props.put(ProducerConfig.DELIVERY_TIMEOUT_MS_CONFIG, 30_000);
+        props.put(ProducerConfig.DELIVERY_TIMEOUT_MS_CONFIG, deliveryTimeoutMs);
         props.put(ProducerConfig.LINGER_MS_CONFIG, 5);
-        try (KafkaProducer<byte[], byte[]> producer = new KafkaProducer<>(props)) {
+        return new KafkaProducer<>(props);
+    }
+
+    private static void produce(Map<String, String> args) throws Exception {
+        String topic = required(args, "topic");
+        int partitions = intArg(args, "partitions");
+        int count = intArg(args, "count");
+        try (KafkaProducer<byte[], byte[]> producer = defaultProducer(args, 30_000)) {
             List<ProducerRecord<byte[], byte[]>> records = new ArrayList<>();
             List<Future<RecordMetadata>> futures = new ArrayList<>();
             for (int i = 0; i < count; i++) {
@@ -155,15 +162,7 @@ public final class Driver {
     private static void produceSteady(Map<String, String> args) throws Exception {
         String topic = required(args, "topic");
         long until = System.currentTimeMillis() + Long.parseLong(required(args, "duration_ms"));
-        Properties props = new Properties();
-        props.put(ProducerConfig.BOOTSTRAP_SERVERS_CONFIG, required(args, "bootstrap"));
-        props.put(ProducerConfig.KEY_SERIALIZER_CLASS_CONFIG, ByteArraySerializer.class.getName());
-        props.put(ProducerConfig.VALUE_SERIALIZER_CLASS_CONFIG, ByteArraySerializer.class.getName());
-        props.put(ProducerConfig.MAX_BLOCK_MS_CONFIG, CALL_TIMEOUT_MS);
-        props.put(ProducerConfig.REQUEST_TIMEOUT_MS_CONFIG, 10_000);
-        props.put(ProducerConfig.DELIVERY_TIMEOUT_MS_CONFIG, 120_000);
-        props.put(ProducerConfig.LINGER_MS_CONFIG, 5);
-        try (KafkaProducer<byte[], byte[]> producer = new KafkaProducer<>(props)) {
+        try (KafkaProducer<byte[], byte[]> producer = defaultProducer(args, 120_000)) {
             List<ProducerRecord<byte[], byte[]>> records = new ArrayList<>();
             List<Future<RecordMetadata>> futures = new ArrayList<>();
             for (int i = 0; System.currentTimeMillis() < until; i++) {
