@@ -47,10 +47,14 @@ fi
 stage_started=$SECONDS
 took() { echo "### took $((SECONDS - stage_started)) s: $1"; stage_started=$SECONDS; }
 # Lints first: they are quick once the tests' dependencies are built, and a lint is a failure.
-echo "=== cargo fmt --check; cargo clippy --workspace --all-targets --locked -D warnings"
-cargo fmt --all -- --check
-cargo clippy --workspace --all-targets --locked -- -D warnings
-took "fmt + clippy"
+if cargo fmt --version >/dev/null 2>&1 && cargo clippy --version >/dev/null 2>&1; then
+  echo "=== cargo fmt --check; cargo clippy --workspace --all-targets --locked -D warnings"
+  cargo fmt --all -- --check
+  cargo clippy --workspace --all-targets --locked -- -D warnings
+  took "fmt + clippy"
+else
+  echo "### !!! SKIPPED: lints (rustfmt or clippy not installed: rustup component add rustfmt clippy)"
+fi
 echo "=== cargo test --workspace --locked -- ${skips[*]}"
 cargo test --workspace --locked -- "${skips[@]}"
 took "cargo test"
