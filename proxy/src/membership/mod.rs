@@ -34,8 +34,6 @@ impl WritePermit {
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use tokio::sync::watch;
-
 use self::log::MEMBERS_TOPIC;
 use self::view::{Entry, Ledger, MemberId, View};
 use crate::backend::{BackendError, ReadLimits, SharedBackend, TopicSettings};
@@ -76,9 +74,6 @@ pub struct Membership {
     lease: Duration,
     heartbeat_interval: Duration,
     state: Mutex<State>,
-    /// Bumped whenever the latest view changes, so that state tied to partition ownership
-    /// (producer sequences, loaded groups) is re-checked.
-    version: watch::Sender<u64>,
 }
 
 impl Membership {
@@ -106,7 +101,6 @@ impl Membership {
                 next: -1,
                 leaving: false,
             }),
-            version: watch::Sender::new(0),
         }
     }
 
@@ -143,11 +137,6 @@ impl Membership {
             ));
         }
         Ok(())
-    }
-
-    /// A receiver that changes whenever the view does.
-    pub fn changes(&self) -> watch::Receiver<u64> {
-        self.version.subscribe()
     }
 
     /// `Some` when this replica may append to the partition now, naming this incarnation and
@@ -287,7 +276,6 @@ impl Membership {
                     .map(|m| format!("{}@{}:{}", m.id.broker_id, m.host, m.port))
                     .collect();
                 tracing::info!(members = ?members, "cluster membership changed");
-                self.version.send_modify(|v| *v += 1);
             }
         }
     }
@@ -353,7 +341,6 @@ impl Membership {
             }
             state.me
         };
-        self.version.send_modify(|v| *v += 1);
         let record = log::to_record(&Entry::Leave { id }, now_ms());
         if let Err(e) = self.backend.append(MEMBERS_TOPIC, 0, vec![record]).await {
             tracing::warn!(error = %e, "could not announce leaving the cluster; partitions move after the lease");
