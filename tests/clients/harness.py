@@ -28,6 +28,7 @@ from typing import Mapping, Sequence
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 JAVA_PROJECT = REPO_ROOT / "tests" / "java"
+JAVA_STREAMS_PROJECT = REPO_ROOT / "tests" / "java-streams"
 
 # Iggy stream holding the Kafka topics (passed to every proxy as --default-stream).
 DEFAULT_STREAM = "kafka"
@@ -208,7 +209,8 @@ def proxy_binary() -> Path:
     if cargo is None:
         raise HarnessError("cargo not found and PROXY_BIN not set: cannot build the proxy")
     run([cargo, "build", "--release", "-p", "kafka-iggy-proxy"], cwd=REPO_ROOT, timeout=3600)
-    path = REPO_ROOT / "target" / "release" / "kafka-iggy-proxy"
+    # cargo puts it where CARGO_TARGET_DIR says (relative to the workspace), target/ otherwise.
+    path = REPO_ROOT / os.environ.get("CARGO_TARGET_DIR", "target") / "release" / "kafka-iggy-proxy"
     if not path.is_file():
         raise HarnessError(f"cargo build succeeded but {path} does not exist")
     return path
@@ -394,16 +396,26 @@ def require_module(name: str):
         pytest.skip(message)
 
 
-def java_driver_jar() -> Path:
-    """Builds tests/java (Java kafka-clients driver) with Maven and returns the shaded jar."""
+def maven_jar(project: Path, name: str) -> Path:
+    """Builds a Maven project of tests/ and returns its shaded jar target/`name`."""
     mvn = shutil.which("mvn")
     if mvn is None:
         raise HarnessError("mvn not found")
-    run([mvn, "-q", "-B", "package"], cwd=JAVA_PROJECT, timeout=900)
-    jar = JAVA_PROJECT / "target" / "kafka-clients-driver.jar"
+    run([mvn, "-q", "-B", "package"], cwd=project, timeout=900)
+    jar = project / "target" / name
     if not jar.is_file():
         raise HarnessError(f"mvn package succeeded but {jar} does not exist")
     return jar
+
+
+def java_driver_jar() -> Path:
+    """The Java kafka-clients driver (tests/java)."""
+    return maven_jar(JAVA_PROJECT, "kafka-clients-driver.jar")
+
+
+def java_streams_jar() -> Path:
+    """The Kafka Streams word count (tests/java-streams)."""
+    return maven_jar(JAVA_STREAMS_PROJECT, "kafka-streams-app.jar")
 
 
 def java_driver(jar: Path, command: str, timeout: float = CLIENT_TIMEOUT_S, **args) -> list[dict]:
