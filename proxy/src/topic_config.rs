@@ -24,8 +24,12 @@ pub const RETENTION_BYTES: &str = "retention.bytes";
 #[derive(Debug, Clone, Copy)]
 enum Kind {
     Bool,
-    Int { min: i64 },
-    Long { min: i64 },
+    Int {
+        min: i64,
+    },
+    Long {
+        min: i64,
+    },
     Ratio,
     /// One of these.
     Choice(&'static [&'static str]),
@@ -74,24 +78,44 @@ const COMPRESSION: &[&str] = &["uncompressed", "zstd", "lz4", "snappy", "gzip", 
 
 /// Kafka 4 topic configs (`TopicConfig` and `LogConfig`), with Kafka's bounds.
 pub const TOPIC_CONFIGS: &[ConfigDef] = &[
-    def("cleanup.policy", Kind::Subset(&["compact", "delete"]), "delete"),
+    def(
+        "cleanup.policy",
+        Kind::Subset(&["compact", "delete"]),
+        "delete",
+    ),
     def("compression.type", Kind::Choice(COMPRESSION), "producer"),
     def("compression.gzip.level", Kind::Int { min: -1 }, "-1"),
     def("compression.lz4.level", Kind::Int { min: 1 }, "9"),
     def("compression.zstd.level", Kind::Int { min: -131072 }, "3"),
     def("delete.retention.ms", Kind::Long { min: 0 }, "86400000"),
     def("file.delete.delay.ms", Kind::Long { min: 0 }, "60000"),
-    def("flush.messages", Kind::Long { min: 1 }, "9223372036854775807"),
+    def(
+        "flush.messages",
+        Kind::Long { min: 1 },
+        "9223372036854775807",
+    ),
     def("flush.ms", Kind::Long { min: 0 }, "9223372036854775807"),
     def("follower.replication.throttled.replicas", Kind::List, ""),
     def("index.interval.bytes", Kind::Int { min: 0 }, "4096"),
     def("leader.replication.throttled.replicas", Kind::List, ""),
     def("local.retention.bytes", Kind::Long { min: -2 }, "-2"),
     def("local.retention.ms", Kind::Long { min: -2 }, "-2"),
-    def("max.compaction.lag.ms", Kind::Long { min: 1 }, "9223372036854775807"),
+    def(
+        "max.compaction.lag.ms",
+        Kind::Long { min: 1 },
+        "9223372036854775807",
+    ),
     def("max.message.bytes", Kind::Int { min: 0 }, "1048588"),
-    def("message.timestamp.after.max.ms", Kind::Long { min: 0 }, "3600000"),
-    def("message.timestamp.before.max.ms", Kind::Long { min: 0 }, "9223372036854775807"),
+    def(
+        "message.timestamp.after.max.ms",
+        Kind::Long { min: 0 },
+        "3600000",
+    ),
+    def(
+        "message.timestamp.before.max.ms",
+        Kind::Long { min: 0 },
+        "9223372036854775807",
+    ),
     def(
         "message.timestamp.type",
         Kind::Choice(&["CreateTime", "LogAppendTime"]),
@@ -106,7 +130,11 @@ pub const TOPIC_CONFIGS: &[ConfigDef] = &[
     def("remote.storage.enable", Kind::Bool, "false"),
     def(RETENTION_BYTES, Kind::Long { min: i64::MIN }, "-1"),
     def(RETENTION_MS, Kind::Long { min: -1 }, "-1"),
-    def("segment.bytes", Kind::Int { min: 1024 * 1024 }, "1073741824"),
+    def(
+        "segment.bytes",
+        Kind::Int { min: 1024 * 1024 },
+        "1073741824",
+    ),
     def("segment.index.bytes", Kind::Int { min: 4 }, "10485760"),
     def("segment.jitter.ms", Kind::Long { min: 0 }, "0"),
     def("segment.ms", Kind::Long { min: 1 }, "604800000"),
@@ -151,7 +179,10 @@ pub fn validate(name: &str, value: &str) -> Result<String, String> {
             }
             for item in &items {
                 if !choices.contains(&item.as_str()) {
-                    return Err(bad(&format!("String must be one of: {}", choices.join(", "))));
+                    return Err(bad(&format!(
+                        "String must be one of: {}",
+                        choices.join(", ")
+                    )));
                 }
             }
             Ok(items.join(","))

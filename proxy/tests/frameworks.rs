@@ -84,10 +84,10 @@ async fn describe(w: &mut Wire, name: &str) -> Vec<(String, String, i8)> {
     let request = DescribeConfigsRequest::default().with_resources(vec![
         describe_configs_request::DescribeConfigsResource::default()
             .with_resource_type(2)
-            .with_resource_name(s(name)),
+            .with_resource_name(s(name))
+            .with_configuration_keys(None),
     ]);
-    let ResponseKind::DescribeConfigs(r) =
-        w.call(ApiKey::DescribeConfigs, 4, request.into()).await
+    let ResponseKind::DescribeConfigs(r) = w.call(ApiKey::DescribeConfigs, 4, request.into()).await
     else {
         panic!("kind")
     };
@@ -185,9 +185,8 @@ async fn delete_records(
                     .with_partition_index(partition)
                     .with_offset(offset),
             ])]);
-    let ResponseKind::DeleteRecords(r) = w
-        .call(ApiKey::DeleteRecords, version, request.into())
-        .await
+    let ResponseKind::DeleteRecords(r) =
+        w.call(ApiKey::DeleteRecords, version, request.into()).await
     else {
         panic!("kind")
     };
@@ -217,7 +216,10 @@ async fn compacted_topics_and_config_changes(a: &Proxy, b: &Proxy) {
         ("max.compaction.lag.ms", "1000"),
         ("retention.ms", "3600000"),
     ];
-    assert_eq!(create_with_configs(&mut w, "compacted", &compacted).await, 0);
+    assert_eq!(
+        create_with_configs(&mut w, "compacted", &compacted).await,
+        0
+    );
     assert_eq!(
         create_with_configs(&mut w, "changelog", &[("cleanup.policy", "compact")]).await,
         0
@@ -279,7 +281,14 @@ async fn compacted_topics_and_config_changes(a: &Proxy, b: &Proxy) {
         0
     );
     assert_eq!(
-        incremental(&mut w, 2, "changelog", &[("retention.ms", 2, Some("1"))], false).await,
+        incremental(
+            &mut w,
+            2,
+            "changelog",
+            &[("retention.ms", 2, Some("1"))],
+            false
+        )
+        .await,
         INVALID_CONFIG,
         "APPEND to a non-list config"
     );
@@ -288,7 +297,14 @@ async fn compacted_topics_and_config_changes(a: &Proxy, b: &Proxy) {
         INVALID_CONFIG
     );
     assert_eq!(
-        incremental(&mut w, 2, "missing", &[("retention.ms", 0, Some("1"))], false).await,
+        incremental(
+            &mut w,
+            2,
+            "missing",
+            &[("retention.ms", 0, Some("1"))],
+            false
+        )
+        .await,
         UNKNOWN_TOPIC_OR_PARTITION
     );
     assert_eq!(
@@ -315,7 +331,10 @@ async fn compacted_topics_and_config_changes(a: &Proxy, b: &Proxy) {
     );
 
     // AlterConfigs replaces every topic-level config.
-    assert_eq!(alter(&mut w, "compacted", &[("cleanup.policy", "compact")]).await, 0);
+    assert_eq!(
+        alter(&mut w, "compacted", &[("cleanup.policy", "compact")]).await,
+        0
+    );
     assert_eq!(
         alter(&mut w, "compacted", &[("cleanup.policy", "nope")]).await,
         INVALID_CONFIG
@@ -325,7 +344,9 @@ async fn compacted_topics_and_config_changes(a: &Proxy, b: &Proxy) {
         ("compact".into(), 1)
     );
     assert_eq!(
-        config(&mut w, "compacted", "min.cleanable.dirty.ratio").await.1,
+        config(&mut w, "compacted", "min.cleanable.dirty.ratio")
+            .await
+            .1,
         5
     );
 
@@ -410,9 +431,15 @@ async fn delete_records_moves_the_log_start(a: &Proxy, b: &Proxy) {
     );
     tokio::time::sleep(REFRESH + Duration::from_millis(200)).await;
     let mut other = Wire::connect(b.kafka_addr).await;
-    assert_eq!(list_offset(&mut other, "repartition", 0, EARLIEST).await.1, 10);
+    assert_eq!(
+        list_offset(&mut other, "repartition", 0, EARLIEST).await.1,
+        10
+    );
     let f = fetch(&mut other, "repartition", 0, 5, 0, 1).await;
-    assert_eq!((f.error_code, f.log_start_offset), (OFFSET_OUT_OF_RANGE, 10));
+    assert_eq!(
+        (f.error_code, f.log_start_offset),
+        (OFFSET_OUT_OF_RANGE, 10)
+    );
     produce_values(&mut other, "repartition", 2).await;
     let f = fetch(&mut other, "repartition", 0, 10, 0, 1).await;
     assert_eq!(f.records.len(), 2);
@@ -423,10 +450,7 @@ async fn delete_records_moves_the_log_start(a: &Proxy, b: &Proxy) {
 /// created again starts afresh.
 async fn state_survives_restart(c: &Proxy) {
     let mut w = Wire::connect(c.kafka_addr).await;
-    assert_eq!(
-        list_offset(&mut w, "repartition", 0, EARLIEST).await.1,
-        10
-    );
+    assert_eq!(list_offset(&mut w, "repartition", 0, EARLIEST).await.1, 10);
     assert_eq!(
         config(&mut w, "changelog", "cleanup.policy").await,
         ("compact,delete".into(), 1)
@@ -450,10 +474,10 @@ async fn state_survives_restart(c: &Proxy) {
     else {
         panic!("kind")
     };
-    assert!(m
-        .topics
-        .iter()
-        .all(|t| !t.name.as_ref().is_some_and(|n| n.starts_with("__kafka_bridge"))));
+    assert!(m.topics.iter().all(|t| !t
+        .name
+        .as_ref()
+        .is_some_and(|n| n.starts_with("__kafka_bridge"))));
 }
 
 async fn all_scenarios(store: Store) {

@@ -15,12 +15,11 @@ use kafka_protocol::messages::{
 use kafka_protocol::protocol::StrBytes;
 
 use super::tally;
-use crate::backend::{TopicInfo, TopicSettings};
+use crate::backend::{BackendError, TopicInfo, TopicSettings};
 use crate::broker::{is_internal_topic, Broker};
 use crate::error::backend_error_code;
 use crate::topic_config::{
-    lookup, split_list, TopicConfigs, RETENTION_BYTES, RETENTION_MS, TOPIC_CONFIGS, TYPE_BOOLEAN,
-    TYPE_INT,
+    lookup, split_list, TopicConfigs, TOPIC_CONFIGS, TYPE_BOOLEAN, TYPE_INT,
 };
 
 const RESOURCE_TOPIC: i8 = 2;
@@ -187,19 +186,19 @@ fn apply_op(
 ) -> Result<(), Failure> {
     let invalid = |m: String| failure(ResponseError::InvalidConfig, m);
     let def = lookup(name).ok_or_else(|| invalid(format!("Unknown topic config name: {name}")))?;
-    let current = || {
-        split_list(
-            &configs
-                .get(name)
-                .unwrap_or_else(|| def.default.to_string()),
-        )
-    };
+    let current = || split_list(&configs.get(name).unwrap_or_else(|| def.default.to_string()));
     match op {
-        OP_SET => configs.set(name, value.unwrap_or_default()).map_err(invalid),
+        OP_SET => configs
+            .set(name, value.unwrap_or_default())
+            .map_err(invalid),
         OP_DELETE => configs.unset(name).map_err(invalid),
         OP_APPEND | OP_SUBTRACT if !def.is_list() => Err(invalid(format!(
             "Can't {} to key {name} because its type is not LIST.",
-            if op == OP_APPEND { "APPEND" } else { "SUBTRACT" }
+            if op == OP_APPEND {
+                "APPEND"
+            } else {
+                "SUBTRACT"
+            }
         ))),
         OP_APPEND => {
             let mut items = current();
@@ -291,14 +290,18 @@ async fn alter_resource(
         .backend
         .alter_topic(name, &settings)
         .await
-        .map_err(|e| (backend_error_code(&e), Some(e.to_string())))?;
+        .map_err(|e| match e {
+            // The store refused the settings (Iggy: a maximum size below one segment).
+            BackendError::InvalidRequest(m) => failure(ResponseError::InvalidConfig, m),
+            other => (backend_error_code(&other), Some(other.to_string())),
+        })?;
     tracing::info!(topic = name, ?settings, "altered topic configs");
     Ok(())
 }
 
 /// The topic and its topic-level configs: retention from Iggy, the rest from the topic state.
 async fn current(broker: &Broker, name: &str) -> Result<(TopicInfo, TopicConfigs), Failure> {
-    let backend_failure = |e: crate::backend::BackendError| (backend_error_code(&e), Some(e.to_string()));
+    let backend_failure = |e: BackendError| (backend_error_code(&e), Some(e.to_string()));
     let info = broker
         .backend
         .describe_topic(name)
@@ -379,6 +382,7 @@ fn broker_configs(broker: &Broker) -> Vec<DescribeConfigsResourceResult> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::topic_config::{RETENTION_BYTES, RETENTION_MS};
 
     #[test]
     fn incremental_operations() {

@@ -38,7 +38,8 @@ pub async fn handle(broker: &Broker, request: DeleteRecordsRequest) -> DeleteRec
                 Ok(info) => delete_below(broker, info, p).await,
                 Err(code) => Err(*code),
             };
-            let result = DeleteRecordsPartitionResult::default().with_partition_index(p.partition_index);
+            let result =
+                DeleteRecordsPartitionResult::default().with_partition_index(p.partition_index);
             partitions.push(match outcome {
                 Ok(low_watermark) => result.with_low_watermark(low_watermark),
                 Err(code) => {
@@ -49,9 +50,11 @@ pub async fn handle(broker: &Broker, request: DeleteRecordsRequest) -> DeleteRec
                         error = %crate::error::error_name(code),
                         "refused to delete records"
                     );
-                    result
-                        .with_low_watermark(-1)
-                        .with_error_code(tally(broker, ApiKey::DeleteRecords, code))
+                    result.with_low_watermark(-1).with_error_code(tally(
+                        broker,
+                        ApiKey::DeleteRecords,
+                        code,
+                    ))
                 }
             });
         }

@@ -92,7 +92,9 @@ impl Backend for LogStartFloor {
     async fn alter_topic(&self, topic: &str, settings: &TopicSettings) -> BackendResult<()> {
         visible(topic)?;
         self.inner.alter_topic(topic, settings).await?;
-        self.state.set_configs(topic, settings.configs.clone()).await
+        self.state
+            .set_configs(topic, settings.configs.clone())
+            .await
     }
 
     async fn append_batch(

@@ -33,6 +33,8 @@ struct View {
     configs: HashMap<String, BTreeMap<String, String>>,
     log_starts: HashMap<String, BTreeMap<u32, i64>>,
     refreshed: Option<Instant>,
+    /// The log's topic was seen to exist.
+    log_exists: bool,
 }
 
 impl View {
@@ -225,16 +227,27 @@ impl TopicState {
         self.catch_up_locked(next).await
     }
 
-    async fn catch_up_locked(&self, mut next: tokio::sync::MutexGuard<'_, i64>) -> BackendResult<()> {
+    async fn catch_up_locked(
+        &self,
+        mut next: tokio::sync::MutexGuard<'_, i64>,
+    ) -> BackendResult<()> {
+        // Until the log exists, look it up rather than read it: Iggy logs every failed poll as
+        // an error, and a proxy that never wrote state would otherwise cause one a second.
+        let seen = self.view().log_exists;
+        if !seen && self.backend.describe_topic(STATE_TOPIC).await?.is_none() {
+            self.view().refreshed = Some(Instant::now());
+            return Ok(());
+        }
+        self.view().log_exists = true;
         let bounds = match self.backend.bounds(STATE_TOPIC, 0).await {
             Ok(b) => b,
             // Never written: nothing to know.
             Err(BackendError::UnknownTopicOrPartition(_)) => {
-                if *next > 0 {
-                    *next = 0;
-                    *self.view() = View::default();
-                }
-                self.view().refreshed = Some(Instant::now());
+                *next = 0;
+                *self.view() = View {
+                    refreshed: Some(Instant::now()),
+                    ..View::default()
+                };
                 return Ok(());
             }
             Err(e) => return Err(e),
@@ -246,7 +259,10 @@ impl TopicState {
                 "the topic state log changed underneath; replaying it again"
             );
             *next = bounds.log_start;
-            *self.view() = View::default();
+            *self.view() = View {
+                log_exists: true,
+                ..View::default()
+            };
         }
         while *next < bounds.high_watermark {
             let limits = ReadLimits {

@@ -4,7 +4,7 @@ use bytes::Bytes;
 
 use super::*;
 use crate::backend::memory::MemoryBackend;
-use crate::backend::{Backend, StoredRecord};
+use crate::backend::StoredRecord;
 
 fn record(v: &str) -> StoredRecord {
     StoredRecord {
@@ -80,7 +80,10 @@ async fn another_replica_reads_the_same_state() {
 
     let (other, other_backend) = replica(&store);
     assert_eq!(other.log_start("t", 1).await, 3);
-    assert_eq!(other.configs("t").await.unwrap()["cleanup.policy"], "compact");
+    assert_eq!(
+        other.configs("t").await.unwrap()["cleanup.policy"],
+        "compact"
+    );
     assert_eq!(other_backend.bounds("t", 1).await.unwrap().log_start, 3);
 }
 
