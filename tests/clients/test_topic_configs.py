@@ -1,7 +1,7 @@
 """Topic configs and DeleteRecords through a real AdminClient (confluent-kafka): compacted topics
 are created with their configs and reported back, IncrementalAlterConfigs changes them
 (validate_only changes nothing, broker configs are refused), DeleteRecords moves the log start
-that consumers and ListOffsets see; all of it survives a proxy restart."""
+that consumers and ListOffsets see; on Iggy all of it survives a proxy restart."""
 
 import pytest
 
@@ -79,9 +79,13 @@ def test_compacted_topic_configs_and_delete_records_survive_restart(backend, pro
         admin.delete_records([TopicPartition(topic, 0, 4)], request_timeout=15)[TopicPartition(topic, 0)],
         "delete_records")
     assert deleted.low_watermark == 4
-    first.stop(graceful=True)
-
-    second = proxy_factory(name="proxy-second")
+    if backend.kind == "iggy":
+        # Everything is kept in Iggy: a new proxy knows it (the memory back end dies with its
+        # proxy, so there the same proxy answers).
+        first.stop(graceful=True)
+        second = proxy_factory(name="proxy-second")
+    else:
+        second = first
     consumer = harness.ck_consumer(second.bootstrap)
     try:
         assert consumer.get_watermark_offsets(TopicPartition(topic, 0), timeout=15) == (4, 10)
