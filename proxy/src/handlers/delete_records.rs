@@ -79,6 +79,10 @@ async fn delete_below(
         .filter(|p| *p < info.partitions)
         .ok_or(ResponseError::UnknownTopicOrPartition.code())?;
     let topic = info.name.as_str();
+    // Kafka sends DeleteRecords to each partition's leader; another replica sends it there.
+    if !broker.cluster.is_local_leader(topic, index) {
+        return Err(ResponseError::NotLeaderOrFollower.code());
+    }
     let bounds = broker
         .backend
         .bounds(topic, partition)
