@@ -677,16 +677,29 @@ def iggy_native(server: IggyServer, action, timeout: float = CLIENT_TIMEOUT_S):
 JAVA_TOOLS_PROJECT = REPO_ROOT / "tests" / "java-tools"
 
 
-def kafka_tools_classpath() -> str:
-    """Class path of org.apache.kafka:kafka-tools (tests/java-tools), resolved by Maven; the
-    real kafka-consumer-groups.sh runs org.apache.kafka.tools.consumer.group.ConsumerGroupCommand
-    from it."""
-    out = JAVA_TOOLS_PROJECT / "target" / "classpath.txt"
+def maven_classpath(project: Path) -> str:
+    """Class path of a dependency-only Maven project of tests/, resolved once by Maven."""
+    out = project / "target" / "classpath.txt"
     if not out.is_file():
         mvn = require_tool("mvn")
-        run([mvn, "-q", "-B", "-f", str(JAVA_TOOLS_PROJECT / "pom.xml"), "dependency:build-classpath"],
+        run([mvn, "-q", "-B", "-f", str(project / "pom.xml"), "dependency:build-classpath"],
             timeout=900)
     return out.read_text().strip()
+
+
+def kafka_tools_classpath() -> str:
+    """Class path of org.apache.kafka:kafka-tools (tests/java-tools); the real
+    kafka-consumer-groups.sh runs org.apache.kafka.tools.consumer.group.ConsumerGroupCommand
+    from it."""
+    return maven_classpath(JAVA_TOOLS_PROJECT)
+
+
+JAVA_CONNECT_PROJECT = REPO_ROOT / "tests" / "java-connect"
+
+
+def kafka_connect_classpath() -> str:
+    """Class path of connect-runtime and connect-file (tests/java-connect)."""
+    return maven_classpath(JAVA_CONNECT_PROJECT)
 
 
 def kafka_consumer_groups(bootstrap: str, *args: str, check: bool = True) -> subprocess.CompletedProcess:
