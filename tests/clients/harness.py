@@ -702,6 +702,64 @@ def kafka_connect_classpath() -> str:
     return maven_classpath(JAVA_CONNECT_PROJECT)
 
 
+JAVA_MIRROR_PROJECT = REPO_ROOT / "tests" / "java-mirror"
+
+
+def kafka_mirror_classpath() -> str:
+    """Class path of a Kafka broker (kafka_2.13) and MirrorMaker 2 (tests/java-mirror)."""
+    return maven_classpath(JAVA_MIRROR_PROJECT)
+
+
+class KafkaBroker:
+    """A real Apache Kafka 4.x broker (KRaft, one node as broker and controller) from the Maven
+    jars of tests/java-mirror, on free ports, data in `workdir`."""
+
+    def __init__(self, workdir: Path):
+        self.workdir = workdir
+        self.port = free_port()
+        self.controller_port = free_port()
+        self.proc: ManagedProcess | None = None
+
+    @property
+    def bootstrap(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def start(self) -> "KafkaBroker":
+        import base64
+
+        java = require_tool("java")
+        classpath = kafka_mirror_classpath()
+        props = self.workdir / "server.properties"
+        props.write_text("\n".join([
+            "process.roles=broker,controller",
+            "node.id=1",
+            f"controller.quorum.voters=1@127.0.0.1:{self.controller_port}",
+            f"listeners=PLAINTEXT://127.0.0.1:{self.port},CONTROLLER://127.0.0.1:{self.controller_port}",
+            f"advertised.listeners=PLAINTEXT://127.0.0.1:{self.port}",
+            "controller.listener.names=CONTROLLER",
+            "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+            f"log.dirs={self.workdir / 'data'}",
+            "offsets.topic.replication.factor=1",
+            "transaction.state.log.replication.factor=1",
+            "transaction.state.log.min.isr=1",
+            "group.initial.rebalance.delay.ms=0",
+            "",
+        ]))
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        run([java, "-cp", classpath, "kafka.tools.StorageTool", "format", "-t", cluster_id,
+             "-c", str(props)], timeout=120)
+        self.proc = ManagedProcess("kafka-broker", [
+            java, "-Xmx512m", "-Dorg.slf4j.simpleLogger.defaultLogLevel=warn", "-cp", classpath,
+            "kafka.Kafka", str(props)], self.workdir / "broker.log")
+        wait_until(lambda: port_accepts("127.0.0.1", self.port), STARTUP_TIMEOUT_S,
+                   "the Kafka broker to listen", self.proc, interval=0.2)
+        return self
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.stop(graceful=True, grace_s=30)
+
+
 def kafka_consumer_groups(bootstrap: str, *args: str, check: bool = True) -> subprocess.CompletedProcess:
     """Runs the real kafka-consumer-groups tool; returns the completed process (text output)."""
     java = require_tool("java")
