@@ -207,17 +207,16 @@ impl TopicState {
     }
 
     async fn refresh_if_due(&self) -> BackendResult<()> {
-        let due = self
-            .view()
-            .refreshed
-            .is_none_or(|at| at.elapsed() >= REFRESH);
-        if !due {
-            return Ok(());
-        }
-        // Another task catching up right now makes the copy fresh enough.
-        match self.next.try_lock() {
-            Ok(next) => self.catch_up_locked(next).await,
-            Err(_) => Ok(()),
+        let refreshed = self.view().refreshed;
+        match refreshed {
+            Some(at) if at.elapsed() < REFRESH => Ok(()),
+            // Another task catching up right now makes a copy that was read once fresh enough.
+            Some(_) => match self.next.try_lock() {
+                Ok(next) => self.catch_up_locked(next).await,
+                Err(_) => Ok(()),
+            },
+            // Never read: nobody may go on without it (a log start of 0 would be a lie).
+            None => self.catch_up().await,
         }
     }
 

@@ -130,3 +130,21 @@ async fn the_state_log_is_hidden() {
         .await
         .is_err());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn readers_wait_for_the_first_replay() {
+    let store: SharedBackend = Arc::new(MemoryBackend::new());
+    let (state, backend) = replica(&store);
+    topic_with_records(&backend, "t", &[]).await;
+    state.advance_log_start("t", 1, 5).await.unwrap();
+
+    // A fresh replica asked by many readers at once: every one sees the log start.
+    let (other, _) = replica(&store);
+    let reads = (0..16).map(|_| {
+        let other = other.clone();
+        tokio::spawn(async move { other.log_start("t", 1).await })
+    });
+    for read in reads {
+        assert_eq!(read.await.unwrap(), 5);
+    }
+}
