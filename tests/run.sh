@@ -68,7 +68,10 @@ took "tests/k8s/run.sh"
 echo "=== cargo build --release -p kafka-iggy-proxy"
 cargo build --release -p kafka-iggy-proxy
 took "cargo build --release"
-export PROXY_BIN="$PWD/target/release/kafka-iggy-proxy"
+# cargo builds into CARGO_TARGET_DIR when set (relative paths are from the workspace root).
+target_dir="${CARGO_TARGET_DIR:-target}"
+[[ "$target_dir" = /* ]] || target_dir="$PWD/$target_dir"
+export PROXY_BIN="$target_dir/release/kafka-iggy-proxy"
 
 echo "=== client scenarios (pytest tests/clients)"
 cd tests/clients

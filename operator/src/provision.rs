@@ -125,6 +125,7 @@ pub async fn provision(
                     partitions: topic.partitions,
                     retention_ms: topic.message_expiry_ms,
                     max_bytes: topic.max_size_bytes,
+                    ..TopicSettings::default()
                 };
                 match backend.create_topic(name, &settings).await {
                     Ok(()) | Err(BackendError::TopicAlreadyExists(_)) => {

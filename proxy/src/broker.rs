@@ -16,10 +16,14 @@ use crate::groups::GroupCoordinator;
 use crate::membership::Membership;
 use crate::metrics::Metrics;
 use crate::partitions::PartitionRegistry;
+use crate::topic_state::{LogStartFloor, TopicState, STATE_TOPIC};
 
 pub struct Broker {
     pub config: ProxyConfig,
+    /// The store, seen through `topic_state` (log start offsets applied, state log hidden).
     pub backend: SharedBackend,
+    /// Topic configs and log start offsets the proxy keeps in Iggy.
+    pub topic_state: Arc<TopicState>,
     pub cluster: Cluster,
     pub partitions: PartitionRegistry,
     pub groups: Arc<GroupCoordinator>,
@@ -59,6 +63,8 @@ impl Broker {
                 Cluster::replicated(config.cluster_id.clone(), this, Arc::new(membership))
             }
         };
+        let topic_state = Arc::new(TopicState::new(backend.clone()));
+        let backend = LogStartFloor::wrap(backend, topic_state.clone());
         let groups = Arc::new(GroupCoordinator::new(
             config.groups.clone(),
             backend.clone(),
@@ -78,6 +84,7 @@ impl Broker {
             cpu_pool: CpuPool::new(),
             config,
             backend,
+            topic_state,
             cluster,
             partitions: PartitionRegistry::default(),
             metrics,
@@ -135,11 +142,13 @@ fn first_producer_id(broker_id: i32) -> i64 {
     (i64::from(broker_id) & 0x3ff) << 52 | (start_ms & 0xff_ffff_ffff) << 10
 }
 
-/// Topics the proxy keeps for itself (committed offsets, the membership log). Clients may read
-/// them and see them flagged internal in Metadata, but never write, delete or grow them.
+/// Topics the proxy keeps for itself (committed offsets, the membership log, topic state).
+/// Clients may read the first two and see them flagged internal in Metadata (the topic state log
+/// is hidden), but never write, delete, grow or trim them.
 pub fn is_internal_topic(name: &str) -> bool {
     name == crate::groups::offsets_log::OFFSETS_TOPIC
         || name == crate::membership::log::MEMBERS_TOPIC
+        || name == STATE_TOPIC
 }
 
 /// Kafka's topic name rules: 1..=249 characters of `[a-zA-Z0-9._-]`, not `.` or `..`.

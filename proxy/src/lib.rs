@@ -22,6 +22,8 @@ pub mod server;
 pub mod shutdown;
 #[doc(hidden)]
 pub mod test_rng;
+pub mod topic_config;
+pub mod topic_state;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -31,6 +31,7 @@ mod on_iggy {
             partitions: 3,
             retention_ms: Some(3_600_000),
             max_bytes: None,
+            ..TopicSettings::default()
         };
         backend.create_topic("orders", &hour).await.expect("create");
         let info = backend
@@ -50,6 +51,7 @@ mod on_iggy {
             partitions: 1,
             retention_ms: None,
             max_bytes,
+            ..TopicSettings::default()
         };
         let small = backend.create_topic("small", &sized(Some(1_000_000))).await;
         assert!(matches!(failure(small), E::InvalidRequest(_)));
@@ -559,6 +561,7 @@ mod on_iggy {
             partitions: 1,
             retention_ms: Some(1000),
             max_bytes: None,
+            ..TopicSettings::default()
         };
         backend
             .create_topic("old", &expiring)

@@ -114,6 +114,14 @@ def java_jar():
     return harness.java_driver_jar()
 
 
+@pytest.fixture(scope="session")
+def java_streams_jar():
+    """The Kafka Streams app (tests/java-streams), built once per session."""
+    harness.require_tool("java")
+    harness.require_tool("mvn")
+    return harness.java_streams_jar()
+
+
 @pytest.fixture
 def proxy(proxy_factory) -> str:
     """Bootstrap address (HOST:PORT) of a ready proxy against `backend`."""

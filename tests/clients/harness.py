@@ -28,6 +28,7 @@ from typing import Mapping, Sequence
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 JAVA_PROJECT = REPO_ROOT / "tests" / "java"
+JAVA_STREAMS_PROJECT = REPO_ROOT / "tests" / "java-streams"
 
 # Iggy stream holding the Kafka topics (passed to every proxy as --default-stream).
 DEFAULT_STREAM = "kafka"
@@ -208,7 +209,8 @@ def proxy_binary() -> Path:
     if cargo is None:
         raise HarnessError("cargo not found and PROXY_BIN not set: cannot build the proxy")
     run([cargo, "build", "--release", "-p", "kafka-iggy-proxy"], cwd=REPO_ROOT, timeout=3600)
-    path = REPO_ROOT / "target" / "release" / "kafka-iggy-proxy"
+    # cargo puts it where CARGO_TARGET_DIR says (relative to the workspace), target/ otherwise.
+    path = REPO_ROOT / os.environ.get("CARGO_TARGET_DIR", "target") / "release" / "kafka-iggy-proxy"
     if not path.is_file():
         raise HarnessError(f"cargo build succeeded but {path} does not exist")
     return path
@@ -394,16 +396,26 @@ def require_module(name: str):
         pytest.skip(message)
 
 
-def java_driver_jar() -> Path:
-    """Builds tests/java (Java kafka-clients driver) with Maven and returns the shaded jar."""
+def maven_jar(project: Path, name: str) -> Path:
+    """Builds a Maven project of tests/ and returns its shaded jar target/`name`."""
     mvn = shutil.which("mvn")
     if mvn is None:
         raise HarnessError("mvn not found")
-    run([mvn, "-q", "-B", "package"], cwd=JAVA_PROJECT, timeout=900)
-    jar = JAVA_PROJECT / "target" / "kafka-clients-driver.jar"
+    run([mvn, "-q", "-B", "package"], cwd=project, timeout=900)
+    jar = project / "target" / name
     if not jar.is_file():
         raise HarnessError(f"mvn package succeeded but {jar} does not exist")
     return jar
+
+
+def java_driver_jar() -> Path:
+    """The Java kafka-clients driver (tests/java)."""
+    return maven_jar(JAVA_PROJECT, "kafka-clients-driver.jar")
+
+
+def java_streams_jar() -> Path:
+    """The Kafka Streams word count (tests/java-streams)."""
+    return maven_jar(JAVA_STREAMS_PROJECT, "kafka-streams-app.jar")
 
 
 def java_driver(jar: Path, command: str, timeout: float = CLIENT_TIMEOUT_S, **args) -> list[dict]:
@@ -665,16 +677,87 @@ def iggy_native(server: IggyServer, action, timeout: float = CLIENT_TIMEOUT_S):
 JAVA_TOOLS_PROJECT = REPO_ROOT / "tests" / "java-tools"
 
 
-def kafka_tools_classpath() -> str:
-    """Class path of org.apache.kafka:kafka-tools (tests/java-tools), resolved by Maven; the
-    real kafka-consumer-groups.sh runs org.apache.kafka.tools.consumer.group.ConsumerGroupCommand
-    from it."""
-    out = JAVA_TOOLS_PROJECT / "target" / "classpath.txt"
+def maven_classpath(project: Path) -> str:
+    """Class path of a dependency-only Maven project of tests/, resolved once by Maven."""
+    out = project / "target" / "classpath.txt"
     if not out.is_file():
         mvn = require_tool("mvn")
-        run([mvn, "-q", "-B", "-f", str(JAVA_TOOLS_PROJECT / "pom.xml"), "dependency:build-classpath"],
+        run([mvn, "-q", "-B", "-f", str(project / "pom.xml"), "dependency:build-classpath"],
             timeout=900)
     return out.read_text().strip()
+
+
+def kafka_tools_classpath() -> str:
+    """Class path of org.apache.kafka:kafka-tools (tests/java-tools); the real
+    kafka-consumer-groups.sh runs org.apache.kafka.tools.consumer.group.ConsumerGroupCommand
+    from it."""
+    return maven_classpath(JAVA_TOOLS_PROJECT)
+
+
+JAVA_CONNECT_PROJECT = REPO_ROOT / "tests" / "java-connect"
+
+
+def kafka_connect_classpath() -> str:
+    """Class path of connect-runtime and connect-file (tests/java-connect)."""
+    return maven_classpath(JAVA_CONNECT_PROJECT)
+
+
+JAVA_MIRROR_PROJECT = REPO_ROOT / "tests" / "java-mirror"
+
+
+def kafka_mirror_classpath() -> str:
+    """Class path of a Kafka broker (kafka_2.13) and MirrorMaker 2 (tests/java-mirror)."""
+    return maven_classpath(JAVA_MIRROR_PROJECT)
+
+
+class KafkaBroker:
+    """A real Apache Kafka 4.x broker (KRaft, one node as broker and controller) from the Maven
+    jars of tests/java-mirror, on free ports, data in `workdir`."""
+
+    def __init__(self, workdir: Path):
+        self.workdir = workdir
+        self.port = free_port()
+        self.controller_port = free_port()
+        self.proc: ManagedProcess | None = None
+
+    @property
+    def bootstrap(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def start(self) -> "KafkaBroker":
+        import base64
+
+        java = require_tool("java")
+        classpath = kafka_mirror_classpath()
+        props = self.workdir / "server.properties"
+        props.write_text("\n".join([
+            "process.roles=broker,controller",
+            "node.id=1",
+            f"controller.quorum.voters=1@127.0.0.1:{self.controller_port}",
+            f"listeners=PLAINTEXT://127.0.0.1:{self.port},CONTROLLER://127.0.0.1:{self.controller_port}",
+            f"advertised.listeners=PLAINTEXT://127.0.0.1:{self.port}",
+            "controller.listener.names=CONTROLLER",
+            "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+            f"log.dirs={self.workdir / 'data'}",
+            "offsets.topic.replication.factor=1",
+            "transaction.state.log.replication.factor=1",
+            "transaction.state.log.min.isr=1",
+            "group.initial.rebalance.delay.ms=0",
+            "",
+        ]))
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        run([java, "-cp", classpath, "kafka.tools.StorageTool", "format", "-t", cluster_id,
+             "-c", str(props)], timeout=120)
+        self.proc = ManagedProcess("kafka-broker", [
+            java, "-Xmx512m", "-Dorg.slf4j.simpleLogger.defaultLogLevel=warn", "-cp", classpath,
+            "kafka.Kafka", str(props)], self.workdir / "broker.log")
+        wait_until(lambda: port_accepts("127.0.0.1", self.port), STARTUP_TIMEOUT_S,
+                   "the Kafka broker to listen", self.proc, interval=0.2)
+        return self
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.stop(graceful=True, grace_s=30)
 
 
 def kafka_consumer_groups(bootstrap: str, *args: str, check: bool = True) -> subprocess.CompletedProcess:

@@ -87,6 +87,10 @@ impl Backend for Instrumented {
         )
         .await
     }
+    async fn alter_topic(&self, topic: &str, settings: &TopicSettings) -> BackendResult<()> {
+        self.timed("alter_topic", self.inner.alter_topic(topic, settings))
+            .await
+    }
     async fn append_batch(
         &self,
         topic: &str,

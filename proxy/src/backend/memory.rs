@@ -83,7 +83,7 @@ impl Backend for MemoryBackend {
                 info: TopicInfo {
                     name: topic.to_string(),
                     partitions: settings.partitions,
-                    retention_ms: settings.retention_ms,
+                    retention_ms: settings.retention_ms.filter(|ms| *ms > 0),
                     max_bytes: settings.max_bytes,
                 },
                 partitions: (0..settings.partitions)
@@ -114,6 +114,14 @@ impl Backend for MemoryBackend {
         }
         t.partitions.resize_with(total as usize, Partition::default);
         t.info.partitions = total;
+        Ok(())
+    }
+
+    async fn alter_topic(&self, topic: &str, settings: &TopicSettings) -> BackendResult<()> {
+        let mut topics = self.topics.write().await;
+        let t = topics.get_mut(topic).ok_or_else(|| unknown(topic, None))?;
+        t.info.retention_ms = settings.retention_ms.filter(|ms| *ms > 0);
+        t.info.max_bytes = settings.max_bytes;
         Ok(())
     }
 

@@ -100,12 +100,17 @@ pub struct TopicInfo {
     pub max_bytes: Option<u64>,
 }
 
-/// Settings given when a topic is created.
+/// Settings given when a topic is created or altered.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct TopicSettings {
+    /// Partition count at creation (ignored when altering).
     pub partitions: u32,
+    /// Retention in milliseconds; `None` is the store's default, 0 or less is unlimited.
     pub retention_ms: Option<i64>,
     pub max_bytes: Option<u64>,
+    /// Kafka topic configs the store has no setting for, kept in the topic state log (see
+    /// `crate::topic_state`); back ends ignore them.
+    pub configs: std::collections::BTreeMap<String, String>,
 }
 
 /// The readable range of a partition: `[log_start, high_watermark)`.
@@ -194,6 +199,9 @@ pub trait Backend: Send + Sync + 'static {
 
     /// Grows a topic to `total` partitions; never shrinks.
     async fn create_partitions(&self, topic: &str, total: u32) -> BackendResult<()>;
+
+    /// Changes a topic's retention and maximum size (`settings.partitions` is ignored).
+    async fn alter_topic(&self, topic: &str, settings: &TopicSettings) -> BackendResult<()>;
 
     /// Appends records in order and returns the offset given to the first one.
     async fn append(

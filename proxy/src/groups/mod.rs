@@ -188,7 +188,7 @@ impl GroupCoordinator {
                 let settings = TopicSettings {
                     partitions: wanted,
                     retention_ms: Some(self.settings.offsets_retention_ms as i64),
-                    max_bytes: None,
+                    ..TopicSettings::default()
                 };
                 match self.backend.create_topic(OFFSETS_TOPIC, &settings).await {
                     Ok(()) | Err(crate::backend::BackendError::TopicAlreadyExists(_)) => {

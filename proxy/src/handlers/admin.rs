@@ -13,11 +13,11 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::protocol::StrBytes;
 
-use super::configs::topic_settings_from_configs;
 use super::tally;
-use crate::backend::BackendError;
+use crate::backend::{BackendError, TopicSettings};
 use crate::broker::{validate_topic_name, Broker};
 use crate::error::backend_error_code;
+use crate::topic_config::TopicConfigs;
 
 type Failure = (i16, Option<String>);
 
@@ -37,7 +37,16 @@ pub async fn create_topics(
     let mut results = Vec::with_capacity(request.topics.len());
     for topic in request.topics {
         let name = topic.name.clone();
-        let result = match create_topic(broker, &topic, request.validate_only).await {
+        let outcome = create_topic(broker, &topic, request.validate_only).await;
+        if let Err((code, message)) = &outcome {
+            tracing::info!(
+                topic = name.as_str(),
+                error = %crate::error::error_name(*code),
+                reason = message.as_deref().unwrap_or(""),
+                "refused a topic creation"
+            );
+        }
+        let result = match outcome {
             Ok(partitions) => CreatableTopicResult::default()
                 .with_name(name.clone())
                 .with_topic_id(Broker::topic_id(&name.0))
@@ -81,14 +90,19 @@ async fn create_topic(
             "replication factor must be -1 or at least 1",
         ));
     }
-    let mut settings = topic_settings_from_configs(
+    let configs = TopicConfigs::parse(
         topic
             .configs
             .iter()
             .map(|c| (c.name.as_str(), c.value.as_ref().map(|v| v.as_str()))),
     )
     .map_err(|m| failure(ResponseError::InvalidConfig, m))?;
-    settings.partitions = partitions;
+    let settings = TopicSettings {
+        partitions,
+        retention_ms: configs.retention_ms,
+        max_bytes: configs.iggy_max_bytes(),
+        configs: configs.kept,
+    };
     if broker
         .backend
         .describe_topic(name)

@@ -1,65 +1,42 @@
-//! Topic and broker configuration as Kafka tools see it, and the Kafka topic configs that
-//! CreateTopics accepts.
+//! Topic and broker configuration as Kafka tools see and change it: DescribeConfigs,
+//! AlterConfigs and IncrementalAlterConfigs. Which topic configs exist and where each is kept
+//! is `crate::topic_config`'s business; broker configs are read-only (the proxy's own
+//! configuration file decides them).
 
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::describe_configs_response::{
     DescribeConfigsResourceResult, DescribeConfigsResult,
 };
-use kafka_protocol::messages::{ApiKey, DescribeConfigsRequest, DescribeConfigsResponse};
+use kafka_protocol::messages::{
+    alter_configs_response, incremental_alter_configs_response, AlterConfigsRequest,
+    AlterConfigsResponse, ApiKey, DescribeConfigsRequest, DescribeConfigsResponse,
+    IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse,
+};
 use kafka_protocol::protocol::StrBytes;
 
 use super::tally;
-use crate::backend::{TopicInfo, TopicSettings};
-use crate::broker::Broker;
+use crate::backend::{BackendError, TopicInfo, TopicSettings};
+use crate::broker::{is_internal_topic, Broker};
 use crate::error::backend_error_code;
+use crate::topic_config::{
+    lookup, split_list, TopicConfigs, TOPIC_CONFIGS, TYPE_BOOLEAN, TYPE_INT,
+};
 
 const RESOURCE_TOPIC: i8 = 2;
 const RESOURCE_BROKER: i8 = 4;
 /// `ConfigSource` values.
 const SOURCE_TOPIC: i8 = 1;
 const SOURCE_DEFAULT: i8 = 5;
-/// `ConfigType` values.
-const TYPE_STRING: i8 = 2;
-const TYPE_INT: i8 = 3;
-const TYPE_LONG: i8 = 5;
+/// IncrementalAlterConfigs operations.
+const OP_SET: i8 = 0;
+const OP_DELETE: i8 = 1;
+const OP_APPEND: i8 = 2;
+const OP_SUBTRACT: i8 = 3;
 
-/// Kafka topic configs accepted at creation. Retention maps to Iggy's message expiry and
-/// retention.bytes to Iggy's maximum topic size (for the whole topic, not per partition);
-/// the others are accepted only with values the proxy actually honours.
-pub fn topic_settings_from_configs<'a>(
-    configs: impl Iterator<Item = (&'a str, Option<&'a str>)>,
-) -> Result<TopicSettings, String> {
-    let mut settings = TopicSettings::default();
-    for (name, value) in configs {
-        let Some(value) = value else { continue };
-        match name {
-            "retention.ms" => {
-                let ms: i64 = value
-                    .parse()
-                    .map_err(|_| format!("retention.ms must be an integer, got {value:?}"))?;
-                settings.retention_ms = (ms >= 0).then_some(ms);
-            }
-            "retention.bytes" => {
-                let bytes: i64 = value
-                    .parse()
-                    .map_err(|_| format!("retention.bytes must be an integer, got {value:?}"))?;
-                settings.max_bytes = u64::try_from(bytes).ok().filter(|b| *b > 0);
-            }
-            "cleanup.policy" if value == "delete" => {}
-            "message.timestamp.type" if value == "CreateTime" => {}
-            "compression.type"
-            | "min.insync.replicas"
-            | "max.message.bytes"
-            | "segment.bytes"
-            | "segment.ms"
-            | "unclean.leader.election.enable" => {}
-            "cleanup.policy" | "message.timestamp.type" => {
-                return Err(format!("{name}={value} is not supported by the Iggy proxy"));
-            }
-            other => return Err(format!("unknown or unsupported topic config {other:?}")),
-        }
-    }
-    Ok(settings)
+type Failure = (i16, Option<String>);
+
+fn failure(code: ResponseError, message: impl Into<String>) -> Failure {
+    (code.code(), Some(message.into()))
 }
 
 pub async fn describe_configs(
@@ -72,17 +49,15 @@ pub async fn describe_configs(
             .configuration_keys
             .as_ref()
             .map(|k| k.iter().map(|s| s.to_string()).collect());
-        let name = resource.resource_name.as_str().to_string();
+        let name = resource.resource_name.as_str();
         let entries = match resource.resource_type {
-            RESOURCE_TOPIC => match broker.backend.describe_topic(&name).await {
-                Ok(Some(info)) => Ok(topic_configs(&info)),
-                Ok(None) => Err(ResponseError::UnknownTopicOrPartition.code()),
-                Err(e) => Err(backend_error_code(&e)),
+            RESOURCE_TOPIC => match current(broker, name).await {
+                Ok((_, configs)) => Ok(topic_configs(&configs)),
+                Err((code, _)) => Err(code),
             },
             RESOURCE_BROKER if name.is_empty() || name == broker.config.broker_id.to_string() => {
                 Ok(broker_configs(broker))
             }
-            RESOURCE_BROKER => Err(ResponseError::InvalidRequest.code()),
             _ => Err(ResponseError::InvalidRequest.code()),
         };
         let mut result = DescribeConfigsResult::default()
@@ -108,6 +83,249 @@ pub async fn describe_configs(
     DescribeConfigsResponse::default().with_results(results)
 }
 
+/// AlterConfigs: the configs given replace every topic-level config of the resource.
+pub async fn alter_configs(broker: &Broker, request: AlterConfigsRequest) -> AlterConfigsResponse {
+    let mut responses = Vec::with_capacity(request.resources.len());
+    for resource in request.resources {
+        let given: Vec<(String, Option<String>)> = resource
+            .configs
+            .iter()
+            .map(|c| (c.name.to_string(), c.value.as_ref().map(|v| v.to_string())))
+            .collect();
+        let outcome = alter(
+            broker,
+            resource.resource_type,
+            resource.resource_name.as_str(),
+            &given,
+            request.validate_only,
+            |configs| {
+                *configs = TopicConfigs::parse(
+                    given
+                        .iter()
+                        .map(|(name, value)| (name.as_str(), value.as_deref())),
+                )
+                .map_err(|m| failure(ResponseError::InvalidConfig, m))?;
+                Ok(())
+            },
+        )
+        .await;
+        let (code, message) = outcome.err().unwrap_or((0, None));
+        responses.push(
+            alter_configs_response::AlterConfigsResourceResponse::default()
+                .with_resource_type(resource.resource_type)
+                .with_resource_name(resource.resource_name)
+                .with_error_code(tally(broker, ApiKey::AlterConfigs, code))
+                .with_error_message(message.map(StrBytes::from_string)),
+        );
+    }
+    AlterConfigsResponse::default().with_responses(responses)
+}
+
+/// IncrementalAlterConfigs: SET, DELETE (back to default), APPEND and SUBTRACT (list configs
+/// only) applied to the topic's current configs.
+pub async fn incremental_alter_configs(
+    broker: &Broker,
+    request: IncrementalAlterConfigsRequest,
+) -> IncrementalAlterConfigsResponse {
+    let mut responses = Vec::with_capacity(request.resources.len());
+    for resource in request.resources {
+        let ops: Vec<(String, i8, Option<String>)> = resource
+            .configs
+            .iter()
+            .map(|c| {
+                (
+                    c.name.to_string(),
+                    c.config_operation,
+                    c.value.as_ref().map(|v| v.to_string()),
+                )
+            })
+            .collect();
+        let given: Vec<(String, Option<String>)> = ops
+            .iter()
+            .map(|(name, _, value)| (name.clone(), value.clone()))
+            .collect();
+        let outcome = alter(
+            broker,
+            resource.resource_type,
+            resource.resource_name.as_str(),
+            &given,
+            request.validate_only,
+            |configs| {
+                for (i, (name, _, _)) in ops.iter().enumerate() {
+                    if ops[..i].iter().any(|(n, _, _)| n == name) {
+                        return Err(failure(
+                            ResponseError::InvalidRequest,
+                            format!("Error due to duplicate config keys: {name}"),
+                        ));
+                    }
+                }
+                for (name, op, value) in &ops {
+                    apply_op(configs, name, *op, value.as_deref())?;
+                }
+                Ok(())
+            },
+        )
+        .await;
+        let (code, message) = outcome.err().unwrap_or((0, None));
+        responses.push(
+            incremental_alter_configs_response::AlterConfigsResourceResponse::default()
+                .with_resource_type(resource.resource_type)
+                .with_resource_name(resource.resource_name)
+                .with_error_code(tally(broker, ApiKey::IncrementalAlterConfigs, code))
+                .with_error_message(message.map(StrBytes::from_string)),
+        );
+    }
+    IncrementalAlterConfigsResponse::default().with_responses(responses)
+}
+
+fn apply_op(
+    configs: &mut TopicConfigs,
+    name: &str,
+    op: i8,
+    value: Option<&str>,
+) -> Result<(), Failure> {
+    let invalid = |m: String| failure(ResponseError::InvalidConfig, m);
+    let def = lookup(name).ok_or_else(|| invalid(format!("Unknown topic config name: {name}")))?;
+    let current = || split_list(&configs.get(name).unwrap_or_else(|| def.default.to_string()));
+    match op {
+        OP_SET => configs
+            .set(name, value.unwrap_or_default())
+            .map_err(invalid),
+        OP_DELETE => configs.unset(name).map_err(invalid),
+        OP_APPEND | OP_SUBTRACT if !def.is_list() => Err(invalid(format!(
+            "Can't {} to key {name} because its type is not LIST.",
+            if op == OP_APPEND {
+                "APPEND"
+            } else {
+                "SUBTRACT"
+            }
+        ))),
+        OP_APPEND => {
+            let mut items = current();
+            items.extend(split_list(value.unwrap_or_default()));
+            configs.set(name, &items.join(",")).map_err(invalid)
+        }
+        OP_SUBTRACT => {
+            let removed = split_list(value.unwrap_or_default());
+            let items: Vec<String> = current()
+                .into_iter()
+                .filter(|i| !removed.contains(i))
+                .collect();
+            configs.set(name, &items.join(",")).map_err(invalid)
+        }
+        other => Err(failure(
+            ResponseError::InvalidRequest,
+            format!("Unknown config operation {other}"),
+        )),
+    }
+}
+
+/// Changes one resource's configs with `change`, or only checks the change when
+/// `validate_only`. Refusals are logged at info with the reason.
+async fn alter(
+    broker: &Broker,
+    resource_type: i8,
+    name: &str,
+    given: &[(String, Option<String>)],
+    validate_only: bool,
+    change: impl FnOnce(&mut TopicConfigs) -> Result<(), Failure>,
+) -> Result<(), Failure> {
+    let outcome = alter_resource(broker, resource_type, name, validate_only, change).await;
+    if let Err((code, message)) = &outcome {
+        tracing::info!(
+            resource_type,
+            resource = name,
+            configs = ?given,
+            error = %crate::error::error_name(*code),
+            reason = message.as_deref().unwrap_or(""),
+            "refused a config change"
+        );
+    }
+    outcome
+}
+
+async fn alter_resource(
+    broker: &Broker,
+    resource_type: i8,
+    name: &str,
+    validate_only: bool,
+    change: impl FnOnce(&mut TopicConfigs) -> Result<(), Failure>,
+) -> Result<(), Failure> {
+    match resource_type {
+        RESOURCE_TOPIC => {}
+        // Broker configs come from the proxy's configuration file; Kafka answers the same for
+        // configs that cannot be updated dynamically.
+        RESOURCE_BROKER => {
+            return Err(failure(
+                ResponseError::InvalidRequest,
+                "Cannot update these configs dynamically: broker configs of the Iggy proxy are \
+                 read-only (set them in the proxy's configuration)",
+            ))
+        }
+        other => {
+            return Err(failure(
+                ResponseError::InvalidRequest,
+                format!("resource type {other} cannot be altered"),
+            ))
+        }
+    }
+    if is_internal_topic(name) {
+        return Err(failure(
+            ResponseError::InvalidRequest,
+            format!("{name} is internal to the proxy and cannot be changed"),
+        ));
+    }
+    let (_, mut configs) = current(broker, name).await?;
+    change(&mut configs)?;
+    if validate_only {
+        return Ok(());
+    }
+    let settings = TopicSettings {
+        partitions: 0,
+        retention_ms: configs.retention_ms,
+        max_bytes: configs.iggy_max_bytes(),
+        configs: configs.kept,
+    };
+    broker
+        .backend
+        .alter_topic(name, &settings)
+        .await
+        .map_err(|e| match e {
+            // The store refused the settings (Iggy: a maximum size below one segment).
+            BackendError::InvalidRequest(m) => failure(ResponseError::InvalidConfig, m),
+            other => (backend_error_code(&other), Some(other.to_string())),
+        })?;
+    tracing::info!(topic = name, ?settings, "altered topic configs");
+    Ok(())
+}
+
+/// The topic and its topic-level configs: retention from Iggy, the rest from the topic state.
+async fn current(broker: &Broker, name: &str) -> Result<(TopicInfo, TopicConfigs), Failure> {
+    let backend_failure = |e: BackendError| (backend_error_code(&e), Some(e.to_string()));
+    let info = broker
+        .backend
+        .describe_topic(name)
+        .await
+        .map_err(backend_failure)?
+        .ok_or_else(|| {
+            failure(
+                ResponseError::UnknownTopicOrPartition,
+                format!("topic '{name}' does not exist"),
+            )
+        })?;
+    let kept = broker
+        .topic_state
+        .configs(name)
+        .await
+        .map_err(backend_failure)?;
+    let configs = TopicConfigs {
+        retention_ms: info.retention_ms,
+        retention_bytes: info.max_bytes.and_then(|b| i64::try_from(b).ok()),
+        kept,
+    };
+    Ok((info, configs))
+}
+
 fn entry(name: &str, value: String, source: i8, config_type: i8) -> DescribeConfigsResourceResult {
     DescribeConfigsResourceResult::default()
         .with_name(StrBytes::from_string(name.to_string()))
@@ -117,38 +335,18 @@ fn entry(name: &str, value: String, source: i8, config_type: i8) -> DescribeConf
         .with_config_type(config_type)
 }
 
-fn topic_configs(info: &TopicInfo) -> Vec<DescribeConfigsResourceResult> {
-    let (retention, retention_source) = match info.retention_ms {
-        Some(ms) => (ms.to_string(), SOURCE_TOPIC),
-        None => ("-1".to_string(), SOURCE_DEFAULT),
-    };
-    let (bytes, bytes_source) = match info.max_bytes {
-        Some(b) => (b.to_string(), SOURCE_TOPIC),
-        None => ("-1".to_string(), SOURCE_DEFAULT),
-    };
-    vec![
-        entry("retention.ms", retention, retention_source, TYPE_LONG),
-        entry("retention.bytes", bytes, bytes_source, TYPE_LONG),
-        entry(
-            "cleanup.policy",
-            "delete".into(),
-            SOURCE_DEFAULT,
-            TYPE_STRING,
-        ),
-        entry(
-            "compression.type",
-            "producer".into(),
-            SOURCE_DEFAULT,
-            TYPE_STRING,
-        ),
-        entry(
-            "message.timestamp.type",
-            "CreateTime".into(),
-            SOURCE_DEFAULT,
-            TYPE_STRING,
-        ),
-        entry("min.insync.replicas", "1".into(), SOURCE_DEFAULT, TYPE_INT),
-    ]
+/// Every Kafka topic config: the topic-level value where one is set, Kafka's default otherwise.
+fn topic_configs(configs: &TopicConfigs) -> Vec<DescribeConfigsResourceResult> {
+    TOPIC_CONFIGS
+        .iter()
+        .map(|def| {
+            let (value, source) = match configs.get(def.name) {
+                Some(v) => (v, SOURCE_TOPIC),
+                None => (def.default.to_string(), SOURCE_DEFAULT),
+            };
+            entry(def.name, value, source, def.config_type()).with_read_only(false)
+        })
+        .collect()
 }
 
 fn broker_configs(broker: &Broker) -> Vec<DescribeConfigsResourceResult> {
@@ -164,7 +362,7 @@ fn broker_configs(broker: &Broker) -> Vec<DescribeConfigsResourceResult> {
             "auto.create.topics.enable",
             c.auto_create_topics.to_string(),
             SOURCE_DEFAULT,
-            1,
+            TYPE_BOOLEAN,
         ),
         entry(
             "socket.request.max.bytes",
@@ -184,24 +382,26 @@ fn broker_configs(broker: &Broker) -> Vec<DescribeConfigsResourceResult> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::topic_config::{RETENTION_BYTES, RETENTION_MS};
 
     #[test]
-    fn accepted_and_refused_configs() {
-        let s = topic_settings_from_configs(
-            [
-                ("retention.ms", Some("60000")),
-                ("retention.bytes", Some("1048576")),
-                ("cleanup.policy", Some("delete")),
-            ]
-            .into_iter(),
-        )
-        .unwrap();
-        assert_eq!(s.retention_ms, Some(60000));
-        assert_eq!(s.max_bytes, Some(1_048_576));
-        assert!(
-            topic_settings_from_configs([("cleanup.policy", Some("compact"))].into_iter()).is_err()
-        );
-        assert!(topic_settings_from_configs([("retention.ms", Some("soon"))].into_iter()).is_err());
-        assert!(topic_settings_from_configs([("bogus", Some("1"))].into_iter()).is_err());
+    fn incremental_operations() {
+        let mut c = TopicConfigs::default();
+        apply_op(&mut c, "cleanup.policy", OP_APPEND, Some("compact")).unwrap();
+        assert_eq!(c.get("cleanup.policy").as_deref(), Some("delete,compact"));
+        apply_op(&mut c, "cleanup.policy", OP_SUBTRACT, Some("delete")).unwrap();
+        assert_eq!(c.get("cleanup.policy").as_deref(), Some("compact"));
+        // Subtracting the last item leaves an empty list, which Kafka refuses.
+        assert!(apply_op(&mut c, "cleanup.policy", OP_SUBTRACT, Some("compact")).is_err());
+        apply_op(&mut c, RETENTION_MS, OP_SET, Some("1000")).unwrap();
+        assert_eq!(c.retention_ms, Some(1000));
+        apply_op(&mut c, RETENTION_MS, OP_DELETE, None).unwrap();
+        assert_eq!(c.retention_ms, None);
+        let (code, _) = apply_op(&mut c, RETENTION_BYTES, OP_APPEND, Some("1")).unwrap_err();
+        assert_eq!(code, ResponseError::InvalidConfig.code());
+        let (code, _) = apply_op(&mut c, "bogus", OP_SET, Some("1")).unwrap_err();
+        assert_eq!(code, ResponseError::InvalidConfig.code());
+        let (code, _) = apply_op(&mut c, RETENTION_MS, 9, Some("1")).unwrap_err();
+        assert_eq!(code, ResponseError::InvalidRequest.code());
     }
 }

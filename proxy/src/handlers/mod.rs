@@ -5,6 +5,7 @@ pub mod admin;
 pub mod api_versions;
 pub mod configs;
 pub mod coordinator;
+pub mod delete_records;
 pub mod fetch;
 pub mod group_offsets;
 pub mod groups;
@@ -146,6 +147,15 @@ pub async fn handle_exclusive(
         RequestKind::DescribeConfigs(r) => respond(ResponseKind::DescribeConfigs(
             configs::describe_configs(broker, r).await,
         )),
+        RequestKind::AlterConfigs(r) => respond(ResponseKind::AlterConfigs(
+            configs::alter_configs(broker, r).await,
+        )),
+        RequestKind::IncrementalAlterConfigs(r) => respond(ResponseKind::IncrementalAlterConfigs(
+            configs::incremental_alter_configs(broker, r).await,
+        )),
+        RequestKind::DeleteRecords(r) => respond(ResponseKind::DeleteRecords(
+            delete_records::handle(broker, r).await,
+        )),
         RequestKind::DescribeCluster(r) => respond(ResponseKind::DescribeCluster(
             admin::describe_cluster(broker, r),
         )),
@@ -245,6 +255,9 @@ pub fn api_name(api: ApiKey) -> &'static str {
         ApiKey::DeleteTopics => "DeleteTopics",
         ApiKey::InitProducerId => "InitProducerId",
         ApiKey::DescribeConfigs => "DescribeConfigs",
+        ApiKey::AlterConfigs => "AlterConfigs",
+        ApiKey::IncrementalAlterConfigs => "IncrementalAlterConfigs",
+        ApiKey::DeleteRecords => "DeleteRecords",
         ApiKey::CreatePartitions => "CreatePartitions",
         ApiKey::DescribeCluster => "DescribeCluster",
         ApiKey::FindCoordinator => "FindCoordinator",

@@ -204,7 +204,7 @@ impl Membership {
         let settings = TopicSettings {
             partitions: 1,
             retention_ms: Some(retention as i64),
-            max_bytes: None,
+            ..TopicSettings::default()
         };
         match self.backend.create_topic(MEMBERS_TOPIC, &settings).await {
             Ok(()) | Err(BackendError::TopicAlreadyExists(_)) => {}

@@ -89,17 +89,7 @@ impl IggyBackend {
             ));
         }
         let target = self.target(topic)?;
-        let expiry = match settings.retention_ms {
-            None => IggyExpiry::ServerDefault,
-            Some(ms) if ms <= 0 => IggyExpiry::NeverExpire,
-            Some(ms) => {
-                IggyExpiry::ExpireDuration(IggyDuration::new(Duration::from_millis(ms as u64)))
-            }
-        };
-        let max_size = match settings.max_bytes {
-            None => MaxTopicSize::ServerDefault,
-            Some(bytes) => MaxTopicSize::from(bytes),
-        };
+        let (expiry, max_size) = iggy_limits(settings);
         let stream_id = &target.stream_id;
         let name = target.topic.as_str();
         let partitions = settings.partitions;
@@ -190,6 +180,44 @@ impl IggyBackend {
         Ok(())
     }
 
+    /// Changes the topic's message expiry and maximum size, keeping its name, compression and
+    /// replication factor.
+    pub(super) async fn alter_topic_impl(
+        &self,
+        topic: &str,
+        settings: &TopicSettings,
+    ) -> BackendResult<()> {
+        let target = self.target(topic)?;
+        let (stream_id, topic_id) = (&target.stream_id, &target.topic_id);
+        let details = self
+            .pool
+            .run(Retry::Once, |c| async move {
+                c.get_topic(stream_id, topic_id).await
+            })
+            .await
+            .map_err(|e| map_error(e, topic))?
+            .ok_or_else(|| BackendError::UnknownTopicOrPartition(topic.to_string()))?;
+        let (expiry, max_size) = iggy_limits(settings);
+        let details = &details;
+        self.pool
+            .run(Retry::Once, |c| async move {
+                c.update_topic(
+                    stream_id,
+                    topic_id,
+                    &details.name,
+                    details.compression_algorithm,
+                    Some(details.replication_factor).filter(|r| *r > 0),
+                    expiry,
+                    max_size,
+                )
+                .await
+            })
+            .await
+            .map_err(|e| map_error(e, topic))?;
+        tracing::info!(topic, ?expiry, ?max_size, "updated iggy topic");
+        Ok(())
+    }
+
     /// Drops what was learned about a deleted topic's partitions (first retained offsets,
     /// record sizes, reads done ahead), so a topic recreated under the same name starts clean.
     pub(super) fn forget_log_starts(&self, stream: &str, topic: &str) {
@@ -214,6 +242,20 @@ fn is_missing(e: &IggyError) -> bool {
             | IggyError::TopicIdNotFound(..)
             | IggyError::TopicNameNotFound(..)
     )
+}
+
+/// Iggy's message expiry and maximum topic size for Kafka's retention.ms and retention.bytes.
+fn iggy_limits(settings: &TopicSettings) -> (IggyExpiry, MaxTopicSize) {
+    let expiry = match settings.retention_ms {
+        None => IggyExpiry::ServerDefault,
+        Some(ms) if ms <= 0 => IggyExpiry::NeverExpire,
+        Some(ms) => IggyExpiry::ExpireDuration(IggyDuration::new(Duration::from_millis(ms as u64))),
+    };
+    let max_size = match settings.max_bytes {
+        None => MaxTopicSize::ServerDefault,
+        Some(bytes) => MaxTopicSize::from(bytes),
+    };
+    (expiry, max_size)
 }
 
 fn topic_info(

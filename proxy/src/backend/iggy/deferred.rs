@@ -140,6 +140,10 @@ impl Backend for DeferredIggy {
         self.get()?.create_partitions(topic, total).await
     }
 
+    async fn alter_topic(&self, topic: &str, settings: &TopicSettings) -> BackendResult<()> {
+        self.get()?.alter_topic(topic, settings).await
+    }
+
     async fn append_batch(
         &self,
         topic: &str,

@@ -285,6 +285,10 @@ impl Backend for IggyBackend {
         self.create_partitions_impl(topic, total).await
     }
 
+    async fn alter_topic(&self, topic: &str, settings: &TopicSettings) -> BackendResult<()> {
+        self.alter_topic_impl(topic, settings).await
+    }
+
     async fn append_batch(
         &self,
         topic: &str,
