@@ -307,3 +307,99 @@ async fn readiness_follows_membership_on_iggy() {
     };
     readiness_follows_membership(Store::Iggy(&server)).await;
 }
+
+/// JoinGroup v7 with a rebalance timeout as long as a Java consumer's (max.poll.interval.ms);
+/// retries once with the member id the coordinator hands out (KIP-394).
+async fn join_group(wire: &mut Wire, group: &str, member_id: &str) -> JoinGroupResponse {
+    let request = JoinGroupRequest::default()
+        .with_group_id(GroupId(StrBytes::from_string(group.to_string())))
+        .with_session_timeout_ms(30_000)
+        .with_rebalance_timeout_ms(300_000)
+        .with_member_id(StrBytes::from_string(member_id.to_string()))
+        .with_protocol_type(StrBytes::from_static_str("consumer"))
+        .with_protocols(vec![join_group_request::JoinGroupRequestProtocol::default(
+        )
+        .with_name(StrBytes::from_static_str("range"))
+        .with_metadata(bytes::Bytes::from_static(b"\0\0\0\0\0\0"))]);
+    let ResponseKind::JoinGroup(r) = wire.call(ApiKey::JoinGroup, 7, request.into()).await else {
+        panic!("kind")
+    };
+    if r.error_code == ResponseError::MemberIdRequired.code() {
+        let id = r.member_id.to_string();
+        return Box::pin(join_group(wire, group, &id)).await;
+    }
+    r
+}
+
+/// A member waiting in JoinGroup when its group moves to another replica is answered at once
+/// (NOT_COORDINATOR, so it finds the new coordinator), not left waiting for a rebalance that
+/// nobody drives any more: Java consumers wait max.poll.interval.ms + 5 s for that answer.
+async fn pending_joins_are_answered_when_the_group_moves(store: Store<'_>) {
+    let first = replica(&store, 0).await;
+    let mut wire = Wire::connect(first.kafka_addr).await;
+    settled(std::slice::from_mut(&mut wire), "first", 1, &[0]).await;
+    let groups: Vec<String> = (0..12).map(|g| format!("moving-group-{g}")).collect();
+    let mut waiting = Vec::new();
+    for group in &groups {
+        // A stable member that will not rejoin, then a newcomer whose join must wait for it.
+        let deadline = Instant::now() + SETTLE;
+        loop {
+            let code = join_group(&mut wire, group, "").await.error_code;
+            if code == 0 {
+                break;
+            }
+            assert!(
+                code == ResponseError::NotCoordinator.code()
+                    || code == ResponseError::CoordinatorLoadInProgress.code(),
+                "{group}: {code}"
+            );
+            assert!(Instant::now() < deadline, "{group} never loaded");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let mut newcomer = Wire::connect(first.kafka_addr).await;
+        let name = group.clone();
+        let task =
+            tokio::spawn(async move { join_group(&mut newcomer, &name, "").await.error_code });
+        waiting.push((group.clone(), task));
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        waiting.iter().all(|(_, task)| !task.is_finished()),
+        "newcomers wait for the stable members"
+    );
+
+    let second = replica(&store, 1).await;
+    let mut wires = vec![wire, Wire::connect(second.kafka_addr).await];
+    settled(&mut wires, "first", 1, &[0, 1]).await;
+    let mut moved = 0;
+    for (group, task) in waiting {
+        let (code, node) = coordinator_of(&mut wires[0], &group).await;
+        if code != 0 || node != 1 {
+            task.abort(); // stayed: its newcomer rightly waits for the stable member
+            continue;
+        }
+        moved += 1;
+        let answer = tokio::time::timeout(Duration::from_secs(5), task).await;
+        let code = answer
+            .unwrap_or_else(|_| panic!("the join of {group} was not answered after the move"))
+            .expect("join task");
+        assert_eq!(code, ResponseError::NotCoordinator.code(), "{group}");
+    }
+    assert!(moved > 0, "some group moves to the new replica");
+    first.shutdown().await;
+    second.shutdown().await;
+}
+
+#[tokio::test]
+async fn pending_joins_are_answered_when_the_group_moves_on_memory() {
+    pending_joins_are_answered_when_the_group_moves(Store::Memory(Arc::new(MemoryBackend::new())))
+        .await;
+}
+
+#[tokio::test]
+async fn pending_joins_are_answered_when_the_group_moves_on_iggy() {
+    let Some(server) = IggyServer::from_env().await else {
+        return;
+    };
+    pending_joins_are_answered_when_the_group_moves(Store::Iggy(&server)).await;
+}

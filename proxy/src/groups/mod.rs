@@ -206,9 +206,20 @@ impl GroupCoordinator {
     fn unload(&self, p: u32) {
         let mut registry = lock(&self.registry);
         let before = registry.groups.len() + registry.evicted.len();
-        registry.groups.retain(|id, _| self.partition_of(id) != p);
+        let moved: Vec<SharedGroup> = registry
+            .groups
+            .extract_if(|id, _| self.partition_of(id) == p)
+            .map(|(_, group)| group)
+            .collect();
         registry.evicted.retain(|id, _| self.partition_of(id) != p);
         let dropped = before - registry.groups.len() - registry.evicted.len();
+        drop(registry);
+        // Members waiting in JoinGroup or SyncGroup are answered now: nothing here drives
+        // their rebalance any more, and a Java consumer would otherwise wait for its request
+        // timeout (max.poll.interval.ms + 5 s) before looking for the new coordinator.
+        for group in moved {
+            lock(&group).mark_dead(ResponseError::NotCoordinator);
+        }
         if dropped > 0 {
             tracing::info!(
                 partition = p,
@@ -627,7 +638,7 @@ impl GroupCoordinator {
             {
                 let mut g = lock(&group);
                 g.offsets.clear();
-                g.mark_dead();
+                g.mark_dead(ResponseError::CoordinatorNotAvailable);
             }
             // Lock order is always map, then group: the group lock is released first.
             lock(&self.registry).groups.remove(group_id);

@@ -1014,17 +1014,15 @@ impl Group {
         topics
     }
 
-    /// Marks the group deleted; waiters are told the coordinator moved.
-    pub fn mark_dead(&mut self) {
+    /// Marks the group dead (deleted, or moved to another replica); members waiting in
+    /// JoinGroup or SyncGroup are answered with `error`.
+    pub fn mark_dead(&mut self, error: ResponseError) {
         for m in self.members.values_mut() {
             if let Some(w) = m.join_waiter.take() {
-                let _ = w.send(JoinOutcome::error(
-                    ResponseError::CoordinatorNotAvailable,
-                    &m.id,
-                ));
+                let _ = w.send(JoinOutcome::error(error, &m.id));
             }
             if let Some(w) = m.sync_waiter.take() {
-                let _ = w.send(SyncOutcome::error(ResponseError::CoordinatorNotAvailable));
+                let _ = w.send(SyncOutcome::error(error));
             }
         }
         self.state = GroupState::Dead;
