@@ -206,10 +206,15 @@ impl GroupCoordinator {
     fn unload(&self, p: u32) {
         let mut registry = lock(&self.registry);
         let before = registry.groups.len() + registry.evicted.len();
-        let moved: Vec<SharedGroup> = registry
+        let ids: Vec<String> = registry
             .groups
-            .extract_if(|id, _| self.partition_of(id) == p)
-            .map(|(_, group)| group)
+            .keys()
+            .filter(|id| self.partition_of(id) == p)
+            .cloned()
+            .collect();
+        let moved: Vec<SharedGroup> = ids
+            .iter()
+            .filter_map(|id| registry.groups.remove(id))
             .collect();
         registry.evicted.retain(|id, _| self.partition_of(id) != p);
         let dropped = before - registry.groups.len() - registry.evicted.len();
