@@ -6,7 +6,12 @@ use crate::backend::BackendError;
 
 /// Kafka error code for a back-end failure.
 pub fn backend_error_code(e: &BackendError) -> i16 {
-    let error = match e {
+    backend_error(e).code()
+}
+
+/// Kafka error for a back-end failure.
+pub fn backend_error(e: &BackendError) -> ResponseError {
+    match e {
         BackendError::UnknownTopicOrPartition(_) => ResponseError::UnknownTopicOrPartition,
         BackendError::TopicAlreadyExists(_) => ResponseError::TopicAlreadyExists,
         BackendError::InvalidPartitions(_) => ResponseError::InvalidPartitions,
@@ -18,8 +23,7 @@ pub fn backend_error_code(e: &BackendError) -> i16 {
             ResponseError::KafkaStorageError
         }
         BackendError::Internal(_) => ResponseError::UnknownServerError,
-    };
-    error.code()
+    }
 }
 
 /// Name of an error code for metrics and logs (`UnknownTopicOrPartition`).

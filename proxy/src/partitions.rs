@@ -35,6 +35,18 @@ struct ProducerState {
     epoch: i16,
     batches: VecDeque<BatchRecord>,
     last_used: u64,
+    /// When its last batch was appended here (ms since the epoch); -1 when only read back
+    /// from the log.
+    last_append_ms: i64,
+}
+
+/// An idempotent producer as DescribeProducers reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ActiveProducer {
+    pub producer_id: i64,
+    pub epoch: i16,
+    pub last_sequence: i32,
+    pub last_append_ms: i64,
 }
 
 /// Identity of an idempotent batch, as carried in the record batch header.
@@ -119,7 +131,7 @@ impl WriterState {
                 continue;
             }
             if let Some((batch, base, _)) = open.take() {
-                self.record(&batch, base);
+                self.remember(&batch, base, -1);
             }
             if mark.batch_start {
                 let batch = BatchIdentity {
@@ -132,8 +144,27 @@ impl WriterState {
             }
         }
         if let Some((batch, base, _)) = open {
-            self.record(&batch, base);
+            self.remember(&batch, base, -1);
         }
+    }
+
+    /// The producers whose batches this partition remembers, by producer id.
+    pub fn active_producers(&self) -> Vec<ActiveProducer> {
+        let mut producers: Vec<ActiveProducer> = self
+            .producers
+            .iter()
+            .filter_map(|(id, state)| {
+                let last = state.batches.back()?;
+                Some(ActiveProducer {
+                    producer_id: *id,
+                    epoch: state.epoch,
+                    last_sequence: last.last_sequence,
+                    last_append_ms: state.last_append_ms,
+                })
+            })
+            .collect();
+        producers.sort_unstable_by_key(|p| p.producer_id);
+        producers
     }
 
     pub fn check(&self, batch: &BatchIdentity) -> SequenceCheck {
@@ -166,8 +197,15 @@ impl WriterState {
         }
     }
 
-    /// Remembers a batch that was appended at `base_offset`.
+    /// Remembers a batch that was appended at `base_offset` just now.
     pub fn record(&mut self, batch: &BatchIdentity, base_offset: i64) {
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(-1, |d| d.as_millis() as i64);
+        self.remember(batch, base_offset, now_ms);
+    }
+
+    fn remember(&mut self, batch: &BatchIdentity, base_offset: i64, appended_ms: i64) {
         self.clock += 1;
         let clock = self.clock;
         let state = self
@@ -177,12 +215,14 @@ impl WriterState {
                 epoch: batch.producer_epoch,
                 batches: VecDeque::new(),
                 last_used: clock,
+                last_append_ms: appended_ms,
             });
         if batch.producer_epoch != state.epoch {
             state.epoch = batch.producer_epoch;
             state.batches.clear();
         }
         state.last_used = clock;
+        state.last_append_ms = appended_ms;
         if state.batches.len() == RETAINED_BATCHES {
             state.batches.pop_front();
         }

@@ -760,14 +760,20 @@ class KafkaBroker:
             self.proc.stop(graceful=True, grace_s=30)
 
 
-def kafka_consumer_groups(bootstrap: str, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-    """Runs the real kafka-consumer-groups tool; returns the completed process (text output)."""
+def kafka_tool(main_class: str, bootstrap: str, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    """Runs one of Kafka's own command-line tools (a class of kafka-tools, as the kafka-*.sh
+    scripts do) against `bootstrap`; returns the completed process (text output)."""
     java = require_tool("java")
     proc = subprocess.run(
-        [java, "-cp", kafka_tools_classpath(), "org.apache.kafka.tools.consumer.group.ConsumerGroupCommand",
-         "--bootstrap-server", bootstrap, *args],
+        [java, "-cp", kafka_tools_classpath(), main_class, "--bootstrap-server", bootstrap, *args],
         capture_output=True, text=True, timeout=CLIENT_TIMEOUT_S)
     if check and proc.returncode != 0:
-        raise AssertionError(f"kafka-consumer-groups {' '.join(args)} failed ({proc.returncode}):\n"
-                             f"{proc.stdout}\n{proc.stderr}")
+        raise AssertionError(f"{main_class.rsplit('.', 1)[-1]} {' '.join(args)} failed "
+                             f"({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
     return proc
+
+
+def kafka_consumer_groups(bootstrap: str, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    """Runs the real kafka-consumer-groups tool; returns the completed process (text output)."""
+    return kafka_tool("org.apache.kafka.tools.consumer.group.ConsumerGroupCommand", bootstrap,
+                      *args, check=check)

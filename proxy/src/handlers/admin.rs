@@ -1,4 +1,5 @@
-//! Topic administration (CreateTopics, DeleteTopics, CreatePartitions) and DescribeCluster.
+//! Topic administration (CreateTopics, DeleteTopics, CreatePartitions), DescribeCluster and
+//! ElectLeaders.
 
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicResult;
@@ -6,10 +7,11 @@ use kafka_protocol::messages::create_topics_request::CreatableTopic;
 use kafka_protocol::messages::create_topics_response::CreatableTopicResult;
 use kafka_protocol::messages::delete_topics_response::DeletableTopicResult;
 use kafka_protocol::messages::describe_cluster_response::DescribeClusterBroker;
+use kafka_protocol::messages::elect_leaders_response::{PartitionResult, ReplicaElectionResult};
 use kafka_protocol::messages::{
     ApiKey, BrokerId, CreatePartitionsRequest, CreatePartitionsResponse, CreateTopicsRequest,
     CreateTopicsResponse, DeleteTopicsRequest, DeleteTopicsResponse, DescribeClusterRequest,
-    DescribeClusterResponse, TopicName,
+    DescribeClusterResponse, ElectLeadersRequest, ElectLeadersResponse, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
 
@@ -285,4 +287,42 @@ pub fn describe_cluster(
         .with_controller_id(broker.cluster.controller_id())
         .with_cluster_authorized_operations(i32::MIN)
         .with_brokers(brokers)
+}
+
+/// ElectLeaders (`kafka-leader-election.sh`, Cruise Control): a partition's leader is always the
+/// replica the membership log assigns it to, and every replica serves the same Iggy partition,
+/// so there is never another leader to elect. Named partitions get ELECTION_NOT_NEEDED, as
+/// Kafka answers for a partition already led by its preferred replica; "all partitions" gets
+/// an empty list, as Kafka leaves those out.
+pub async fn elect_leaders(broker: &Broker, request: ElectLeadersRequest) -> ElectLeadersResponse {
+    let mut results = Vec::new();
+    for topic in request.topic_partitions.unwrap_or_default() {
+        let name = topic.topic.0.to_string();
+        let mut partitions = Vec::with_capacity(topic.partitions.len());
+        for p in topic.partitions {
+            let exists = match u32::try_from(p) {
+                Ok(index) => broker.backend.bounds(&name, index).await.map(|_| ()),
+                Err(_) => Err(BackendError::UnknownTopicOrPartition(name.clone())),
+            };
+            let (code, message) = match exists {
+                Ok(()) => failure(
+                    ResponseError::ElectionNotNeeded,
+                    "the partition already has its leader (kafka-iggy-proxy replicas share one log)",
+                ),
+                Err(e) => from_backend(e),
+            };
+            partitions.push(
+                PartitionResult::default()
+                    .with_partition_id(p)
+                    .with_error_code(tally(broker, ApiKey::ElectLeaders, code))
+                    .with_error_message(message.map(StrBytes::from_string)),
+            );
+        }
+        results.push(
+            ReplicaElectionResult::default()
+                .with_topic(topic.topic)
+                .with_partition_result(partitions),
+        );
+    }
+    ElectLeadersResponse::default().with_replica_election_results(results)
 }

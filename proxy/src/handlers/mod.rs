@@ -9,11 +9,13 @@ pub mod delete_records;
 pub mod fetch;
 pub mod group_offsets;
 pub mod groups;
+pub mod leader_epoch;
 pub mod list_offsets;
 pub mod metadata;
 pub mod produce;
 pub mod producer_id;
 pub mod records;
+pub mod transactions;
 
 use futures::future::BoxFuture;
 use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind, ResponseKind};
@@ -159,6 +161,18 @@ pub async fn handle_exclusive(
         RequestKind::DescribeCluster(r) => respond(ResponseKind::DescribeCluster(
             admin::describe_cluster(broker, r),
         )),
+        RequestKind::ElectLeaders(r) => respond(ResponseKind::ElectLeaders(
+            admin::elect_leaders(broker, r).await,
+        )),
+        RequestKind::OffsetForLeaderEpoch(r) => respond(ResponseKind::OffsetForLeaderEpoch(
+            leader_epoch::handle(broker, r).await,
+        )),
+        RequestKind::DescribeProducers(r) => respond(ResponseKind::DescribeProducers(
+            transactions::describe_producers(broker, r).await,
+        )),
+        RequestKind::ListTransactions(r) => respond(ResponseKind::ListTransactions(
+            transactions::list_transactions(&r),
+        )),
         _ => Outcome::Close(format!(
             "api key {} v{version} is not served",
             header.request_api_key
@@ -260,6 +274,10 @@ pub fn api_name(api: ApiKey) -> &'static str {
         ApiKey::DeleteRecords => "DeleteRecords",
         ApiKey::CreatePartitions => "CreatePartitions",
         ApiKey::DescribeCluster => "DescribeCluster",
+        ApiKey::ElectLeaders => "ElectLeaders",
+        ApiKey::OffsetForLeaderEpoch => "OffsetForLeaderEpoch",
+        ApiKey::DescribeProducers => "DescribeProducers",
+        ApiKey::ListTransactions => "ListTransactions",
         ApiKey::FindCoordinator => "FindCoordinator",
         ApiKey::JoinGroup => "JoinGroup",
         ApiKey::SyncGroup => "SyncGroup",

@@ -27,7 +27,7 @@ use crate::backend::{ProducerBatch, ProducerMark, ReadLimits};
 use crate::broker::Broker;
 use crate::budget::{ConnectionShare, Reservation};
 use crate::error::backend_error_code;
-use crate::partitions::{PartitionState, SequenceCheck, Turn};
+use crate::partitions::{PartitionState, SequenceCheck, Turn, WriterState};
 
 type PartitionError = (i16, Option<String>);
 
@@ -423,6 +423,24 @@ async fn log_start(broker: &Broker, topic: &str, partition: i32, state: &Partiti
     }
 }
 
+/// The partition's writer state, locked, if this replica may write the partition now. Producer
+/// sequences kept under another permit (before this replica lost the partition and got it
+/// back) say nothing about what was appended meanwhile: they are read back from the log first.
+pub(crate) async fn lock_writer<'a>(
+    broker: &Broker,
+    topic: &str,
+    partition: i32,
+    state: &'a PartitionState,
+) -> Option<tokio::sync::MutexGuard<'a, WriterState>> {
+    let mut writer = state.writer.lock().await;
+    let permit = broker.cluster.write_permit(topic, partition)?;
+    writer.hold(permit);
+    if writer.needs_rebuild() {
+        writer.rebuild(producer_marks_of_tail(broker, topic, partition).await);
+    }
+    Some(writer)
+}
+
 async fn append(
     broker: &Broker,
     topic: &str,
@@ -430,17 +448,11 @@ async fn append(
     batch: ProducedBatch,
     state: &PartitionState,
 ) -> Result<i64, PartitionError> {
-    let mut writer = state.writer.lock().await;
     // The fence: checked again here, after waiting for the partition's turn, right before the
-    // append. Producer sequences kept under another permit (before this replica lost the
-    // partition and got it back) say nothing about what was appended meanwhile.
-    let Some(permit) = broker.cluster.write_permit(topic, partition) else {
+    // append.
+    let Some(mut writer) = lock_writer(broker, topic, partition, state).await else {
         return Err((ResponseError::NotLeaderOrFollower.code(), None));
     };
-    writer.hold(permit);
-    if writer.needs_rebuild() {
-        writer.rebuild(producer_marks_of_tail(broker, topic, partition).await);
-    }
     if let Some(identity) = &batch.identity {
         match writer.check(identity) {
             SequenceCheck::Append => {}

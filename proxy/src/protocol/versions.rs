@@ -49,6 +49,11 @@ pub const SUPPORTED_APIS: &[ApiSupport] = &[
     api(ApiKey::DeleteRecords, 0, 2),
     api(ApiKey::CreatePartitions, 0, 3),
     api(ApiKey::DescribeCluster, 0, 1),
+    api(ApiKey::ElectLeaders, 0, 2),
+    // v0-1 are removed in Kafka 4 (KIP-896); v2 adds the current leader epoch.
+    api(ApiKey::OffsetForLeaderEpoch, 2, 4),
+    api(ApiKey::DescribeProducers, 0, 0),
+    api(ApiKey::ListTransactions, 0, 1),
     // Consumer groups, classic protocol. ConsumerGroupHeartbeat (KIP-848) is not served: a
     // broker without it does not advertise it, and clients then use the classic protocol.
     api(ApiKey::FindCoordinator, 0, 6),
