@@ -403,3 +403,138 @@ async fn pending_joins_are_answered_when_the_group_moves_on_iggy() {
     };
     pending_joins_are_answered_when_the_group_moves(Store::Iggy(&server)).await;
 }
+
+async fn sync_group(wire: &mut Wire, group: &str, member_id: &str, generation: i32) -> i16 {
+    let request = SyncGroupRequest::default()
+        .with_group_id(GroupId(StrBytes::from_string(group.to_string())))
+        .with_member_id(StrBytes::from_string(member_id.to_string()))
+        .with_generation_id(generation)
+        .with_protocol_type(Some(StrBytes::from_static_str("consumer")))
+        .with_protocol_name(Some(StrBytes::from_static_str("range")))
+        .with_assignments(vec![
+            sync_group_request::SyncGroupRequestAssignment::default()
+                .with_member_id(StrBytes::from_string(member_id.to_string()))
+                .with_assignment(bytes::Bytes::from_static(b"everything")),
+        ]);
+    let ResponseKind::SyncGroup(r) = wire.call(ApiKey::SyncGroup, 5, request.into()).await else {
+        panic!("kind")
+    };
+    r.error_code
+}
+
+async fn heartbeat(wire: &mut Wire, group: &str, member_id: &str, generation: i32) -> i16 {
+    let request = HeartbeatRequest::default()
+        .with_group_id(GroupId(StrBytes::from_string(group.to_string())))
+        .with_member_id(StrBytes::from_string(member_id.to_string()))
+        .with_generation_id(generation);
+    let ResponseKind::Heartbeat(r) = wire.call(ApiKey::Heartbeat, 4, request.into()).await else {
+        panic!("kind")
+    };
+    r.error_code
+}
+
+/// Heartbeats `group` through the replica that coordinates it, retrying while the group is
+/// on its way there; returns the first answer that is not about the coordinator.
+async fn heartbeat_coordinator(
+    wires: &mut [Wire],
+    group: &str,
+    member: &str,
+    generation: i32,
+) -> i16 {
+    let deadline = Instant::now() + SETTLE;
+    loop {
+        let (code, node) = coordinator_of(&mut wires[0], group).await;
+        if code == 0 {
+            let answer = heartbeat(&mut wires[node as usize], group, member, generation).await;
+            if answer != ResponseError::NotCoordinator.code()
+                && answer != ResponseError::CoordinatorLoadInProgress.code()
+                && answer != ResponseError::CoordinatorNotAvailable.code()
+            {
+                return answer;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{group} never reached its coordinator"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A group that moves to another replica, and back, keeps its generation: members carry on
+/// heartbeating (no rebalance), because the new coordinator restores the generation from the
+/// offsets log.
+async fn groups_keep_their_generation_across_hand_offs(store: Store<'_>) {
+    let first = replica(&store, 0).await;
+    let mut wire = Wire::connect(first.kafka_addr).await;
+    settled(std::slice::from_mut(&mut wire), "first", 1, &[0]).await;
+    let mut groups = Vec::new();
+    for g in 0..10 {
+        let group = format!("steady-group-{g}");
+        let deadline = Instant::now() + SETTLE;
+        let joined = loop {
+            let joined = join_group(&mut wire, &group, "").await;
+            if joined.error_code == 0 {
+                break joined;
+            }
+            assert!(Instant::now() < deadline, "{group}: {}", joined.error_code);
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        let member = joined.member_id.to_string();
+        assert_eq!(
+            sync_group(&mut wire, &group, &member, joined.generation_id).await,
+            0
+        );
+        assert_eq!(
+            heartbeat(&mut wire, &group, &member, joined.generation_id).await,
+            0
+        );
+        groups.push((group, member, joined.generation_id));
+    }
+    // The coordinator writes each new generation to the log within a tick.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    let second = replica(&store, 1).await;
+    let mut wires = vec![wire, Wire::connect(second.kafka_addr).await];
+    settled(&mut wires, "first", 1, &[0, 1]).await;
+    let mut moved = 0;
+    for (group, member, generation) in &groups {
+        moved += usize::from(coordinator_of(&mut wires[0], group).await.1 == 1);
+        let answer = heartbeat_coordinator(&mut wires, group, member, *generation).await;
+        assert_eq!(answer, 0, "{group} after the move to 2 replicas");
+    }
+    assert!(moved > 0, "some group moves to the new replica");
+
+    // And back, when the second replica leaves.
+    second.shutdown().await;
+    wires.truncate(1);
+    settled(&mut wires, "first", 1, &[0]).await;
+    for (group, member, generation) in &groups {
+        let answer = heartbeat_coordinator(&mut wires, group, member, *generation).await;
+        assert_eq!(answer, 0, "{group} after the move back");
+    }
+    first.shutdown().await;
+
+    // A restarted proxy, too, carries on with the generation.
+    let again = replica(&store, 0).await;
+    let mut wires = vec![Wire::connect(again.kafka_addr).await];
+    for (group, member, generation) in &groups {
+        let answer = heartbeat_coordinator(&mut wires, group, member, *generation).await;
+        assert_eq!(answer, 0, "{group} after a restart");
+    }
+    again.shutdown().await;
+}
+
+#[tokio::test]
+async fn groups_keep_their_generation_across_hand_offs_on_memory() {
+    groups_keep_their_generation_across_hand_offs(Store::Memory(Arc::new(MemoryBackend::new())))
+        .await;
+}
+
+#[tokio::test]
+async fn groups_keep_their_generation_across_hand_offs_on_iggy() {
+    let Some(server) = IggyServer::from_env().await else {
+        return;
+    };
+    groups_keep_their_generation_across_hand_offs(Store::Iggy(&server)).await;
+}

@@ -20,7 +20,7 @@ use crate::backend::{ReadLimits, SharedBackend, TopicSettings};
 use crate::cluster::{Cluster, WritePermit};
 use crate::config::GroupSettings;
 use crate::metrics::Metrics;
-use offsets_log::{now_ms, CommittedOffset, OffsetEntry, OFFSETS_TOPIC};
+use offsets_log::{now_ms, CommittedOffset, GroupSnapshot, LogEntry, OffsetEntry, OFFSETS_TOPIC};
 use state::{Group, GroupState, JoinOutcome, JoinRequest, Reply, Rules, SyncOutcome};
 
 pub type SharedGroup = Arc<Mutex<Group>>;
@@ -74,6 +74,15 @@ struct Registry {
 
 /// A committed offset as OffsetFetch reports it.
 pub type GroupOffsets = BTreeMap<(String, i32), CommittedOffset>;
+
+/// What replaying an offsets partition found.
+#[derive(Default)]
+struct Replayed {
+    offsets: HashMap<String, GroupOffsets>,
+    /// Each group's last generation.
+    snapshots: HashMap<String, GroupSnapshot>,
+    records: u64,
+}
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // A panic while holding a group lock is a bug; the state is still usable for others.
@@ -251,15 +260,21 @@ impl GroupCoordinator {
         }
     }
 
-    /// Replays one offsets partition into memory.
+    /// Replays one offsets partition into memory: committed offsets, and each group's last
+    /// generation (so its members carry on without a rebalance).
     async fn load_partition(&self, p: u32) -> Result<(), crate::backend::BackendError> {
         let started = Instant::now();
-        let (loaded, records) = self.replay(p, None).await?;
+        let Replayed {
+            offsets: loaded,
+            mut snapshots,
+            records,
+        } = self.replay(p, None).await?;
         let now = Instant::now();
         let mut registry = lock(&self.registry);
         let mut restored = 0;
         for (id, offsets) in loaded {
-            if offsets.is_empty() {
+            let snapshot = snapshots.remove(&id);
+            if offsets.is_empty() && snapshot.as_ref().is_none_or(|s| s.members.is_empty()) {
                 continue;
             }
             restored += 1;
@@ -271,6 +286,21 @@ impl GroupCoordinator {
             for (k, v) in offsets {
                 g.offsets.entry(k).or_insert(v);
             }
+            if let Some(snapshot) = snapshot {
+                g.restore(snapshot, now);
+            }
+        }
+        // Groups with members that have committed nothing yet.
+        for (id, snapshot) in snapshots {
+            if snapshot.members.is_empty() {
+                continue;
+            }
+            restored += 1;
+            let group = registry
+                .groups
+                .entry(id.clone())
+                .or_insert_with(|| Arc::new(Mutex::new(Group::new(id, now))));
+            lock(group).restore(snapshot, now);
         }
         tracing::info!(
             partition = p,
@@ -290,7 +320,11 @@ impl GroupCoordinator {
             return Ok(()); // read back while this request waited
         }
         let started = Instant::now();
-        let (mut loaded, records) = self.replay(p, Some(group)).await?;
+        let Replayed {
+            offsets: mut loaded,
+            records,
+            ..
+        } = self.replay(p, Some(group)).await?;
         let offsets = loaded.remove(group).unwrap_or_default();
         let mut registry = lock(&self.registry);
         registry.evicted.remove(group);
@@ -312,18 +346,16 @@ impl GroupCoordinator {
     }
 
     /// Reads one offsets partition from its start (only `only`'s entries when given): the last
-    /// entry per key wins; entries older than the retention are dropped. Returns the offsets
-    /// per group and the number of records read.
+    /// entry per key wins; entries older than the retention are dropped.
     async fn replay(
         &self,
         p: u32,
         only: Option<&str>,
-    ) -> Result<(HashMap<String, GroupOffsets>, u64), crate::backend::BackendError> {
+    ) -> Result<Replayed, crate::backend::BackendError> {
         let bounds = self.backend.bounds(OFFSETS_TOPIC, p).await?;
         let oldest_kept = now_ms() - self.settings.offsets_retention_ms as i64;
         let mut offset = bounds.log_start;
-        let mut loaded: HashMap<String, GroupOffsets> = HashMap::new();
-        let mut records = 0u64;
+        let mut replayed = Replayed::default();
         while offset < bounds.high_watermark {
             let limits = ReadLimits {
                 max_records: 10_000,
@@ -335,30 +367,45 @@ impl GroupCoordinator {
             };
             offset = last.offset + 1;
             for fetched in &read.records {
-                records += 1;
-                let entry = match OffsetEntry::from_record(&fetched.record) {
+                replayed.records += 1;
+                let entry = match LogEntry::from_record(&fetched.record) {
                     Ok(e) => e,
                     Err(e) => {
                         tracing::warn!(partition = p, offset = fetched.offset, error = %e, "skipping offsets record");
                         continue;
                     }
                 };
-                if only.is_some_and(|g| g != entry.group) {
-                    continue;
-                }
-                let offsets = loaded.entry(entry.group).or_default();
-                let key = (entry.topic, entry.partition);
-                match entry.offset {
-                    Some(c) if fetched.record.timestamp_ms >= oldest_kept => {
-                        offsets.insert(key, c);
+                let fresh = fetched.record.timestamp_ms >= oldest_kept;
+                match entry {
+                    LogEntry::Offset(entry) => {
+                        if only.is_some_and(|g| g != entry.group) {
+                            continue;
+                        }
+                        let offsets = replayed.offsets.entry(entry.group).or_default();
+                        let key = (entry.topic, entry.partition);
+                        match entry.offset {
+                            Some(c) if fresh => {
+                                offsets.insert(key, c);
+                            }
+                            _ => {
+                                offsets.remove(&key);
+                            }
+                        }
                     }
-                    _ => {
-                        offsets.remove(&key);
+                    LogEntry::Group(snapshot) => {
+                        if only.is_some_and(|g| g != snapshot.group) {
+                            continue;
+                        }
+                        if fresh {
+                            replayed.snapshots.insert(snapshot.group.clone(), snapshot);
+                        } else {
+                            replayed.snapshots.remove(&snapshot.group);
+                        }
                     }
                 }
             }
         }
-        Ok((loaded, records))
+        Ok(replayed)
     }
 
     /// The group, created (Empty) when `create` is true. Marks it used, so it is the last to be
@@ -546,7 +593,8 @@ impl GroupCoordinator {
         }
         let p = self.partition_of(group_id);
         let _turn = self.partitions[p as usize].write.lock().await;
-        self.append(p, group_id, entries).await?;
+        let records = entries.iter().map(OffsetEntry::to_record).collect();
+        self.append(p, group_id, records).await?;
         apply();
         Ok(())
     }
@@ -556,7 +604,7 @@ impl GroupCoordinator {
         &self,
         p: u32,
         group_id: &str,
-        entries: &[OffsetEntry],
+        records: Vec<crate::backend::StoredRecord>,
     ) -> Result<(), ResponseError> {
         // The fence: only within the run of ownership the partition was loaded in.
         let permit = self.cluster.write_permit(OFFSETS_TOPIC, p as i32);
@@ -567,7 +615,6 @@ impl GroupCoordinator {
         {
             return Err(ResponseError::NotCoordinator);
         }
-        let records = entries.iter().map(OffsetEntry::to_record).collect();
         if let Err(e) = self.backend.append(OFFSETS_TOPIC, p, records).await {
             tracing::warn!(group = group_id, error = %e, "cannot store committed offsets");
             return Err(ResponseError::CoordinatorNotAvailable);
@@ -808,7 +855,9 @@ impl GroupCoordinator {
                     .with_label_values(&[&g.id])
                     .set(g.members.len() as i64);
                 members.insert(g.id.clone());
-                if g.emptiness_changes != g.emptiness_changes_persisted {
+                if g.emptiness_changes != g.emptiness_changes_persisted
+                    || g.snapshots_due != g.snapshots_persisted
+                {
                     drop(g);
                     changed.push(group);
                 }
@@ -981,16 +1030,29 @@ impl GroupCoordinator {
             .collect()
     }
 
+    /// Whether the group's generation must be written: it reached a new one (Stable or Empty)
+    /// since the last snapshot, or, while it has members, its snapshot is half a retention old
+    /// (so that replay and the offsets topic's message expiry keep it while the group lives).
+    fn snapshot_due(g: &Group, now: i64, retention: i64) -> bool {
+        g.snapshots_due != g.snapshots_persisted
+            || (!g.members.is_empty()
+                && g.snapshot_written_ms
+                    .is_some_and(|written| written + retention / 2 <= now))
+    }
+
     /// Rewrites [`Self::offsets_to_keep`] with the current time as their log timestamp (the
-    /// values unchanged). Runs under the partition's write lock, so no commit can come between
-    /// reading an offset and rewriting it (which would bring back the older value). A failure is
-    /// logged by `append` and retried at the next tick or housekeeping.
+    /// values unchanged), and the group's generation when [`Self::snapshot_due`]. Runs under
+    /// the partition's write lock, so no commit can come between reading an offset and
+    /// rewriting it (which would bring back the older value). A failure is logged by `append`
+    /// and retried at the next tick or housekeeping.
     async fn keep_offsets(&self, group: &SharedGroup) {
         let retention = self.settings.offsets_retention_ms as i64;
         let (id, due) = {
             let g = lock(group);
+            let now = now_ms();
             let due = g.emptiness_changes != g.emptiness_changes_persisted
-                || !Self::offsets_to_keep(&g, now_ms(), retention).is_empty();
+                || Self::snapshot_due(&g, now, retention)
+                || !Self::offsets_to_keep(&g, now, retention).is_empty();
             (g.id.clone(), due)
         };
         if !due {
@@ -999,7 +1061,7 @@ impl GroupCoordinator {
         let p = self.partition_of(&id);
         let _turn = self.partitions[p as usize].write.lock().await;
         let now = now_ms();
-        let (changes, entries) = {
+        let (changes, snapshots, entries, snapshot) = {
             let g = lock(group);
             let entries: Vec<OffsetEntry> = Self::offsets_to_keep(&g, now, retention)
                 .into_iter()
@@ -1016,9 +1078,15 @@ impl GroupCoordinator {
                     }
                 })
                 .collect();
-            (g.emptiness_changes, entries)
+            // Mid-rebalance there is nothing to write; the rebalance's end is due again.
+            let snapshot = Self::snapshot_due(&g, now, retention)
+                .then(|| g.snapshot(now))
+                .flatten();
+            (g.emptiness_changes, g.snapshots_due, entries, snapshot)
         };
-        if !entries.is_empty() && self.append(p, &id, &entries).await.is_err() {
+        let mut records: Vec<_> = entries.iter().map(OffsetEntry::to_record).collect();
+        records.extend(snapshot.as_ref().map(GroupSnapshot::to_record));
+        if !records.is_empty() && self.append(p, &id, records).await.is_err() {
             return;
         }
         let mut g = lock(group);
@@ -1028,6 +1096,10 @@ impl GroupCoordinator {
             }
         }
         g.emptiness_changes_persisted = changes;
+        if snapshot.is_some() {
+            g.snapshot_written_ms = Some(now);
+            g.snapshots_persisted = snapshots;
+        }
     }
 }
 

@@ -200,6 +200,13 @@ pub struct Group {
     /// sets `emptiness_changes_persisted` to the value it handled.
     pub emptiness_changes: u64,
     pub emptiness_changes_persisted: u64,
+    /// Times the group reached a generation worth persisting (Stable, or Empty); the
+    /// coordinator writes a [`GroupSnapshot`](super::offsets_log::GroupSnapshot) and sets
+    /// `snapshots_persisted` to the value it handled.
+    pub snapshots_due: u64,
+    pub snapshots_persisted: u64,
+    /// When the group's snapshot was last written (ms since the epoch), if ever.
+    pub snapshot_written_ms: Option<i64>,
     /// Last request for this group; the least recently used empty groups leave memory first.
     pub last_used: Instant,
 }
@@ -226,6 +233,9 @@ impl Group {
             empty_since: Some(now),
             emptiness_changes: 0,
             emptiness_changes_persisted: 0,
+            snapshots_due: 0,
+            snapshots_persisted: 0,
+            snapshot_written_ms: None,
             last_used: now,
         }
     }
@@ -628,6 +638,7 @@ impl Group {
         self.initial_delay_limit = None;
         self.empty_since = Some(now);
         self.emptiness_changes += 1;
+        self.snapshots_due += 1;
     }
 
     /// The protocol most members prefer among those all support (Kafka's vote).
@@ -746,6 +757,7 @@ impl Group {
                     }
                     self.state = GroupState::Stable;
                     self.phase_deadline = None;
+                    self.snapshots_due += 1;
                     let (pt, pn) = (self.protocol_type.clone(), self.protocol.clone());
                     for m in self.members.values_mut() {
                         if let Some(w) = m.sync_waiter.take() {
@@ -1028,6 +1040,8 @@ impl Group {
         self.state = GroupState::Dead;
     }
 }
+
+mod snapshot;
 
 #[cfg(test)]
 mod tests;

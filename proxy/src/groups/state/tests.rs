@@ -345,3 +345,59 @@ fn a_leader_that_never_syncs_restarts_the_rebalance() {
     );
     assert_eq!(g.state, GroupState::PreparingRebalance);
 }
+
+#[test]
+fn a_restored_generation_carries_on_without_a_rebalance() {
+    let t0 = Instant::now();
+    let mut g = Group::new("g".into(), t0);
+    assert!(g
+        .snapshot(1)
+        .is_some_and(|s| s.members.is_empty() && s.generation == 0));
+    let (a, mut rx_a) = join_new(&mut g, t0);
+    let t1 = t0 + Duration::from_millis(600);
+    g.tick(t1);
+    rx_a.try_recv().unwrap();
+    sync_all(&mut g, &a, &[], t1);
+    let (b, mut rx_b) = join_new(&mut g, t1);
+    assert!(g.snapshot(2).is_none(), "nothing to persist mid-rebalance");
+    let mut rx_a = waiting(g.join(request(&a, &["range"]), &rules(), t1));
+    rx_a.try_recv().unwrap();
+    rx_b.try_recv().unwrap();
+    let due = g.snapshots_due;
+    sync_all(&mut g, &a, &[&b], t1);
+    assert_eq!(
+        g.snapshots_due,
+        due + 1,
+        "a Stable generation is due for the log"
+    );
+    let snapshot = g.snapshot(3).expect("stable");
+    assert_eq!((snapshot.generation, snapshot.members.len()), (2, 2));
+
+    // Another coordinator (or this one after a restart) takes the group over.
+    let t2 = t1 + Duration::from_secs(5);
+    let mut taken = Group::new("g".into(), t2);
+    taken.restore(snapshot.clone(), t2);
+    assert_eq!(taken.state, GroupState::Stable);
+    assert_eq!(taken.generation, 2);
+    assert_eq!(taken.heartbeat(&a, None, 2, t2), Ok(()));
+    assert_eq!(taken.heartbeat(&b, None, 2, t2), Ok(()));
+    assert_eq!(taken.check_commit(&b, None, 2), Ok(()));
+    let sync = now_reply(taken.sync(&b, None, 2, None, None, vec![], t2));
+    assert_eq!(sync.assignment, format!("assigned-{b}"));
+    assert_eq!(taken.leader.as_deref(), Some(a.as_str()));
+
+    // Taken over only by a group nothing has happened to yet.
+    let mut busy = Group::new("g".into(), t2);
+    let (c, _rx) = join_new(&mut busy, t2);
+    busy.restore(snapshot, t2);
+    assert!(busy.members.contains_key(&c) && !busy.members.contains_key(&a));
+
+    // A member that is gone expires after its session; the next generation follows on.
+    let t3 = t2 + Duration::from_secs(8);
+    assert_eq!(taken.heartbeat(&a, None, 2, t3), Ok(()));
+    taken.tick(t2 + Duration::from_secs(11));
+    assert_eq!(taken.state, GroupState::PreparingRebalance);
+    assert!(!taken.members.contains_key(&b));
+    let mut rx = waiting(taken.join(request(&a, &["range"]), &rules(), t3));
+    assert_eq!(rx.try_recv().unwrap().generation, 3);
+}
