@@ -50,6 +50,9 @@ pub struct Proxy {
     pub broker: Arc<Broker>,
     trigger: ShutdownTrigger,
     tasks: Vec<tokio::task::JoinHandle<()>>,
+    /// Stopped last: the replica keeps its partitions' write permits (heartbeats) until
+    /// everything else, the group coordinator's last writes included, has finished.
+    membership: Option<(ShutdownTrigger, tokio::task::JoinHandle<()>)>,
 }
 
 impl Proxy {
@@ -114,9 +117,10 @@ impl Proxy {
             shutdown.clone(),
         ))];
         tasks.push(tokio::spawn(broker.groups.clone().run(shutdown.clone())));
-        if let Some(membership) = broker.cluster.membership() {
-            tasks.push(tokio::spawn(membership.clone().run(shutdown.clone())));
-        }
+        let membership = broker.cluster.membership().map(|membership| {
+            let (trigger, shutdown) = shutdown::channel();
+            (trigger, tokio::spawn(membership.clone().run(shutdown)))
+        });
         if let Some(l) = metrics_listener {
             tasks.push(tokio::spawn(http::run(broker.clone(), l, shutdown)));
         }
@@ -126,13 +130,20 @@ impl Proxy {
             broker,
             trigger,
             tasks,
+            membership,
         })
     }
 
-    /// Stops accepting, closes connections and waits for the tasks to end.
+    /// Stops accepting, closes connections and waits for the tasks to end; then leaves the
+    /// cluster (replicas take over this one's partitions and groups).
     pub async fn shutdown(self) {
         self.trigger.trigger();
         for task in self.tasks {
+            let _ = task.await;
+        }
+        self.broker.groups.persist_before_leaving().await;
+        if let Some((trigger, task)) = self.membership {
+            trigger.trigger();
             let _ = task.await;
         }
     }

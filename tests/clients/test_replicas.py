@@ -18,7 +18,7 @@ import time
 import pytest
 
 import harness
-from test_groups import GROUP_ARGS, Member
+from test_groups import GROUP_ARGS, Member, simple_commit
 
 pytestmark = [pytest.mark.client("replicas (confluent-kafka, java)"), pytest.mark.iggy_only]
 
@@ -165,3 +165,81 @@ def test_scale_pause_kill_and_stop_replicas_under_load(backend, proxy_factory, t
 
     # The paused replica woke up without permission and joined again.
     assert "membership lease lapsed" in b.log_text(), b.process.tail(40)
+
+
+def coordinator_of(bootstrap: str, group: str) -> int | None:
+    """The group's coordinator as kafka-consumer-groups --describe --state reports it."""
+    out = harness.kafka_consumer_groups(bootstrap, "--describe", "--group", group, "--state",
+                                        check=False).stdout
+    for line in out.splitlines():
+        cols = line.split()
+        if cols and cols[0] == group:
+            # GROUP  COORDINATOR (ID)  ASSIGNMENT-STRATEGY  STATE  #MEMBERS, the coordinator
+            # shown as host:port  (id)
+            for col in cols:
+                if col.startswith("(") and col.endswith(")") and col[1:-1].isdigit():
+                    return int(col[1:-1])
+    return None
+
+
+def test_a_group_moves_between_replicas_without_a_rebalance(backend, proxy_factory, tmp_path,
+                                                            java_jar):
+    """A rollout or scale-down moves groups to other replicas; the new coordinator restores the
+    group's generation from the offsets log, so members (librdkafka and Java) keep their
+    assignment: no revocation, no new assignment, consumption goes on."""
+    harness.require_module("confluent_kafka")
+    replicas = [proxy_factory(name=f"replica-{i}", extra_args=replica_args(i)) for i in range(2)]
+    bootstrap = ",".join(r.bootstrap for r in replicas)
+    topic = harness.unique_name("moving")
+    harness.ck_create_topic(replicas[0].bootstrap, topic, PARTITIONS)
+    # A group coordinated by replica 0 (a simple commit makes a group exist to describe).
+    group = None
+    for attempt in range(40):
+        candidate = harness.unique_name(f"moving-group-{attempt}")
+        simple_commit(replicas[0].bootstrap, candidate, [(topic, 0, 0)])
+        if coordinator_of(replicas[0].bootstrap, candidate) == 0:
+            group = candidate
+            break
+    assert group is not None, "no group name is coordinated by replica 0"
+
+    def produce(n: int, tag: str) -> None:
+        from harness import Record
+        records = [Record(i % PARTITIONS, f"{tag}-{i}".encode(), f"{tag}-{i}".encode())
+                   for i in range(n)]
+        harness.ck_produce(bootstrap, topic, records)
+
+    produce(600, "before")
+    members = [Member("confluent", bootstrap, topic, group, tmp_path, f"member-{i}",
+                      session_ms=6000, idle_s=60) for i in range(2)]
+    members.append(Member("java", bootstrap, topic, group, tmp_path, "member-java",
+                          session_ms=6000, idle_s=60, assignor="range", java_jar=java_jar))
+    try:
+        def keys() -> set[str]:
+            return {k for m in members for (_, _, k) in m.records()}
+
+        def settled() -> bool:
+            held = [m.assignment() for m in members]
+            return (all(held) and set().union(*held) == set(range(PARTITIONS))
+                    and sum(len(h) for h in held) == PARTITIONS)
+
+        harness.wait_until(settled, 90, "the three members to share the partitions")
+        harness.wait_until(lambda: len(keys()) == 600, 90, "the first records to be consumed")
+        def rebalance_events() -> list[int]:
+            return [sum(1 for e in m.events() if e["e"] in ("assigned", "revoked")) for m in members]
+
+        before = rebalance_events()
+
+        # Replica 0, the group's coordinator, is stopped (a scale-down, or a rollout's pod).
+        replicas[0].stop(graceful=True)
+        survivor = replicas[1].bootstrap
+        harness.wait_until(lambda: coordinator_of(survivor, group) == 1, 60,
+                           "replica 1 to coordinate the group")
+        produce(600, "after")
+        harness.wait_until(lambda: len(keys()) == 1200, 90, "the later records to be consumed")
+
+        # No member saw a revocation or a new assignment across the move.
+        assert rebalance_events() == before, (before, rebalance_events())
+        assert "restored the group's generation" in replicas[1].log_text()
+    finally:
+        for m in members:
+            m.stop()

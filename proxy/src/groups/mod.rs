@@ -811,6 +811,22 @@ impl GroupCoordinator {
         }
     }
 
+    /// On shutdown, once connections are closed (nothing changes the groups any more) and
+    /// before leaving the cluster: writes the generations not yet in the log, so that the
+    /// replicas taking this one's groups over restore the current generation (no rebalance on
+    /// a rollout or scale-down).
+    pub async fn persist_before_leaving(&self) {
+        for group in self.in_memory() {
+            let due = {
+                let g = lock(&group);
+                g.snapshots_due != g.snapshots_persisted
+            };
+            if due {
+                self.keep_offsets(&group).await;
+            }
+        }
+    }
+
     /// Offsets of groups with members are rewritten once half the retention has passed since
     /// they were written; checking every quarter of the retention keeps the newest record of
     /// each younger than three quarters of it.
