@@ -6,7 +6,10 @@ zombie), one killed, one stopped, back to 1.
 
 Afterwards: no acknowledged record is lost or stored twice, every delivery report names the
 offset where a consumer finds the record, the group consumed every record at least once, and
-the paused replica noticed on waking that its lease was gone."""
+the paused replica noticed on waking that its lease was gone.
+
+And a group whose coordinator is stopped (a rollout or scale-down) moves to another replica
+without a rebalance: its members see no revocation and keep consuming."""
 
 from __future__ import annotations
 
