@@ -3,16 +3,14 @@
 //! every object is resynced periodically.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
-use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, Service};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
-use kafka_iggy_proxy::config::IggyTls;
 use kube::api::{
     ApiResource, DeleteParams, DynamicObject, GroupVersionKind, Patch, PatchParams,
     PropagationPolicy,
@@ -26,10 +24,12 @@ use serde::Serialize;
 use serde_json::json;
 
 use crate::conditions::Conditions;
-use crate::crd::{CaSecret, DeletionPolicy, KafkaBridge, KafkaBridgeStatus};
+use crate::crd::{DeletionPolicy, KafkaBridge, KafkaBridgeStatus};
 use crate::desired::{desired, Desired};
 use crate::metrics::OperatorMetrics;
-use crate::provision::{self, IggyAccess, ProvisionError};
+use crate::ownership::{self, IggyOwnership};
+use crate::provision::{self, ProvisionError};
+use crate::secrets::{self, ca_file_path};
 
 pub const FIELD_MANAGER: &str = "kafka-iggy-operator";
 pub const FINALIZER: &str = "bridge.kafka-iggy.dev/iggy-cleanup";
@@ -48,6 +48,9 @@ pub struct Context {
     pub resync: Duration,
     /// Deletion with policy Delete: give up cleaning Iggy this long after deletionTimestamp.
     pub cleanup_timeout: Duration,
+    /// Watch KafkaBridges (and their children) in this namespace only: the chart's
+    /// namespace-scoped install mode, where the operator has a Role, not a ClusterRole.
+    pub namespace: Option<String>,
     /// Consecutive failures per object (namespace/name), for exponential backoff.
     failures: Mutex<HashMap<String, u32>>,
     /// The conditions last written per object (uid). The informer's copy of the status can lag
@@ -68,8 +71,27 @@ impl Context {
             metrics,
             resync,
             cleanup_timeout: DEFAULT_CLEANUP_TIMEOUT,
+            namespace: None,
             failures: Mutex::new(HashMap::new()),
             reported: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// See [`Context::namespace`].
+    pub fn with_namespace(mut self, namespace: Option<String>) -> Self {
+        self.namespace = namespace;
+        self
+    }
+
+    /// KafkaBridges (or any namespaced kind) in the operator's scope.
+    fn scoped<K>(&self) -> Api<K>
+    where
+        K: Resource<Scope = k8s_openapi::NamespaceResourceScope>,
+        K::DynamicType: Default,
+    {
+        match &self.namespace {
+            Some(ns) => Api::namespaced(self.client.clone(), ns),
+            None => Api::all(self.client.clone()),
         }
     }
 
@@ -123,14 +145,13 @@ fn key(kb: &KafkaBridge) -> String {
 
 /// Runs the controller until the stream ends (the process is shutting down).
 pub async fn run(ctx: Arc<Context>) {
-    let client = ctx.client.clone();
-    let bridges: Api<KafkaBridge> = Api::all(client.clone());
+    let bridges: Api<KafkaBridge> = ctx.scoped();
     // Children only: never cache every StatefulSet, ConfigMap and Service of the cluster.
     let children = || watcher::Config::default().labels(crate::desired::MANAGED_BY_SELECTOR);
     Controller::new(bridges, watcher::Config::default())
-        .owns(Api::<StatefulSet>::all(client.clone()), children())
-        .owns(Api::<ConfigMap>::all(client.clone()), children())
-        .owns(Api::<Service>::all(client), children())
+        .owns(ctx.scoped::<StatefulSet>(), children())
+        .owns(ctx.scoped::<ConfigMap>(), children())
+        .owns(ctx.scoped::<Service>(), children())
         .shutdown_on_signal()
         .run(reconcile, error_policy, ctx)
         .for_each(|result| async move {
@@ -219,7 +240,7 @@ async fn reconcile_inner(kb: &KafkaBridge, ctx: &Context) -> Result<Action, Erro
     }
     let replacing = retire_deployment(kb, ctx, &ns).await?;
     apply_children(kb, ctx, &ns, &d, replacing.is_none(), &mut conditions).await?;
-    provision_iggy(kb, ctx, &ns, &mut conditions).await;
+    let owned = provision_iggy(kb, ctx, &mut conditions).await;
 
     let stateful_set: Option<StatefulSet> = Api::<StatefulSet>::namespaced(ctx.client.clone(), &ns)
         .get_opt(&name)
@@ -261,6 +282,7 @@ async fn reconcile_inner(kb: &KafkaBridge, ctx: &Context) -> Result<Action, Erro
         conditions,
         stateful_set.as_ref(),
         Some(&d),
+        owned,
     )
     .await?;
     Ok(Action::requeue(if ready_now {
@@ -437,28 +459,59 @@ async fn apply_service_monitor(
     Ok(())
 }
 
-/// Reads the Iggy credentials and provisions the stream and topics; the outcome becomes the
+/// Reads the Iggy credentials (from an opted-in Secret only), identifies the server, checks
+/// for a conflicting bridge and provisions the stream and topics; the outcome becomes the
 /// IggyProvisioned condition (never an error of the reconcile itself, so children are still
-/// applied while Iggy is down).
-async fn provision_iggy(kb: &KafkaBridge, ctx: &Context, ns: &str, conditions: &mut Conditions) {
-    if let Some(other) = conflicting_bridge(kb, ctx).await {
+/// applied while Iggy is down). Returns the ownership record to write into the status, when
+/// it was learnt or changed.
+async fn provision_iggy(
+    kb: &KafkaBridge,
+    ctx: &Context,
+    conditions: &mut Conditions,
+) -> Option<IggyOwnership> {
+    let access = match secrets::iggy_access(kb, &ctx.client).await {
+        Ok(a) => a,
+        Err(e) => {
+            conditions.set("IggyProvisioned", false, e.reason, &e.message);
+            return None;
+        }
+    };
+    let probe = match ownership::probe(&access).await {
+        Ok(p) => p,
+        Err(e) => {
+            conditions.set("IggyProvisioned", false, provision_reason(&e), &e.to_string());
+            return None;
+        }
+    };
+    let previous = kb
+        .status
+        .as_ref()
+        .and_then(|s| s.iggy.clone())
+        .filter(|o| o.server_id.as_deref() == Some(probe.server_id.as_str()));
+    let identified = IggyOwnership {
+        server_id: Some(probe.server_id.clone()),
+        ..previous.clone().unwrap_or_default()
+    };
+    if let Some(other) = conflicting_bridge(kb, ctx, Some(&probe.server_id)).await {
         conditions.set(
             "IggyProvisioned",
             false,
             "TopicConflict",
             &format!(
-                "stream {} on {} is already provisioned by KafkaBridge {other}",
-                kb.spec.iggy.stream, kb.spec.iggy.address
+                "stream {} on Iggy server {} ({}) is already provisioned by KafkaBridge {other}; \
+                 this bridge provisions and deletes nothing there",
+                kb.spec.iggy.stream, probe.server_id, kb.spec.iggy.address
             ),
         );
-        return;
+        // Identified, but owning nothing: a bridge in conflict never created anything.
+        return Some(IggyOwnership {
+            server_id: Some(probe.server_id),
+            ..IggyOwnership::default()
+        });
     }
-    let access = match iggy_access(kb, ctx, ns).await {
-        Ok(a) => a,
-        Err(message) => {
-            conditions.set("IggyProvisioned", false, "CredentialsUnavailable", &message);
-            return;
-        }
+    let owned = IggyOwnership {
+        created_stream: identified.created_stream || !probe.stream_exists,
+        ..identified
     };
     match provision::provision(&access, &kb.spec.topics).await {
         Ok(report) => {
@@ -517,111 +570,35 @@ async fn provision_iggy(kb: &KafkaBridge, ctx: &Context, ns: &str, conditions: &
                     &message,
                 );
             }
+            Some(owned.with_created(&report.created))
         }
         Err(e) => {
-            let reason = match e {
-                ProvisionError::Unreachable(..) => "IggyUnreachable",
-                ProvisionError::Refused(..) => "IggyRefused",
-            };
-            conditions.set("IggyProvisioned", false, reason, &e.to_string());
+            conditions.set("IggyProvisioned", false, provision_reason(&e), &e.to_string());
+            Some(owned)
         }
     }
 }
 
-/// Another KafkaBridge (created earlier) provisioning the same stream on the same Iggy.
-/// Creation times have one-second resolution; ties go to the smaller namespace/name, so every
-/// reconcile of either bridge reaches the same verdict.
-async fn conflicting_bridge(kb: &KafkaBridge, ctx: &Context) -> Option<String> {
-    let all: Api<KafkaBridge> = Api::all(ctx.client.clone());
+fn provision_reason(e: &ProvisionError) -> &'static str {
+    match e {
+        ProvisionError::Unreachable(..) => "IggyUnreachable",
+        ProvisionError::Refused(..) => "IggyRefused",
+    }
+}
+
+/// Another KafkaBridge (created earlier, in the operator's scope) provisioning the same stream
+/// on the same Iggy server ([`ownership::conflicting`]).
+async fn conflicting_bridge(kb: &KafkaBridge, ctx: &Context, my_id: Option<&str>) -> Option<String> {
+    let all: Api<KafkaBridge> = ctx.scoped();
     let list = match all.list(&Default::default()).await {
         Ok(list) => list,
         Err(e) => {
             tracing::warn!(error = %e, "cannot list KafkaBridges to check for conflicts");
-            return None;
+            // Unknown is treated as a conflict: never provision or delete on a guess.
+            return Some("(unknown: cannot list KafkaBridges)".into());
         }
     };
-    let me = (kb.creation_timestamp(), kb.namespace(), kb.name_any());
-    list.items
-        .into_iter()
-        .filter(|o| o.uid() != kb.uid() && o.meta().deletion_timestamp.is_none())
-        .filter(|o| {
-            o.spec.iggy.address == kb.spec.iggy.address && o.spec.iggy.stream == kb.spec.iggy.stream
-        })
-        .find(|o| (o.creation_timestamp(), o.namespace(), o.name_any()) < me)
-        .map(|o| format!("{}/{}", o.namespace().unwrap_or_default(), o.name_any()))
-}
-
-async fn iggy_access(kb: &KafkaBridge, ctx: &Context, ns: &str) -> Result<IggyAccess, String> {
-    let keys = &kb.spec.iggy.credentials_secret;
-    let secret = Api::<Secret>::namespaced(ctx.client.clone(), ns)
-        .get_opt(&keys.name)
-        .await
-        .map_err(|e| format!("cannot read Secret {}: {e}", keys.name))?
-        .ok_or_else(|| format!("Secret {} not found", keys.name))?;
-    let field = |k: &str| -> Result<String, String> {
-        let data = secret
-            .data
-            .as_ref()
-            .and_then(|d| d.get(k))
-            .ok_or_else(|| format!("Secret {} has no key {k}", keys.name))?;
-        String::from_utf8(data.0.clone())
-            .map_err(|_| format!("Secret {} key {k} is not UTF-8", keys.name))
-    };
-    let tls = &kb.spec.iggy.tls;
-    let ca_file = match tls.ca_secret.as_ref().filter(|_| tls.enabled) {
-        Some(ca) => Some(ca_file(kb, ctx, ns, ca).await?),
-        None => None,
-    };
-    Ok(IggyAccess {
-        address: kb.spec.iggy.address.clone(),
-        username: field(&keys.username_key)?,
-        password: field(&keys.password_key)?,
-        stream: kb.spec.iggy.stream.clone(),
-        tls: IggyTls {
-            enabled: tls.enabled,
-            ca_file,
-            server_name: tls.server_name.clone(),
-        },
-    })
-}
-
-/// Where the operator keeps its copy of one bridge's Iggy CA bundle.
-fn ca_file_path(ns: &str, name: &str) -> PathBuf {
-    std::env::temp_dir()
-        .join("kafka-iggy-operator")
-        .join(format!("{ns}.{name}.ca.pem"))
-}
-
-/// The bridge's Iggy CA bundle, copied from its Secret into a file of the operator's temp
-/// directory: the SDK reads CA certificates only from a file. Rewritten on every pass, so a
-/// rotated CA is used by the next provisioning.
-async fn ca_file(
-    kb: &KafkaBridge,
-    ctx: &Context,
-    ns: &str,
-    ca: &CaSecret,
-) -> Result<PathBuf, String> {
-    let secret = Api::<Secret>::namespaced(ctx.client.clone(), ns)
-        .get_opt(&ca.name)
-        .await
-        .map_err(|e| format!("cannot read Secret {}: {e}", ca.name))?
-        .ok_or_else(|| format!("CA Secret {} not found", ca.name))?;
-    let pem = secret
-        .data
-        .as_ref()
-        .and_then(|d| d.get(&ca.key))
-        .ok_or_else(|| format!("CA Secret {} has no key {}", ca.name, ca.key))?;
-    let path = ca_file_path(ns, &kb.name_any());
-    let staged = path.with_extension("pem.tmp");
-    let write = || -> std::io::Result<()> {
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir)?;
-        }
-        std::fs::write(&staged, &pem.0)?;
-        std::fs::rename(&staged, &path)
-    };
-    write().map_err(|e| format!("cannot write the CA bundle to {}: {e}", path.display()))?;
-    Ok(path)
+    ownership::conflicting(kb, my_id, &list.items).await
 }
 
 async fn ensure_finalizer(kb: &KafkaBridge, bridges: &Api<KafkaBridge>) -> Result<(), Error> {
@@ -696,19 +673,22 @@ async fn finalize(
             delete_iggy_topics(kb, ctx).await
         };
         match cleaned.await {
-            Ok(()) => {
+            Ok(Some(deleted)) => {
                 publish(
                     ctx,
                     kb,
                     EventType::Normal,
                     "TopicsDeleted",
                     &format!(
-                        "deleted {} Iggy topic(s) and the membership log",
-                        kb.spec.topics.len()
+                        "deleted the {} Iggy topic(s) this bridge created ({}) and the \
+                         membership log",
+                        deleted.len(),
+                        deleted.join(", ")
                     ),
                 )
                 .await;
             }
+            Ok(None) => {}
             Err(e) => {
                 let waited = since_deletion(kb);
                 if waited < ctx.cleanup_timeout {
@@ -783,13 +763,44 @@ async fn proxies_stopped(kb: &KafkaBridge, ctx: &Context) -> Result<(), Error> {
     )))
 }
 
-async fn delete_iggy_topics(kb: &KafkaBridge, ctx: &Context) -> Result<(), Error> {
-    let ns = kb.namespace().unwrap_or_default();
-    let access = iggy_access(kb, ctx, &ns)
+/// Deletes what the bridge created in Iggy (`status.iggy`), unless it is in conflict with
+/// another bridge or never provisioned anything: then nothing, with an event saying why
+/// (`Ok(None)`).
+async fn delete_iggy_topics(kb: &KafkaBridge, ctx: &Context) -> Result<Option<Vec<String>>, Error> {
+    let owned = kb
+        .status
+        .as_ref()
+        .and_then(|s| s.iggy.clone())
+        .unwrap_or_default();
+    if let Some(other) = conflicting_bridge(kb, ctx, owned.server_id.as_deref()).await {
+        publish(
+            ctx,
+            kb,
+            EventType::Normal,
+            "CleanupSkipped",
+            &format!(
+                "in conflict with KafkaBridge {other} (same stream on the same Iggy server): \
+                 nothing deleted in Iggy"
+            ),
+        )
+        .await;
+        return Ok(None);
+    }
+    if owned.server_id.is_none() {
+        publish(
+            ctx,
+            kb,
+            EventType::Normal,
+            "CleanupSkipped",
+            "this bridge never provisioned Iggy: nothing to delete",
+        )
+        .await;
+        return Ok(None);
+    }
+    let access = secrets::iggy_access(kb, &ctx.client)
         .await
-        .map_err(Error::Credentials)?;
-    provision::delete_topics(&access, &kb.spec.topics).await?;
-    Ok(())
+        .map_err(|e| Error::Credentials(e.message))?;
+    Ok(Some(ownership::delete_owned(&access, &owned).await?))
 }
 
 /// Time since the API server set deletionTimestamp (zero if unset or in the future).
@@ -836,6 +847,7 @@ async fn write_status(
     conditions: Conditions,
     stateful_set: Option<&StatefulSet>,
     d: Option<&Desired>,
+    owned: Option<IggyOwnership>,
 ) -> Result<(), Error> {
     for (type_, reason, message) in conditions.transitions() {
         publish(ctx, kb, type_, &reason, &message).await;
@@ -851,9 +863,15 @@ async fn write_status(
         ready_replicas: sts_status.ready_replicas.unwrap_or(0),
         selector: d.map(|d| d.selector.clone()),
         bootstrap_address: d.map(|d| d.bootstrap_address.clone()),
+        listeners: d.map(|d| d.listeners.clone()).unwrap_or_default(),
+        iggy: owned.or_else(|| kb.status.as_ref().and_then(|s| s.iggy.clone())),
         conditions,
     };
-    let patch = json!({"status": status});
+    let mut patch = json!({"status": status});
+    if status_listeners_removed(kb, &patch) {
+        // A merge patch keeps a field it does not mention: clear the list explicitly.
+        patch["status"]["listeners"] = serde_json::Value::Null;
+    }
     bridges
         .patch_status(
             &kb.name_any(),
@@ -868,6 +886,11 @@ async fn write_status(
             .insert(uid, written);
     }
     Ok(())
+}
+
+fn status_listeners_removed(kb: &KafkaBridge, patch: &serde_json::Value) -> bool {
+    patch["status"].get("listeners").is_none()
+        && kb.status.as_ref().is_some_and(|s| !s.listeners.is_empty())
 }
 
 async fn publish(ctx: &Context, kb: &KafkaBridge, type_: EventType, reason: &str, note: &str) {
