@@ -41,14 +41,16 @@ const SERVER_ID_PREFIX: &str = "server-id-";
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct IggyOwnership {
-    /// Identity of the Iggy server, read from the marker the operator keeps on it.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Identity of the Iggy server, read from the marker the operator keeps on it. (Fields
+    /// here are always serialized: the status is written with a merge patch, which must
+    /// replace this record whole.)
+    #[serde(default)]
     pub server_id: Option<String>,
     /// The stream did not exist and this bridge created it (Delete removes it once empty).
     #[serde(default)]
     pub created_stream: bool,
     /// Topics this bridge created: the only ones deletion policy Delete removes.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(default)]
     pub created_topics: Vec<String>,
 }
 

@@ -476,7 +476,30 @@ async fn provision_iggy(
             return None;
         }
     };
-    let probe = match ownership::probe(&access).await {
+    // Unreachable or not, the conflict check comes first: by address resolution when the
+    // server cannot be identified, so a second spelling of a down server is still caught.
+    let probe = ownership::probe(&access).await;
+    let server_id = probe.as_ref().ok().map(|p| p.server_id.clone());
+    if let Some(other) = conflicting_bridge(kb, ctx, server_id.as_deref()).await {
+        conditions.set(
+            "IggyProvisioned",
+            false,
+            "TopicConflict",
+            &format!(
+                "stream {} on the Iggy server at {} (server id {}) is already provisioned by \
+                 KafkaBridge {other}; this bridge provisions and deletes nothing there",
+                kb.spec.iggy.stream,
+                kb.spec.iggy.address,
+                server_id.as_deref().unwrap_or("unknown")
+            ),
+        );
+        // Identified, but owning nothing: a bridge in conflict never created anything.
+        return Some(IggyOwnership {
+            server_id,
+            ..IggyOwnership::default()
+        });
+    }
+    let probe = match probe {
         Ok(p) => p,
         Err(e) => {
             conditions.set("IggyProvisioned", false, provision_reason(&e), &e.to_string());
@@ -490,25 +513,8 @@ async fn provision_iggy(
         .filter(|o| o.server_id.as_deref() == Some(probe.server_id.as_str()));
     let identified = IggyOwnership {
         server_id: Some(probe.server_id.clone()),
-        ..previous.clone().unwrap_or_default()
+        ..previous.unwrap_or_default()
     };
-    if let Some(other) = conflicting_bridge(kb, ctx, Some(&probe.server_id)).await {
-        conditions.set(
-            "IggyProvisioned",
-            false,
-            "TopicConflict",
-            &format!(
-                "stream {} on Iggy server {} ({}) is already provisioned by KafkaBridge {other}; \
-                 this bridge provisions and deletes nothing there",
-                kb.spec.iggy.stream, probe.server_id, kb.spec.iggy.address
-            ),
-        );
-        // Identified, but owning nothing: a bridge in conflict never created anything.
-        return Some(IggyOwnership {
-            server_id: Some(probe.server_id),
-            ..IggyOwnership::default()
-        });
-    }
     let owned = IggyOwnership {
         created_stream: identified.created_stream || !probe.stream_exists,
         ..identified

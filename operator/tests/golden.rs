@@ -32,6 +32,9 @@ fn render(input: &Path) -> String {
         "# status: selector={} bootstrap={}\n",
         d.selector, d.bootstrap_address
     ));
+    if !d.listeners.is_empty() {
+        docs.push(format!("# status: listeners={:?}\n", d.listeners));
+    }
     if let Some(problem) = &d.problem {
         docs.push(format!("# Degraded: {problem}\n"));
     }

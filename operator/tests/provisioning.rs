@@ -267,7 +267,7 @@ async fn iggy_tls_on_kube_on_iggy() {
     let bridges: Api<KafkaBridge> = Api::namespaced(client.clone(), ns);
     let ca_pem = std::fs::read_to_string(server.tls_ca_file().unwrap()).unwrap();
     let ca_secret: Secret = serde_json::from_value(json!({
-        "metadata": {"name": "iggy-ca"},
+        "metadata": {"name": "iggy-ca", "labels": {"kafka-iggy.dev/bridge-access": "true"}},
         "stringData": {"ca.crt": ca_pem}
     }))
     .unwrap();
@@ -383,19 +383,18 @@ async fn iggy_tls_on_kube_on_iggy() {
         )
         .await
         .unwrap();
-    let message = eventually("CredentialsUnavailable", || {
+    let message = eventually("SecretNotFound", || {
         let b = bridges.clone();
         async move {
             let kb = b.get("no-ca").await.ok()?;
-            let c =
-                kb.status?.conditions.into_iter().find(|c| {
-                    c.type_ == "IggyProvisioned" && c.reason == "CredentialsUnavailable"
-                })?;
+            let c = kb.status?.conditions.into_iter().find(|c| {
+                c.type_ == "IggyProvisioned" && c.reason == "SecretNotFound"
+            })?;
             Some(c.message)
         }
     })
     .await;
-    assert!(message.contains("CA Secret absent not found"), "{message}");
+    assert!(message.contains("Secret absent not found"), "{message}");
 
     // TLS settings without TLS on are refused by the API server (CEL).
     let refused = bridges

@@ -69,7 +69,7 @@ pub async fn namespace_with_secret(client: &Client, ns: &str) {
         .unwrap();
     let secrets: Api<Secret> = Api::namespaced(client.clone(), ns);
     let secret: Secret = serde_json::from_value(json!({
-        "metadata": {"name": "iggy-credentials"},
+        "metadata": {"name": "iggy-credentials", "labels": {"kafka-iggy.dev/bridge-access": "true"}},
         "stringData": {"username": "iggy", "password": "iggy"}
     }))
     .unwrap();
@@ -112,6 +112,16 @@ pub fn bridge(name: &str, iggy: &str, policy: &str, partitions: u32) -> KafkaBri
         }
     }))
     .unwrap()
+}
+
+/// Writes `status.iggy` as if the bridge had created `orders` on an Iggy server: what makes
+/// deletion policy Delete try to clean Iggy (a bridge that created nothing deletes nothing).
+pub async fn fake_ownership(bridges: &Api<KafkaBridge>, name: &str) {
+    let status = json!({"status": {"iggy": {"serverId": "gone", "createdTopics": ["orders"]}}});
+    bridges
+        .patch_status(name, &PatchParams::default(), &Patch::Merge(&status))
+        .await
+        .unwrap();
 }
 
 pub fn condition(kb: &KafkaBridge, type_: &str) -> Option<(String, String)> {
