@@ -349,11 +349,11 @@ fn render_config(
     if listeners.is_empty() {
         return serde_yaml::to_string(config).map_err(error);
     }
-    let serde_yaml::Value::Mapping(mut file) = serde_yaml::to_value(config).map_err(error)? else {
+    // Through the text, so the keys keep ProxyConfig's order.
+    let text = serde_yaml::to_string(config).map_err(error)?;
+    let serde_yaml::Value::Mapping(rest) = serde_yaml::from_str(&text).map_err(error)? else {
         return Err(DesiredError::Config("not a mapping".into()));
     };
-    file.remove("listen");
-    file.remove("advertised_address");
     let shared = kb.spec.kafka.advertise.is_shared();
     let entries: Vec<serde_yaml::Value> = listeners
         .iter()
@@ -362,7 +362,12 @@ fn render_config(
             listeners::config_entry(l, shared.then(|| status.bootstrap_address.clone()))
         })
         .collect();
+    let mut file = serde_yaml::Mapping::new();
     file.insert("listeners".into(), entries.into());
+    file.extend(
+        rest.into_iter()
+            .filter(|(k, _)| k != "listen" && k != "advertised_address"),
+    );
     serde_yaml::to_string(&file).map_err(error)
 }
 
