@@ -124,15 +124,15 @@ check "kubectl apply --server-side -f deploy/" "$kubectl" apply --server-side --
 check "CRD established" "$kubectl" wait --for=condition=Established crd/kafkabridges.bridge.kafka-iggy.dev --timeout=60s
 check "kubectl apply -f deploy/examples/" "$kubectl" apply -n default -f deploy/examples/
 check "the example bridges exist" sh -c "\"$kubectl\" get ikb -n default -o name | grep -c kafkabridge | grep -qx 3"
-sed 's/securityProtocol: SASL_SSL/securityProtocol: SASL_PLAINTEXT/' deploy/examples/kafkabridge-secure.yaml > "$bad"
-refuse "CEL refuses a TLS Secret on a listener without TLS" "$kubectl" apply -n default --dry-run=server -f "$bad"
-sed 's/passthrough: true/passthrough: true, usersSecret: {name: x}/' deploy/examples/kafkabridge-secure.yaml > "$bad"
-refuse "CEL refuses both SASL user sources" "$kubectl" apply -n default --dry-run=server -f "$bad"
 bad="$work/bad.yaml"
 sed 's/partitions: 6/partitions: 0/' deploy/examples/kafkabridge-full.yaml > "$bad"
 refuse "the schema refuses 0 partitions" "$kubectl" apply -n default --dry-run=server -f "$bad"
 sed 's/partitions: 6/partitions: 2/' deploy/examples/kafkabridge-full.yaml > "$bad"
 refuse "CEL refuses decreasing partitions" "$kubectl" apply -n default -f "$bad"
+sed 's/securityProtocol: SASL_SSL/securityProtocol: SASL_PLAINTEXT/' deploy/examples/kafkabridge-secure.yaml > "$bad"
+refuse "CEL refuses a TLS Secret on a listener without TLS" "$kubectl" apply -n default --dry-run=server -f "$bad"
+sed 's/passthrough: true/passthrough: true, usersSecret: {name: x}/' deploy/examples/kafkabridge-secure.yaml > "$bad"
+refuse "CEL refuses both SASL user sources" "$kubectl" apply -n default --dry-run=server -f "$bad"
 # What an operator version before StatefulSets left for the example bridge "kafka": its proxies
 # in a Deployment the bridge controls. The operator below must remove it.
 uid="$("$kubectl" -n default get ikb kafka -o jsonpath='{.metadata.uid}')"
