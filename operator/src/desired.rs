@@ -305,10 +305,9 @@ fn listener_statuses(
             ));
         }
         ports.push(l.port);
-        if out
-            .iter()
-            .any(|o: &ListenerStatus| listeners::port_name(&o.name) == listeners::port_name(&l.name))
-        {
+        if out.iter().any(|o: &ListenerStatus| {
+            listeners::port_name(&o.name) == listeners::port_name(&l.name)
+        }) {
             return Err(DesiredError::Invalid(
                 "two kafka.listeners have the same name (compared in lower case, _ as -)",
             ));

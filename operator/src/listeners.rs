@@ -29,7 +29,10 @@ pub const LISTENERS_DIR: &str = "/etc/kafka-iggy/listeners";
 pub struct ListenerSpec {
     /// Kafka listener name, unique in the bridge (e.g. PLAIN, TLS, SASL_SSL). Lower-cased, with
     /// `_` as `-`, it also names the container and Service port.
-    #[schemars(length(min = 1, max = 15), regex(pattern = r"^[A-Za-z][A-Za-z0-9]*(_[A-Za-z0-9]+)*$"))]
+    #[schemars(
+        length(min = 1, max = 15),
+        regex(pattern = r"^[A-Za-z][A-Za-z0-9]*(_[A-Za-z0-9]+)*$")
+    )]
     pub name: String,
     #[schemars(range(min = 1, max = 65535))]
     pub port: i32,
@@ -49,7 +52,10 @@ pub struct ListenerSpec {
 
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
 #[allow(non_camel_case_types, reason = "Kafka's own spelling of the protocols")]
-#[allow(clippy::upper_case_acronyms, reason = "Kafka's own spelling of the protocols")]
+#[allow(
+    clippy::upper_case_acronyms,
+    reason = "Kafka's own spelling of the protocols"
+)]
 pub enum SecurityProtocol {
     PLAINTEXT,
     SSL,

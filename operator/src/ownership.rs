@@ -182,11 +182,7 @@ pub async fn resolve(address: &str) -> BTreeSet<SocketAddr> {
 
 /// Whether two bridges name the same Iggy server: by the recorded identities when both are
 /// known, else by the addresses resolving to overlapping IP:port sets (or being equal).
-pub async fn same_server(
-    mine: &KafkaBridge,
-    my_id: Option<&str>,
-    other: &KafkaBridge,
-) -> bool {
+pub async fn same_server(mine: &KafkaBridge, my_id: Option<&str>, other: &KafkaBridge) -> bool {
     let other_id = other
         .status
         .as_ref()

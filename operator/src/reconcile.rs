@@ -502,7 +502,12 @@ async fn provision_iggy(
     let probe = match probe {
         Ok(p) => p,
         Err(e) => {
-            conditions.set("IggyProvisioned", false, provision_reason(&e), &e.to_string());
+            conditions.set(
+                "IggyProvisioned",
+                false,
+                provision_reason(&e),
+                &e.to_string(),
+            );
             return None;
         }
     };
@@ -579,7 +584,12 @@ async fn provision_iggy(
             Some(owned.with_created(&report.created))
         }
         Err(e) => {
-            conditions.set("IggyProvisioned", false, provision_reason(&e), &e.to_string());
+            conditions.set(
+                "IggyProvisioned",
+                false,
+                provision_reason(&e),
+                &e.to_string(),
+            );
             Some(owned)
         }
     }
@@ -594,7 +604,11 @@ fn provision_reason(e: &ProvisionError) -> &'static str {
 
 /// Another KafkaBridge (created earlier, in the operator's scope) provisioning the same stream
 /// on the same Iggy server ([`ownership::conflicting`]).
-async fn conflicting_bridge(kb: &KafkaBridge, ctx: &Context, my_id: Option<&str>) -> Option<String> {
+async fn conflicting_bridge(
+    kb: &KafkaBridge,
+    ctx: &Context,
+    my_id: Option<&str>,
+) -> Option<String> {
     let all: Api<KafkaBridge> = ctx.scoped();
     let list = match all.list(&Default::default()).await {
         Ok(list) => list,

@@ -95,7 +95,10 @@ fn key<'a>(secret: &'a Secret, name: &str, key: &str) -> Result<&'a [u8], Secret
         .and_then(|d| d.get(key))
         .map(|v| v.0.as_slice())
         .ok_or_else(|| {
-            SecretError::new("SecretKeyMissing", format!("Secret {name} has no key {key}"))
+            SecretError::new(
+                "SecretKeyMissing",
+                format!("Secret {name} has no key {key}"),
+            )
         })
 }
 

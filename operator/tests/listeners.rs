@@ -12,7 +12,8 @@ use kafka_iggy_operator::crd::KafkaBridge;
 use kafka_iggy_operator::desired::{desired, Desired};
 
 fn load(case: &str) -> KafkaBridge {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("tests/golden/{case}.input.yaml"));
+    let path =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("tests/golden/{case}.input.yaml"));
     serde_yaml::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
 }
 
@@ -21,7 +22,14 @@ fn config(d: &Desired) -> serde_yaml::Value {
 }
 
 fn pod(d: &Desired) -> &PodSpec {
-    d.stateful_set.spec.as_ref().unwrap().template.spec.as_ref().unwrap()
+    d.stateful_set
+        .spec
+        .as_ref()
+        .unwrap()
+        .template
+        .spec
+        .as_ref()
+        .unwrap()
 }
 
 #[test]
@@ -57,7 +65,10 @@ fn listeners_render_the_proxy_config_contract() {
     assert_eq!(config["listeners"], expected);
     // The list replaces the single listener's keys; durability follows the spec.
     assert!(config.get("listen").is_none() && config.get("advertised_address").is_none());
-    assert_eq!(config["iggy"]["fsync_on_append"], serde_yaml::Value::Bool(true));
+    assert_eq!(
+        config["iggy"]["fsync_on_append"],
+        serde_yaml::Value::Bool(true)
+    );
     // Status: each listener with its bootstrap address; the first one is the bridge's.
     let listed: Vec<(String, String)> = d
         .listeners
@@ -83,7 +94,10 @@ fn without_listeners_the_single_plaintext_listener_stays_as_it_was() {
     let config = config(&d);
     assert_eq!(config["listen"], serde_yaml::Value::from("0.0.0.0:9092"));
     assert!(config.get("listeners").is_none());
-    assert_eq!(config["iggy"]["fsync_on_append"], serde_yaml::Value::Bool(false));
+    assert_eq!(
+        config["iggy"]["fsync_on_append"],
+        serde_yaml::Value::Bool(false)
+    );
     assert!(d.listeners.is_empty());
 }
 

@@ -387,9 +387,11 @@ async fn iggy_tls_on_kube_on_iggy() {
         let b = bridges.clone();
         async move {
             let kb = b.get("no-ca").await.ok()?;
-            let c = kb.status?.conditions.into_iter().find(|c| {
-                c.type_ == "IggyProvisioned" && c.reason == "SecretNotFound"
-            })?;
+            let c = kb
+                .status?
+                .conditions
+                .into_iter()
+                .find(|c| c.type_ == "IggyProvisioned" && c.reason == "SecretNotFound")?;
             Some(c.message)
         }
     })

@@ -153,11 +153,17 @@ async fn secret_opt_in_on_kube() {
         kb
     };
     bridges
-        .create(&PostParams::default(), &with_secret("sneaky", "someone-elses"))
+        .create(
+            &PostParams::default(),
+            &with_secret("sneaky", "someone-elses"),
+        )
         .await
         .unwrap();
     bridges
-        .create(&PostParams::default(), &with_secret("honest", "handed-over"))
+        .create(
+            &PostParams::default(),
+            &with_secret("honest", "handed-over"),
+        )
         .await
         .unwrap();
     let message = reason_of(&bridges, "sneaky", "SecretNotOptedIn").await;
@@ -202,7 +208,11 @@ async fn secret_opt_in_on_kube() {
     // Opting in later is picked up.
     let label = json!({"metadata": {"labels": {ACCESS_LABEL: "true"}}});
     Api::<Secret>::namespaced(admin.clone(), ns)
-        .patch("someone-elses", &PatchParams::default(), &Patch::Merge(&label))
+        .patch(
+            "someone-elses",
+            &PatchParams::default(),
+            &Patch::Merge(&label),
+        )
         .await
         .unwrap();
     reason_of(&bridges, "sneaky", "IggyUnreachable").await;
@@ -286,10 +296,15 @@ async fn ownership_on_kube_on_iggy() {
     let recorded = kb.status.unwrap().iggy.unwrap_or_default();
     assert!(recorded.created_topics.is_empty(), "{recorded:?}");
     if let Some(id) = &recorded.server_id {
-        assert_eq!(*id, server_id, "one server, one identity, whatever the spelling");
+        assert_eq!(
+            *id, server_id,
+            "one server, one identity, whatever the spelling"
+        );
     }
     assert_eq!(
-        provision::partitions(&access, "copycat-only").await.unwrap(),
+        provision::partitions(&access, "copycat-only")
+            .await
+            .unwrap(),
         None
     );
 
@@ -324,7 +339,10 @@ async fn ownership_on_kube_on_iggy() {
         async move { b.get_opt("a-owner").await.ok()?.is_none().then_some(()) }
     })
     .await;
-    assert_eq!(provision::partitions(&access, "orders").await.unwrap(), None);
+    assert_eq!(
+        provision::partitions(&access, "orders").await.unwrap(),
+        None
+    );
     for t in ["legacy", "bystander"] {
         assert!(
             provision::partitions(&access, t).await.unwrap().is_some(),
