@@ -502,12 +502,7 @@ async fn provision_iggy(
     let probe = match probe {
         Ok(p) => p,
         Err(e) => {
-            conditions.set(
-                "IggyProvisioned",
-                false,
-                provision_reason(&e),
-                &e.to_string(),
-            );
+            provision_failed(conditions, &e);
             return None;
         }
     };
@@ -584,22 +579,18 @@ async fn provision_iggy(
             Some(owned.with_created(&report.created))
         }
         Err(e) => {
-            conditions.set(
-                "IggyProvisioned",
-                false,
-                provision_reason(&e),
-                &e.to_string(),
-            );
+            provision_failed(conditions, &e);
             Some(owned)
         }
     }
 }
 
-fn provision_reason(e: &ProvisionError) -> &'static str {
-    match e {
+fn provision_failed(conditions: &mut Conditions, e: &ProvisionError) {
+    let reason = match e {
         ProvisionError::Unreachable(..) => "IggyUnreachable",
         ProvisionError::Refused(..) => "IggyRefused",
-    }
+    };
+    conditions.set("IggyProvisioned", false, reason, &e.to_string());
 }
 
 /// Another KafkaBridge (created earlier, in the operator's scope) provisioning the same stream

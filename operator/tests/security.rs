@@ -19,7 +19,7 @@ use kafka_iggy_operator::ownership::MARKER_STREAM;
 use kafka_iggy_operator::provision::{self, IggyAccess};
 use kafka_iggy_operator::reconcile::{self, Context};
 use kafka_iggy_operator::secrets::ACCESS_LABEL;
-use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
+use kube::api::{Patch, PatchParams, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Api, Client};
 use serde_json::json;
@@ -309,17 +309,7 @@ async fn ownership_on_kube_on_iggy() {
     );
 
     // Deleting the bridge in conflict removes nothing.
-    bridges
-        .delete("b-copycat", &DeleteParams::default())
-        .await
-        .unwrap();
-    scaled_to_zero(&client, ns, "b-copycat").await;
-    fake_statefulset_status(&client, ns, "b-copycat", 0).await;
-    eventually("the copycat to be gone", || {
-        let b = bridges.clone();
-        async move { b.get_opt("b-copycat").await.ok()?.is_none().then_some(()) }
-    })
-    .await;
+    delete_and_wait(&client, ns, "b-copycat").await;
     for t in ["orders", "legacy", "bystander"] {
         assert!(
             provision::partitions(&access, t).await.unwrap().is_some(),
@@ -328,17 +318,7 @@ async fn ownership_on_kube_on_iggy() {
     }
 
     // Deleting the owner removes what it created, and only that.
-    bridges
-        .delete("a-owner", &DeleteParams::default())
-        .await
-        .unwrap();
-    scaled_to_zero(&client, ns, "a-owner").await;
-    fake_statefulset_status(&client, ns, "a-owner", 0).await;
-    eventually("the owner to be gone", || {
-        let b = bridges.clone();
-        async move { b.get_opt("a-owner").await.ok()?.is_none().then_some(()) }
-    })
-    .await;
+    delete_and_wait(&client, ns, "a-owner").await;
     assert_eq!(
         provision::partitions(&access, "orders").await.unwrap(),
         None

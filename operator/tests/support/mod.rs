@@ -162,6 +162,21 @@ pub async fn scaled_to_zero(client: &Client, ns: &str, name: &str) {
     .await;
 }
 
+/// Deletes a bridge and plays the StatefulSet controller's part (its pods stop when the
+/// operator scales them to 0), until the bridge is gone.
+pub async fn delete_and_wait(client: &Client, ns: &str, name: &str) {
+    let bridges: Api<KafkaBridge> = Api::namespaced(client.clone(), ns);
+    bridges.delete(name, &Default::default()).await.unwrap();
+    scaled_to_zero(client, ns, name).await;
+    fake_statefulset_status(client, ns, name, 0).await;
+    eventually(&format!("{name} to be gone"), || {
+        let b = bridges.clone();
+        let name = name.to_string();
+        async move { b.get_opt(&name).await.ok()?.is_none().then_some(()) }
+    })
+    .await;
+}
+
 /// Every pod the StatefulSet asks for is up and ready.
 pub async fn fake_rollout(client: &Client, ns: &str, name: &str) {
     let sets: Api<StatefulSet> = Api::namespaced(client.clone(), ns);
