@@ -66,6 +66,22 @@ impl IggyOwnership {
     }
 }
 
+impl IggyOwnership {
+    /// Two records of one bridge (its status, and what this process last wrote, which the
+    /// status may not show yet): on the same server, everything either says was created;
+    /// otherwise `self`, the newer.
+    pub fn merge(self, other: IggyOwnership) -> Self {
+        if self.server_id != other.server_id {
+            return self;
+        }
+        let created_stream = self.created_stream || other.created_stream;
+        IggyOwnership {
+            created_stream,
+            ..self.with_created(&other.created_topics)
+        }
+    }
+}
+
 /// What one look at the server found: its identity and whether the bridge's stream exists.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Probe {
@@ -273,3 +289,6 @@ async fn delete_stream_if_empty(access: &IggyAccess) -> Result<(), ProvisionErro
     let _ = client.disconnect().await;
     result.map_err(|_| timeout(access))?
 }
+
+#[cfg(test)]
+mod tests;

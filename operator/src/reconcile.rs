@@ -57,6 +57,9 @@ pub struct Context {
     /// behind our own write, and events are published on condition transitions only: without
     /// this, a reconcile racing its own status update would repeat them.
     reported: Mutex<HashMap<String, Vec<Condition>>>,
+    /// The ownership record last written per object (uid), for the same reason: a reconcile
+    /// working from a status older than our last write must not forget a topic it created.
+    owned: Mutex<HashMap<String, IggyOwnership>>,
 }
 
 impl Context {
@@ -74,6 +77,7 @@ impl Context {
             namespace: None,
             failures: Mutex::new(HashMap::new()),
             reported: Mutex::new(HashMap::new()),
+            owned: Mutex::new(HashMap::new()),
         }
     }
 
@@ -99,6 +103,19 @@ impl Context {
     pub fn with_cleanup_timeout(mut self, timeout: Duration) -> Self {
         self.cleanup_timeout = timeout;
         self
+    }
+
+    /// What the bridge owns in Iggy: its status merged with what this process last wrote.
+    fn ownership(&self, kb: &KafkaBridge) -> Option<IggyOwnership> {
+        let written = kb.uid().and_then(|uid| {
+            let owned = self.owned.lock().unwrap_or_else(|p| p.into_inner());
+            owned.get(&uid).cloned()
+        });
+        let status = kb.status.as_ref().and_then(|s| s.iggy.clone());
+        match (written, status) {
+            (Some(w), Some(s)) => Some(w.merge(s)),
+            (w, s) => w.or(s),
+        }
     }
 
     fn previous_conditions(&self, kb: &KafkaBridge) -> Vec<Condition> {
@@ -506,10 +523,8 @@ async fn provision_iggy(
             return None;
         }
     };
-    let previous = kb
-        .status
-        .as_ref()
-        .and_then(|s| s.iggy.clone())
+    let previous = ctx
+        .ownership(kb)
         .filter(|o| o.server_id.as_deref() == Some(probe.server_id.as_str()));
     let identified = IggyOwnership {
         server_id: Some(probe.server_id.clone()),
@@ -744,6 +759,12 @@ async fn finalize(
         .cloned()
         .collect();
     set_finalizers(bridges, kb, rest).await?;
+    if let Some(uid) = kb.uid() {
+        ctx.owned
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&uid);
+    }
     Ok(Action::await_change())
 }
 
@@ -778,11 +799,7 @@ async fn proxies_stopped(kb: &KafkaBridge, ctx: &Context) -> Result<(), Error> {
 /// another bridge or never provisioned anything: then nothing, with an event saying why
 /// (`Ok(None)`).
 async fn delete_iggy_topics(kb: &KafkaBridge, ctx: &Context) -> Result<Option<Vec<String>>, Error> {
-    let owned = kb
-        .status
-        .as_ref()
-        .and_then(|s| s.iggy.clone())
-        .unwrap_or_default();
+    let owned = ctx.ownership(kb).unwrap_or_default();
     if let Some(other) = conflicting_bridge(kb, ctx, owned.server_id.as_deref()).await {
         publish(
             ctx,
@@ -875,7 +892,7 @@ async fn write_status(
         selector: d.map(|d| d.selector.clone()),
         bootstrap_address: d.map(|d| d.bootstrap_address.clone()),
         listeners: d.map(|d| d.listeners.clone()).unwrap_or_default(),
-        iggy: owned.or_else(|| kb.status.as_ref().and_then(|s| s.iggy.clone())),
+        iggy: owned.clone().or_else(|| ctx.ownership(kb)),
         conditions,
     };
     let mut patch = json!({"status": status});
@@ -894,7 +911,13 @@ async fn write_status(
         ctx.reported
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .insert(uid, written);
+            .insert(uid.clone(), written);
+        if let Some(owned) = owned {
+            ctx.owned
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(uid, owned);
+        }
     }
     Ok(())
 }

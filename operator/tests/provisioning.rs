@@ -11,6 +11,7 @@ use iggy_testkit::IggyServer;
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kafka_iggy_operator::crd::KafkaBridge;
+use kafka_iggy_operator::ownership;
 use kafka_iggy_operator::provision::{self, IggyAccess, REPLICA_TOPICS};
 use kafka_iggy_proxy::config::{MembershipKind, ProxyConfig};
 use kafka_iggy_proxy::Proxy;
@@ -238,6 +239,12 @@ async fn provisioning_on_kube_on_iggy() {
         async move { b.get_opt("shop").await.ok()?.is_none().then_some(()) }
     })
     .await;
+    // The bridge created its stream, and nothing else is left in it: it goes too (checked
+    // before anything below connects with the proxy's back end, which creates the stream).
+    assert!(
+        !ownership::probe(&access).await.unwrap().stream_exists,
+        "the stream the bridge created is deleted once empty"
+    );
     assert_eq!(
         provision::partitions(&access, "orders").await.unwrap(),
         None

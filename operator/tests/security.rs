@@ -15,7 +15,7 @@ use iggy_testkit::IggyServer;
 use k8s_openapi::api::core::v1::{Namespace, Secret};
 use kafka_iggy_operator::crd::{KafkaBridge, TopicSpec};
 use kafka_iggy_operator::metrics::OperatorMetrics;
-use kafka_iggy_operator::ownership::MARKER_STREAM;
+use kafka_iggy_operator::ownership::{self, IggyOwnership, MARKER_STREAM};
 use kafka_iggy_operator::provision::{self, IggyAccess};
 use kafka_iggy_operator::reconcile::{self, Context};
 use kafka_iggy_operator::secrets::ACCESS_LABEL;
@@ -340,4 +340,60 @@ async fn ownership_on_kube_on_iggy() {
         .unwrap()
         .is_some());
     drop(cluster);
+}
+
+/// The identity marker on real Iggy: the same identity on every look, under every spelling,
+/// also once a racing operator added a second marker; a cleanup refuses a server whose
+/// identity is not the recorded one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_identity_on_iggy() {
+    let Some(server) = IggyServer::from_env().await else {
+        return;
+    };
+    let access = IggyAccess {
+        address: server.address().to_string(),
+        username: server.username().into(),
+        password: server.password().into(),
+        stream: "identity".into(),
+        tls: Default::default(),
+    };
+    let first = ownership::probe(&access).await.unwrap();
+    assert!(!first.stream_exists);
+    let port = access.address.rsplit_once(':').unwrap().1;
+    let other_spelling = IggyAccess {
+        address: format!("localhost:{port}"),
+        ..access.clone()
+    };
+    assert_eq!(ownership::probe(&other_spelling).await.unwrap(), first);
+    // A second marker (as a racing operator would leave): the first one still wins.
+    let marker = IggyAccess {
+        stream: MARKER_STREAM.into(),
+        ..access.clone()
+    };
+    provision::provision(&marker, &[topic("server-id-0000000000000000")])
+        .await
+        .unwrap();
+    assert_eq!(
+        ownership::probe(&access).await.unwrap().server_id,
+        first.server_id
+    );
+
+    // A record from another server deletes nothing here.
+    provision::provision(&access, &[topic("kept")])
+        .await
+        .unwrap();
+    let elsewhere = IggyOwnership {
+        server_id: Some("another-server".into()),
+        created_stream: true,
+        created_topics: vec!["kept".into()],
+    };
+    let refused = ownership::delete_owned(&access, &elsewhere).await;
+    assert!(
+        format!("{refused:?}").contains("nothing deleted"),
+        "{refused:?}"
+    );
+    assert!(provision::partitions(&access, "kept")
+        .await
+        .unwrap()
+        .is_some());
 }
