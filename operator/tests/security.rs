@@ -148,7 +148,7 @@ async fn secret_opt_in_on_kube() {
 
     let bridges: Api<KafkaBridge> = Api::namespaced(admin.clone(), ns);
     let with_secret = |name: &str, secret: &str| {
-        let mut kb = bridge(name, "127.0.0.1:1", "Keep", 1);
+        let mut kb = bridge(name, "127.0.0.1:1", "Delete", 1);
         kb.spec.iggy.credentials_secret.name = secret.into();
         kb
     };
@@ -216,6 +216,26 @@ async fn secret_opt_in_on_kube() {
         .await
         .unwrap();
     reason_of(&bridges, "sneaky", "IggyUnreachable").await;
+
+    // Policy Delete, but the bridge never provisioned anything: it owns nothing, so its
+    // deletion does not wait for the unreachable Iggy (the cleanup timeout here is 10 min).
+    delete_and_wait(&admin, ns, "sneaky").await;
+    assert!(events(&admin, ns, "sneaky", "CleanupSkipped").await > 0);
+}
+
+/// How many events with `reason` were recorded about the object `name`.
+async fn events(client: &Client, ns: &str, name: &str, reason: &str) -> usize {
+    Api::<k8s_openapi::api::events::v1::Event>::namespaced(client.clone(), ns)
+        .list(&Default::default())
+        .await
+        .unwrap()
+        .items
+        .iter()
+        .filter(|e| {
+            e.reason.as_deref() == Some(reason)
+                && e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name)
+        })
+        .count()
 }
 
 fn topic(name: &str) -> TopicSpec {
@@ -310,6 +330,7 @@ async fn ownership_on_kube_on_iggy() {
 
     // Deleting the bridge in conflict removes nothing.
     delete_and_wait(&client, ns, "b-copycat").await;
+    assert!(events(&client, ns, "b-copycat", "CleanupSkipped").await > 0);
     for t in ["orders", "legacy", "bystander"] {
         assert!(
             provision::partitions(&access, t).await.unwrap().is_some(),
