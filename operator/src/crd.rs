@@ -12,6 +12,12 @@ use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+pub use crate::listeners::{
+    ListenerAuthentication, ListenerSpec, ListenerStatus, ListenerTls, SaslMechanism,
+    SecurityProtocol, UsersSecret,
+};
+pub use crate::ownership::IggyOwnership;
+
 pub const GROUP: &str = "bridge.kafka-iggy.dev";
 pub const DEFAULT_IMAGE: &str = "ghcr.io/kafka-iggy/kafka-iggy-proxy:0.1.0";
 
@@ -117,6 +123,13 @@ pub struct KafkaListener {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 3, max = 259), regex(pattern = r"^[^\s:]+:[0-9]{1,5}$"))]
     pub advertised_address: Option<String>,
+    /// Kafka listeners, each with its own port and security protocol (as Kafka's `listeners`).
+    /// Empty = one PLAINTEXT listener on `kafka.port`; when set, `kafka.port` is not used.
+    /// TLS and SCRAM-user Secrets are mounted into the proxy pods, never read by the operator.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 8))]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["name"]))]
+    pub listeners: Vec<ListenerSpec>,
 }
 
 impl Default for KafkaListener {
@@ -125,6 +138,7 @@ impl Default for KafkaListener {
             port: default_kafka_port(),
             advertise: AdvertiseMode::default(),
             advertised_address: None,
+            listeners: Vec::new(),
         }
     }
 }
@@ -174,6 +188,14 @@ pub struct IggyConnection {
     pub stream: String,
     #[serde(default)]
     pub tls: IggyTls,
+    /// Durability: when true the proxy asks Iggy to write every produced batch to disk and
+    /// fsync it before answering the producer (Iggy's `flush_unsaved_buffer` with fsync), so an
+    /// acknowledged record survives a power loss of the Iggy host. It costs a disk flush per
+    /// produce request (latency and throughput bound by the disk). False (default): Iggy
+    /// acknowledges once the batch is in its memory and writes it on its own thresholds; a
+    /// crash of the Iggy process or host can lose the most recent acknowledged records.
+    #[serde(default)]
+    pub fsync_on_append: bool,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
@@ -324,9 +346,16 @@ pub struct KafkaBridgeStatus {
     /// Label selector of the proxy pods (for the scale subresource and HPAs).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub selector: Option<String>,
-    /// What Kafka clients put in bootstrap.servers.
+    /// What Kafka clients put in bootstrap.servers (the first listener's, with listeners).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bootstrap_address: Option<String>,
+    /// Every Kafka listener the proxies open, with its bootstrap address.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub listeners: Vec<ListenerStatus>,
+    /// Which Iggy server this bridge provisions and what it created there: deletion policy
+    /// Delete removes only what is listed here.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iggy: Option<IggyOwnership>,
     /// Ready, IggyProvisioned, Progressing, Degraded.
     #[serde(default)]
     pub conditions: Vec<Condition>,

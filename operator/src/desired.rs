@@ -22,7 +22,8 @@ use kafka_iggy_proxy::config::{
 use kube::{Resource, ResourceExt};
 use sha2::{Digest, Sha256};
 
-use crate::crd::{AdvertiseMode, KafkaBridge, DEFAULT_IMAGE};
+use crate::crd::{AdvertiseMode, KafkaBridge, ListenerStatus, DEFAULT_IMAGE};
+use crate::listeners;
 
 pub const CONFIG_HASH_ANNOTATION: &str = "bridge.kafka-iggy.dev/config-hash";
 const CONFIG_DIR: &str = "/etc/kafka-iggy";
@@ -61,6 +62,8 @@ pub struct Desired {
     /// Label selector of the pods, as the status and the scale subresource report it.
     pub selector: String,
     pub bootstrap_address: String,
+    /// The Kafka listeners with their bootstrap addresses (empty without `kafka.listeners`).
+    pub listeners: Vec<ListenerStatus>,
     /// Why this spec cannot work as asked (the reconciler reports it as Degraded), if so.
     pub problem: Option<String>,
 }
@@ -150,9 +153,12 @@ pub fn desired(kb: &KafkaBridge) -> Result<Desired, DesiredError> {
             names.bootstrap_service, spec.kafka.port
         ),
     };
+    let listener_statuses = listener_statuses(kb, &names, &namespace)?;
+    let bootstrap_address = listener_statuses
+        .first()
+        .map_or(bootstrap_address, |l| l.bootstrap_address.clone());
     let config = proxy_config(kb, &bootstrap_address);
-    let config_yaml =
-        serde_yaml::to_string(&config).map_err(|e| DesiredError::Config(e.to_string()))?;
+    let config_yaml = render_config(kb, &config, &listener_statuses)?;
     let config_hash = hex_sha256(config_yaml.as_bytes());
 
     let config_map = ConfigMap {
@@ -202,10 +208,11 @@ pub fn desired(kb: &KafkaBridge) -> Result<Desired, DesiredError> {
         ..ServiceAccount::default()
     };
 
-    let ports = vec![
-        service_port("kafka", spec.kafka.port),
-        service_port("metrics", spec.metrics.port),
-    ];
+    let ports: Vec<ServicePort> = kafka_ports(kb)
+        .into_iter()
+        .chain([("metrics".to_string(), spec.metrics.port)])
+        .map(|(name, port)| service_port(&name, port))
+        .collect();
     let bootstrap_service = Service {
         metadata: meta(&names.bootstrap_service),
         spec: Some(ServiceSpec {
@@ -263,8 +270,104 @@ pub fn desired(kb: &KafkaBridge) -> Result<Desired, DesiredError> {
             .collect::<Vec<_>>()
             .join(","),
         bootstrap_address,
+        listeners: listener_statuses,
         problem: shared_address_problem(kb),
     })
+}
+
+/// The Kafka ports of the proxy container, by port name: one per listener, or `kafka`.
+fn kafka_ports(kb: &KafkaBridge) -> Vec<(String, i32)> {
+    let listeners = &kb.spec.kafka.listeners;
+    if listeners.is_empty() {
+        return vec![("kafka".into(), kb.spec.kafka.port)];
+    }
+    listeners
+        .iter()
+        .map(|l| (listeners::port_name(&l.name), l.port))
+        .collect()
+}
+
+/// Each listener with the address its clients bootstrap from: the bootstrap Service's name
+/// with the listener's port, or with `advertise: Explicit` the listener's own address (else
+/// the host of `kafka.advertisedAddress` with the listener's port).
+fn listener_statuses(
+    kb: &KafkaBridge,
+    names: &Names,
+    namespace: &str,
+) -> Result<Vec<ListenerStatus>, DesiredError> {
+    let kafka = &kb.spec.kafka;
+    let mut ports: Vec<i32> = vec![kb.spec.metrics.port];
+    let mut out = Vec::new();
+    for l in &kafka.listeners {
+        if ports.contains(&l.port) {
+            return Err(DesiredError::Invalid(
+                "two kafka.listeners (or a listener and metrics.port) share a port",
+            ));
+        }
+        ports.push(l.port);
+        if out.iter().any(|o: &ListenerStatus| {
+            listeners::port_name(&o.name) == listeners::port_name(&l.name)
+        }) {
+            return Err(DesiredError::Invalid(
+                "two kafka.listeners have the same name (compared in lower case, _ as -)",
+            ));
+        }
+        let bootstrap_address = match (&kafka.advertise, &l.advertised_address) {
+            (AdvertiseMode::Explicit, Some(address)) => address.clone(),
+            (AdvertiseMode::Explicit, None) => {
+                let host = kafka
+                    .advertised_address
+                    .as_deref()
+                    .and_then(|a| a.rsplit_once(':'))
+                    .map(|(host, _)| host)
+                    .ok_or(DesiredError::Invalid(
+                        "kafka.advertise is Explicit but kafka.advertisedAddress is not set",
+                    ))?;
+                format!("{host}:{}", l.port)
+            }
+            _ => format!("{}.{namespace}.svc:{}", names.bootstrap_service, l.port),
+        };
+        out.push(ListenerStatus {
+            name: l.name.clone(),
+            security_protocol: l.security_protocol,
+            bootstrap_address,
+        });
+    }
+    Ok(out)
+}
+
+/// The proxy's configuration file. Without `kafka.listeners` it is `ProxyConfig` as it is;
+/// with them, its `listen` and `advertised_address` give way to a `listeners:` list.
+fn render_config(
+    kb: &KafkaBridge,
+    config: &ProxyConfig,
+    statuses: &[ListenerStatus],
+) -> Result<String, DesiredError> {
+    let error = |e: serde_yaml::Error| DesiredError::Config(e.to_string());
+    let listeners = &kb.spec.kafka.listeners;
+    if listeners.is_empty() {
+        return serde_yaml::to_string(config).map_err(error);
+    }
+    // Through the text, so the keys keep ProxyConfig's order.
+    let text = serde_yaml::to_string(config).map_err(error)?;
+    let serde_yaml::Value::Mapping(rest) = serde_yaml::from_str(&text).map_err(error)? else {
+        return Err(DesiredError::Config("not a mapping".into()));
+    };
+    let shared = kb.spec.kafka.advertise.is_shared();
+    let entries: Vec<serde_yaml::Value> = listeners
+        .iter()
+        .zip(statuses)
+        .map(|(l, status)| {
+            listeners::config_entry(l, shared.then(|| status.bootstrap_address.clone()))
+        })
+        .collect();
+    let mut file = serde_yaml::Mapping::new();
+    file.insert("listeners".into(), entries.into());
+    file.extend(
+        rest.into_iter()
+            .filter(|(k, _)| k != "listen" && k != "advertised_address"),
+    );
+    serde_yaml::to_string(&file).map_err(error)
 }
 
 /// With more than one replica every pod must announce its own address: clients connect to the
@@ -320,6 +423,7 @@ fn proxy_config(kb: &KafkaBridge, bootstrap_address: &str) -> ProxyConfig {
     config.iggy.address = spec.iggy.address.clone();
     config.iggy.username = String::new();
     config.iggy.password = String::new();
+    config.iggy.fsync_on_append = spec.iggy.fsync_on_append;
     config.iggy.tls = IggyTlsConfig {
         enabled: spec.iggy.tls.enabled,
         ca_file: spec
@@ -439,10 +543,13 @@ fn pod_spec(kb: &KafkaBridge, names: &Names, namespace: &str, config: &ProxyConf
         AdvertiseMode::Service | AdvertiseMode::Explicit => None,
     };
     if let Some((source, host)) = per_pod_host {
+        // With listeners, the first one's port; the proxy announces this host with each
+        // listener's own port.
+        let port = kafka_ports(kb).first().map_or(spec.kafka.port, |p| p.1);
         envs.push(source);
         envs.push(env(
             "KAFKA_IGGY_ADVERTISED_ADDRESS",
-            &format!("{host}:{}", spec.kafka.port),
+            &format!("{host}:{port}"),
         ));
     }
     let probe = |path: &str, period: i32| Probe {
@@ -496,6 +603,12 @@ fn pod_spec(kb: &KafkaBridge, names: &Names, namespace: &str, config: &ProxyConf
             ..Volume::default()
         });
     }
+    for listener in &spec.kafka.listeners {
+        for (volume, mount) in listeners::volumes(listener) {
+            volumes.push(volume);
+            mounts.push(mount);
+        }
+    }
     let container = Container {
         name: "proxy".into(),
         image: Some(spec.image.clone().unwrap_or_else(|| DEFAULT_IMAGE.into())),
@@ -504,20 +617,18 @@ fn pod_spec(kb: &KafkaBridge, names: &Names, namespace: &str, config: &ProxyConf
             "--config".into(),
             format!("{CONFIG_DIR}/{CONFIG_FILE}"),
         ]),
-        ports: Some(vec![
-            ContainerPort {
-                name: Some("kafka".into()),
-                container_port: spec.kafka.port,
-                protocol: Some("TCP".into()),
-                ..ContainerPort::default()
-            },
-            ContainerPort {
-                name: Some("metrics".into()),
-                container_port: spec.metrics.port,
-                protocol: Some("TCP".into()),
-                ..ContainerPort::default()
-            },
-        ]),
+        ports: Some(
+            kafka_ports(kb)
+                .into_iter()
+                .chain([("metrics".to_string(), spec.metrics.port)])
+                .map(|(name, port)| ContainerPort {
+                    name: Some(name),
+                    container_port: port,
+                    protocol: Some("TCP".into()),
+                    ..ContainerPort::default()
+                })
+                .collect(),
+        ),
         env: Some(envs),
         resources: Some(
             spec.resources

@@ -42,6 +42,10 @@ enum Command {
         /// Run without leader election (a single replica only)
         #[arg(long)]
         no_leader_election: bool,
+        /// Watch KafkaBridges in this namespace only (the chart's namespace-scoped install
+        /// mode, with a Role instead of a ClusterRole); unset = every namespace
+        #[arg(long, env = "WATCH_NAMESPACE")]
+        namespace: Option<String>,
         /// Seconds between periodic resyncs of every KafkaBridge
         #[arg(long, default_value_t = 300)]
         resync_seconds: u64,
@@ -73,6 +77,7 @@ async fn main() -> anyhow::Result<()> {
             no_leader_election,
             resync_seconds,
             iggy_cleanup_timeout_seconds,
+            namespace,
         } => {
             tracing_subscriber::fmt()
                 .with_env_filter(
@@ -100,7 +105,8 @@ async fn main() -> anyhow::Result<()> {
                     metrics.clone(),
                     Duration::from_secs(resync_seconds),
                 )
-                .with_cleanup_timeout(Duration::from_secs(iggy_cleanup_timeout_seconds)),
+                .with_cleanup_timeout(Duration::from_secs(iggy_cleanup_timeout_seconds))
+                .with_namespace(namespace.filter(|n| !n.is_empty())),
             );
             if no_leader_election {
                 metrics.leader.set(1);

@@ -128,9 +128,9 @@ pub async fn provision(
                     ..TopicSettings::default()
                 };
                 match backend.create_topic(name, &settings).await {
-                    Ok(()) | Err(BackendError::TopicAlreadyExists(_)) => {
-                        report.created.push(name.clone())
-                    }
+                    Ok(()) => report.created.push(name.clone()),
+                    // Someone else created it meanwhile: not ours.
+                    Err(BackendError::TopicAlreadyExists(_)) => {}
                     Err(e) => return Err(refused(name, e)),
                 }
             }
@@ -184,7 +184,7 @@ fn settings_change(info: &TopicInfo, topic: &TopicSpec) -> Option<String> {
 }
 
 /// A logged-in SDK client (the proxy's own settings), for what its back end does not offer.
-async fn sdk_client(access: &IggyAccess) -> Result<TcpClient, ProvisionError> {
+pub(crate) async fn sdk_client(access: &IggyAccess) -> Result<TcpClient, ProvisionError> {
     let unreachable = |e: String| ProvisionError::Unreachable(access.address.clone(), e);
     match tokio::time::timeout(IGGY_TIMEOUT, access.credentials().login()).await {
         Ok(Ok(client)) => Ok(client),
@@ -239,13 +239,12 @@ async fn update_settings(access: &IggyAccess, topic: &TopicSpec) -> Result<(), P
     }
 }
 
-/// Deletes the given topics (deletion policy `Delete`); missing topics are fine.
-pub async fn delete_topics(
-    access: &IggyAccess,
-    topics: &[TopicSpec],
-) -> Result<(), ProvisionError> {
+/// Deletes the given topics and the replicas' membership log (deletion policy `Delete`);
+/// missing topics are fine. Only ever called with the topics a bridge created
+/// ([`crate::ownership`]).
+pub async fn delete_topics(access: &IggyAccess, topics: &[String]) -> Result<(), ProvisionError> {
     let backend = connect(access).await?;
-    let names = topics.iter().map(|t| t.name.as_str());
+    let names = topics.iter().map(String::as_str);
     for name in names.chain(REPLICA_TOPICS.iter().copied()) {
         match backend.delete_topic(name).await {
             Ok(()) | Err(BackendError::UnknownTopicOrPartition(_)) => {}

@@ -3,16 +3,14 @@
 //! every object is resynced periodically.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
-use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, Service};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
-use kafka_iggy_proxy::config::IggyTls;
 use kube::api::{
     ApiResource, DeleteParams, DynamicObject, GroupVersionKind, Patch, PatchParams,
     PropagationPolicy,
@@ -26,10 +24,12 @@ use serde::Serialize;
 use serde_json::json;
 
 use crate::conditions::Conditions;
-use crate::crd::{CaSecret, DeletionPolicy, KafkaBridge, KafkaBridgeStatus};
+use crate::crd::{DeletionPolicy, KafkaBridge, KafkaBridgeStatus};
 use crate::desired::{desired, Desired};
 use crate::metrics::OperatorMetrics;
-use crate::provision::{self, IggyAccess, ProvisionError};
+use crate::ownership::IggyOwnership;
+use crate::provision::ProvisionError;
+use crate::secrets::ca_file_path;
 
 pub const FIELD_MANAGER: &str = "kafka-iggy-operator";
 pub const FINALIZER: &str = "bridge.kafka-iggy.dev/iggy-cleanup";
@@ -48,12 +48,18 @@ pub struct Context {
     pub resync: Duration,
     /// Deletion with policy Delete: give up cleaning Iggy this long after deletionTimestamp.
     pub cleanup_timeout: Duration,
+    /// Watch KafkaBridges (and their children) in this namespace only: the chart's
+    /// namespace-scoped install mode, where the operator has a Role, not a ClusterRole.
+    pub namespace: Option<String>,
     /// Consecutive failures per object (namespace/name), for exponential backoff.
     failures: Mutex<HashMap<String, u32>>,
     /// The conditions last written per object (uid). The informer's copy of the status can lag
     /// behind our own write, and events are published on condition transitions only: without
     /// this, a reconcile racing its own status update would repeat them.
     reported: Mutex<HashMap<String, Vec<Condition>>>,
+    /// The ownership record last written per object (uid), for the same reason: a reconcile
+    /// working from a status older than our last write must not forget a topic it created.
+    owned: Mutex<HashMap<String, IggyOwnership>>,
 }
 
 impl Context {
@@ -68,8 +74,28 @@ impl Context {
             metrics,
             resync,
             cleanup_timeout: DEFAULT_CLEANUP_TIMEOUT,
+            namespace: None,
             failures: Mutex::new(HashMap::new()),
             reported: Mutex::new(HashMap::new()),
+            owned: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// See [`Context::namespace`].
+    pub fn with_namespace(mut self, namespace: Option<String>) -> Self {
+        self.namespace = namespace;
+        self
+    }
+
+    /// KafkaBridges (or any namespaced kind) in the operator's scope.
+    fn scoped<K>(&self) -> Api<K>
+    where
+        K: Resource<Scope = k8s_openapi::NamespaceResourceScope>,
+        K::DynamicType: Default,
+    {
+        match &self.namespace {
+            Some(ns) => Api::namespaced(self.client.clone(), ns),
+            None => Api::all(self.client.clone()),
         }
     }
 
@@ -77,6 +103,19 @@ impl Context {
     pub fn with_cleanup_timeout(mut self, timeout: Duration) -> Self {
         self.cleanup_timeout = timeout;
         self
+    }
+
+    /// What the bridge owns in Iggy: its status merged with what this process last wrote.
+    fn ownership(&self, kb: &KafkaBridge) -> Option<IggyOwnership> {
+        let written = kb.uid().and_then(|uid| {
+            let owned = self.owned.lock().unwrap_or_else(|p| p.into_inner());
+            owned.get(&uid).cloned()
+        });
+        let status = kb.status.as_ref().and_then(|s| s.iggy.clone());
+        match (written, status) {
+            (Some(w), Some(s)) => Some(w.merge(s)),
+            (w, s) => w.or(s),
+        }
     }
 
     fn previous_conditions(&self, kb: &KafkaBridge) -> Vec<Condition> {
@@ -123,14 +162,13 @@ fn key(kb: &KafkaBridge) -> String {
 
 /// Runs the controller until the stream ends (the process is shutting down).
 pub async fn run(ctx: Arc<Context>) {
-    let client = ctx.client.clone();
-    let bridges: Api<KafkaBridge> = Api::all(client.clone());
+    let bridges: Api<KafkaBridge> = ctx.scoped();
     // Children only: never cache every StatefulSet, ConfigMap and Service of the cluster.
     let children = || watcher::Config::default().labels(crate::desired::MANAGED_BY_SELECTOR);
     Controller::new(bridges, watcher::Config::default())
-        .owns(Api::<StatefulSet>::all(client.clone()), children())
-        .owns(Api::<ConfigMap>::all(client.clone()), children())
-        .owns(Api::<Service>::all(client), children())
+        .owns(ctx.scoped::<StatefulSet>(), children())
+        .owns(ctx.scoped::<ConfigMap>(), children())
+        .owns(ctx.scoped::<Service>(), children())
         .shutdown_on_signal()
         .run(reconcile, error_policy, ctx)
         .for_each(|result| async move {
@@ -219,7 +257,7 @@ async fn reconcile_inner(kb: &KafkaBridge, ctx: &Context) -> Result<Action, Erro
     }
     let replacing = retire_deployment(kb, ctx, &ns).await?;
     apply_children(kb, ctx, &ns, &d, replacing.is_none(), &mut conditions).await?;
-    provision_iggy(kb, ctx, &ns, &mut conditions).await;
+    let owned = iggy::provision_iggy(kb, ctx, &mut conditions).await;
 
     let stateful_set: Option<StatefulSet> = Api::<StatefulSet>::namespaced(ctx.client.clone(), &ns)
         .get_opt(&name)
@@ -261,6 +299,7 @@ async fn reconcile_inner(kb: &KafkaBridge, ctx: &Context) -> Result<Action, Erro
         conditions,
         stateful_set.as_ref(),
         Some(&d),
+        owned,
     )
     .await?;
     Ok(Action::requeue(if ready_now {
@@ -437,193 +476,6 @@ async fn apply_service_monitor(
     Ok(())
 }
 
-/// Reads the Iggy credentials and provisions the stream and topics; the outcome becomes the
-/// IggyProvisioned condition (never an error of the reconcile itself, so children are still
-/// applied while Iggy is down).
-async fn provision_iggy(kb: &KafkaBridge, ctx: &Context, ns: &str, conditions: &mut Conditions) {
-    if let Some(other) = conflicting_bridge(kb, ctx).await {
-        conditions.set(
-            "IggyProvisioned",
-            false,
-            "TopicConflict",
-            &format!(
-                "stream {} on {} is already provisioned by KafkaBridge {other}",
-                kb.spec.iggy.stream, kb.spec.iggy.address
-            ),
-        );
-        return;
-    }
-    let access = match iggy_access(kb, ctx, ns).await {
-        Ok(a) => a,
-        Err(message) => {
-            conditions.set("IggyProvisioned", false, "CredentialsUnavailable", &message);
-            return;
-        }
-    };
-    match provision::provision(&access, &kb.spec.topics).await {
-        Ok(report) => {
-            for topic in &report.created {
-                publish(
-                    ctx,
-                    kb,
-                    EventType::Normal,
-                    "TopicCreated",
-                    &format!("created Iggy topic {}/{topic}", access.stream),
-                )
-                .await;
-            }
-            for (topic, change) in &report.settings_updated {
-                publish(
-                    ctx,
-                    kb,
-                    EventType::Normal,
-                    "TopicSettingsUpdated",
-                    &format!("{topic}: {change}"),
-                )
-                .await;
-            }
-            for (topic, from, to) in &report.grown {
-                publish(
-                    ctx,
-                    kb,
-                    EventType::Normal,
-                    "PartitionsGrown",
-                    &format!("{topic}: {from} -> {to} partitions"),
-                )
-                .await;
-            }
-            if report.decrease_refused.is_empty() {
-                conditions.set(
-                    "IggyProvisioned",
-                    true,
-                    "Provisioned",
-                    &format!(
-                        "stream {} with {} topic(s)",
-                        access.stream,
-                        kb.spec.topics.len()
-                    ),
-                );
-            } else {
-                let what: Vec<String> = report
-                    .decrease_refused
-                    .iter()
-                    .map(|(t, have, want)| format!("{t} has {have}, spec asks {want}"))
-                    .collect();
-                let message = format!("partitions are never decreased: {}", what.join("; "));
-                conditions.set(
-                    "IggyProvisioned",
-                    false,
-                    "PartitionDecreaseRefused",
-                    &message,
-                );
-            }
-        }
-        Err(e) => {
-            let reason = match e {
-                ProvisionError::Unreachable(..) => "IggyUnreachable",
-                ProvisionError::Refused(..) => "IggyRefused",
-            };
-            conditions.set("IggyProvisioned", false, reason, &e.to_string());
-        }
-    }
-}
-
-/// Another KafkaBridge (created earlier) provisioning the same stream on the same Iggy.
-/// Creation times have one-second resolution; ties go to the smaller namespace/name, so every
-/// reconcile of either bridge reaches the same verdict.
-async fn conflicting_bridge(kb: &KafkaBridge, ctx: &Context) -> Option<String> {
-    let all: Api<KafkaBridge> = Api::all(ctx.client.clone());
-    let list = match all.list(&Default::default()).await {
-        Ok(list) => list,
-        Err(e) => {
-            tracing::warn!(error = %e, "cannot list KafkaBridges to check for conflicts");
-            return None;
-        }
-    };
-    let me = (kb.creation_timestamp(), kb.namespace(), kb.name_any());
-    list.items
-        .into_iter()
-        .filter(|o| o.uid() != kb.uid() && o.meta().deletion_timestamp.is_none())
-        .filter(|o| {
-            o.spec.iggy.address == kb.spec.iggy.address && o.spec.iggy.stream == kb.spec.iggy.stream
-        })
-        .find(|o| (o.creation_timestamp(), o.namespace(), o.name_any()) < me)
-        .map(|o| format!("{}/{}", o.namespace().unwrap_or_default(), o.name_any()))
-}
-
-async fn iggy_access(kb: &KafkaBridge, ctx: &Context, ns: &str) -> Result<IggyAccess, String> {
-    let keys = &kb.spec.iggy.credentials_secret;
-    let secret = Api::<Secret>::namespaced(ctx.client.clone(), ns)
-        .get_opt(&keys.name)
-        .await
-        .map_err(|e| format!("cannot read Secret {}: {e}", keys.name))?
-        .ok_or_else(|| format!("Secret {} not found", keys.name))?;
-    let field = |k: &str| -> Result<String, String> {
-        let data = secret
-            .data
-            .as_ref()
-            .and_then(|d| d.get(k))
-            .ok_or_else(|| format!("Secret {} has no key {k}", keys.name))?;
-        String::from_utf8(data.0.clone())
-            .map_err(|_| format!("Secret {} key {k} is not UTF-8", keys.name))
-    };
-    let tls = &kb.spec.iggy.tls;
-    let ca_file = match tls.ca_secret.as_ref().filter(|_| tls.enabled) {
-        Some(ca) => Some(ca_file(kb, ctx, ns, ca).await?),
-        None => None,
-    };
-    Ok(IggyAccess {
-        address: kb.spec.iggy.address.clone(),
-        username: field(&keys.username_key)?,
-        password: field(&keys.password_key)?,
-        stream: kb.spec.iggy.stream.clone(),
-        tls: IggyTls {
-            enabled: tls.enabled,
-            ca_file,
-            server_name: tls.server_name.clone(),
-        },
-    })
-}
-
-/// Where the operator keeps its copy of one bridge's Iggy CA bundle.
-fn ca_file_path(ns: &str, name: &str) -> PathBuf {
-    std::env::temp_dir()
-        .join("kafka-iggy-operator")
-        .join(format!("{ns}.{name}.ca.pem"))
-}
-
-/// The bridge's Iggy CA bundle, copied from its Secret into a file of the operator's temp
-/// directory: the SDK reads CA certificates only from a file. Rewritten on every pass, so a
-/// rotated CA is used by the next provisioning.
-async fn ca_file(
-    kb: &KafkaBridge,
-    ctx: &Context,
-    ns: &str,
-    ca: &CaSecret,
-) -> Result<PathBuf, String> {
-    let secret = Api::<Secret>::namespaced(ctx.client.clone(), ns)
-        .get_opt(&ca.name)
-        .await
-        .map_err(|e| format!("cannot read Secret {}: {e}", ca.name))?
-        .ok_or_else(|| format!("CA Secret {} not found", ca.name))?;
-    let pem = secret
-        .data
-        .as_ref()
-        .and_then(|d| d.get(&ca.key))
-        .ok_or_else(|| format!("CA Secret {} has no key {}", ca.name, ca.key))?;
-    let path = ca_file_path(ns, &kb.name_any());
-    let staged = path.with_extension("pem.tmp");
-    let write = || -> std::io::Result<()> {
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir)?;
-        }
-        std::fs::write(&staged, &pem.0)?;
-        std::fs::rename(&staged, &path)
-    };
-    write().map_err(|e| format!("cannot write the CA bundle to {}: {e}", path.display()))?;
-    Ok(path)
-}
-
 async fn ensure_finalizer(kb: &KafkaBridge, bridges: &Api<KafkaBridge>) -> Result<(), Error> {
     let has = kb.finalizers().iter().any(|f| f == FINALIZER);
     let wants = kb.spec.deletion_policy == DeletionPolicy::Delete;
@@ -693,22 +545,25 @@ async fn finalize(
     } else {
         let cleaned = async {
             proxies_stopped(kb, ctx).await?;
-            delete_iggy_topics(kb, ctx).await
+            iggy::delete_iggy_topics(kb, ctx).await
         };
         match cleaned.await {
-            Ok(()) => {
+            Ok(Some(deleted)) => {
                 publish(
                     ctx,
                     kb,
                     EventType::Normal,
                     "TopicsDeleted",
                     &format!(
-                        "deleted {} Iggy topic(s) and the membership log",
-                        kb.spec.topics.len()
+                        "deleted the {} Iggy topic(s) this bridge created ({}) and the \
+                         membership log",
+                        deleted.len(),
+                        deleted.join(", ")
                     ),
                 )
                 .await;
             }
+            Ok(None) => {}
             Err(e) => {
                 let waited = since_deletion(kb);
                 if waited < ctx.cleanup_timeout {
@@ -753,6 +608,12 @@ async fn finalize(
         .cloned()
         .collect();
     set_finalizers(bridges, kb, rest).await?;
+    if let Some(uid) = kb.uid() {
+        ctx.owned
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&uid);
+    }
     Ok(Action::await_change())
 }
 
@@ -781,15 +642,6 @@ async fn proxies_stopped(kb: &KafkaBridge, ctx: &Context) -> Result<(), Error> {
         "{} proxy pod(s) still running",
         status.replicas
     )))
-}
-
-async fn delete_iggy_topics(kb: &KafkaBridge, ctx: &Context) -> Result<(), Error> {
-    let ns = kb.namespace().unwrap_or_default();
-    let access = iggy_access(kb, ctx, &ns)
-        .await
-        .map_err(Error::Credentials)?;
-    provision::delete_topics(&access, &kb.spec.topics).await?;
-    Ok(())
 }
 
 /// Time since the API server set deletionTimestamp (zero if unset or in the future).
@@ -836,6 +688,7 @@ async fn write_status(
     conditions: Conditions,
     stateful_set: Option<&StatefulSet>,
     d: Option<&Desired>,
+    owned: Option<IggyOwnership>,
 ) -> Result<(), Error> {
     for (type_, reason, message) in conditions.transitions() {
         publish(ctx, kb, type_, &reason, &message).await;
@@ -851,9 +704,15 @@ async fn write_status(
         ready_replicas: sts_status.ready_replicas.unwrap_or(0),
         selector: d.map(|d| d.selector.clone()),
         bootstrap_address: d.map(|d| d.bootstrap_address.clone()),
+        listeners: d.map(|d| d.listeners.clone()).unwrap_or_default(),
+        iggy: owned.clone().or_else(|| ctx.ownership(kb)),
         conditions,
     };
-    let patch = json!({"status": status});
+    let mut patch = json!({"status": status});
+    if status_listeners_removed(kb, &patch) {
+        // A merge patch keeps a field it does not mention: clear the list explicitly.
+        patch["status"]["listeners"] = serde_json::Value::Null;
+    }
     bridges
         .patch_status(
             &kb.name_any(),
@@ -865,9 +724,20 @@ async fn write_status(
         ctx.reported
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .insert(uid, written);
+            .insert(uid.clone(), written);
+        if let Some(owned) = owned {
+            ctx.owned
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(uid, owned);
+        }
     }
     Ok(())
+}
+
+fn status_listeners_removed(kb: &KafkaBridge, patch: &serde_json::Value) -> bool {
+    patch["status"].get("listeners").is_none()
+        && kb.status.as_ref().is_some_and(|s| !s.listeners.is_empty())
 }
 
 async fn publish(ctx: &Context, kb: &KafkaBridge, type_: EventType, reason: &str, note: &str) {
@@ -883,5 +753,6 @@ async fn publish(ctx: &Context, kb: &KafkaBridge, type_: EventType, reason: &str
     }
 }
 
+mod iggy;
 #[cfg(test)]
 mod tests;

@@ -352,6 +352,7 @@ async fn operator_on_kube() {
         }
     })
     .await;
+    fake_ownership(&bridges, "stuck").await;
     bridges
         .delete("stuck", &DeleteParams::default())
         .await
@@ -394,6 +395,7 @@ async fn operator_on_kube() {
     })
     .await;
     let deleted = Instant::now();
+    fake_ownership(&bridges, "abandoned").await;
     bridges
         .delete("abandoned", &DeleteParams::default())
         .await

@@ -32,6 +32,9 @@ fn render(input: &Path) -> String {
         "# status: selector={} bootstrap={}\n",
         d.selector, d.bootstrap_address
     ));
+    if !d.listeners.is_empty() {
+        docs.push(format!("# status: listeners={:?}\n", d.listeners));
+    }
     if let Some(problem) = &d.problem {
         docs.push(format!("# Degraded: {problem}\n"));
     }
@@ -96,7 +99,7 @@ fn rendering_is_deterministic_and_config_changes_change_the_hash() {
 /// replicas but for the replica count itself.
 #[test]
 fn scaling_changes_nothing_but_the_replica_count() {
-    for case in ["minimal", "full", "servicemonitor", "explicit"] {
+    for case in ["minimal", "full", "servicemonitor", "explicit", "listeners"] {
         let mut kb = load(case);
         kb.spec.replicas = 1;
         let one = desired(&kb).unwrap();

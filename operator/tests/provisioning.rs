@@ -11,6 +11,7 @@ use iggy_testkit::IggyServer;
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kafka_iggy_operator::crd::KafkaBridge;
+use kafka_iggy_operator::ownership;
 use kafka_iggy_operator::provision::{self, IggyAccess, REPLICA_TOPICS};
 use kafka_iggy_proxy::config::{MembershipKind, ProxyConfig};
 use kafka_iggy_proxy::Proxy;
@@ -238,6 +239,12 @@ async fn provisioning_on_kube_on_iggy() {
         async move { b.get_opt("shop").await.ok()?.is_none().then_some(()) }
     })
     .await;
+    // The bridge created its stream, and nothing else is left in it: it goes too (checked
+    // before anything below connects with the proxy's back end, which creates the stream).
+    assert!(
+        !ownership::probe(&access).await.unwrap().stream_exists,
+        "the stream the bridge created is deleted once empty"
+    );
     assert_eq!(
         provision::partitions(&access, "orders").await.unwrap(),
         None
@@ -267,7 +274,7 @@ async fn iggy_tls_on_kube_on_iggy() {
     let bridges: Api<KafkaBridge> = Api::namespaced(client.clone(), ns);
     let ca_pem = std::fs::read_to_string(server.tls_ca_file().unwrap()).unwrap();
     let ca_secret: Secret = serde_json::from_value(json!({
-        "metadata": {"name": "iggy-ca"},
+        "metadata": {"name": "iggy-ca", "labels": {"kafka-iggy.dev/bridge-access": "true"}},
         "stringData": {"ca.crt": ca_pem}
     }))
     .unwrap();
@@ -383,19 +390,20 @@ async fn iggy_tls_on_kube_on_iggy() {
         )
         .await
         .unwrap();
-    let message = eventually("CredentialsUnavailable", || {
+    let message = eventually("SecretNotFound", || {
         let b = bridges.clone();
         async move {
             let kb = b.get("no-ca").await.ok()?;
-            let c =
-                kb.status?.conditions.into_iter().find(|c| {
-                    c.type_ == "IggyProvisioned" && c.reason == "CredentialsUnavailable"
-                })?;
+            let c = kb
+                .status?
+                .conditions
+                .into_iter()
+                .find(|c| c.type_ == "IggyProvisioned" && c.reason == "SecretNotFound")?;
             Some(c.message)
         }
     })
     .await;
-    assert!(message.contains("CA Secret absent not found"), "{message}");
+    assert!(message.contains("Secret absent not found"), "{message}");
 
     // TLS settings without TLS on are refused by the API server (CEL).
     let refused = bridges

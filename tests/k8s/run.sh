@@ -64,6 +64,12 @@ check "helm lint --strict" "$helm" lint --strict charts/kafka-iggy-operator
 check "helm template (defaults)" "$helm" template t charts/kafka-iggy-operator --kube-version 1.34.4
 check "helm template (no leader election, 2 replicas)" "$helm" template t charts/kafka-iggy-operator --kube-version 1.34.4 --set leaderElection.enabled=false --set replicaCount=2
 refuse "values.schema.json rejects unknown values" "$helm" template t charts/kafka-iggy-operator --kube-version 1.34.4 --set replicas=3
+rbac() { "$helm" template t charts/kafka-iggy-operator --kube-version 1.34.4 --namespace ops "${@:2}" | python3 tests/k8s/rbac_check.py $1; }
+check "default RBAC: no Secret reads anywhere (no ClusterRole binding grants Secrets)" rbac cluster
+check "secretAccess.namespaces: Secret reads by RoleBinding in those namespaces only" rbac "cluster team-a team-b" --set 'secretAccess.namespaces={team-a,team-b}'
+refuse "secretAccess.clusterWide is what grants cluster-wide Secret reads" rbac cluster --set secretAccess.clusterWide=true
+check "scope=namespace: a Role in the release namespace, no cluster-wide rights on Secrets or bridges" rbac "namespace ops" --set scope=namespace
+refuse "values.schema.json rejects an unknown scope" "$helm" template t charts/kafka-iggy-operator --kube-version 1.34.4 --set scope=everywhere
 refuse "values.schema.json rejects a bad pull policy" "$helm" template t charts/kafka-iggy-operator --kube-version 1.34.4 --set image.pullPolicy=Sometimes
 
 echo "=== a real API server"
@@ -92,7 +98,8 @@ check "RBAC: operator may watch StatefulSets" can watch statefulsets.apps --all-
 check "RBAC: operator may create ServiceAccounts" can create serviceaccounts -n default
 check "RBAC: operator may patch PodDisruptionBudgets" can patch poddisruptionbudgets.policy -n default
 check "RBAC: operator may delete Deployments (earlier versions' proxies)" can delete deployments.apps -n default
-check "RBAC: operator may read Secrets" can get secrets -n default
+refuse "RBAC: operator may not read Secrets by default (opt-in per namespace)" can get secrets -n default
+refuse "RBAC: operator may not read Secrets cluster-wide" can get secrets --all-namespaces
 check "RBAC: operator may update its Lease" can update leases.coordination.k8s.io -n "$ns"
 refuse "RBAC: operator may not create Secrets" can create secrets -n default
 refuse "RBAC: operator may not delete pods" can delete pods -n default
@@ -104,17 +111,28 @@ refuse "RBAC: operator may not delete StatefulSets" can delete statefulsets.apps
 refuse "RBAC: operator may not create ServiceAccount tokens" can create serviceaccounts --subresource=token -n default
 refuse "RBAC: operator may not bind roles" can create rolebindings.rbac.authorization.k8s.io -n default
 check "helm uninstall" "$helm" uninstall kafka-iggy-operator --namespace "$ns"
+check "helm install scope=namespace" "$helm" install scoped charts/kafka-iggy-operator --namespace team --create-namespace --set scope=namespace --skip-crds
+scoped_sa="system:serviceaccount:team:scoped-kafka-iggy-operator"
+check "scope=namespace: operator may read Secrets in its namespace" "$kubectl" auth can-i --as="$scoped_sa" get secrets -n team
+check "scope=namespace: operator may patch StatefulSets in its namespace" "$kubectl" auth can-i --as="$scoped_sa" patch statefulsets.apps -n team
+refuse "scope=namespace: operator may not read Secrets elsewhere" "$kubectl" auth can-i --as="$scoped_sa" get secrets -n default
+refuse "scope=namespace: operator may not watch KafkaBridges cluster-wide" "$kubectl" auth can-i --as="$scoped_sa" watch kafkabridges.bridge.kafka-iggy.dev --all-namespaces
+check "helm uninstall scope=namespace" "$helm" uninstall scoped --namespace team
 
 echo "=== plain manifests"
 check "kubectl apply --server-side -f deploy/" "$kubectl" apply --server-side --force-conflicts -f deploy/kafka-iggy-operator.yaml
 check "CRD established" "$kubectl" wait --for=condition=Established crd/kafkabridges.bridge.kafka-iggy.dev --timeout=60s
 check "kubectl apply -f deploy/examples/" "$kubectl" apply -n default -f deploy/examples/
-check "the example bridges exist" sh -c "\"$kubectl\" get ikb -n default -o name | grep -c kafkabridge | grep -qx 2"
+check "the example bridges exist" sh -c "\"$kubectl\" get ikb -n default -o name | grep -c kafkabridge | grep -qx 3"
 bad="$work/bad.yaml"
 sed 's/partitions: 6/partitions: 0/' deploy/examples/kafkabridge-full.yaml > "$bad"
 refuse "the schema refuses 0 partitions" "$kubectl" apply -n default --dry-run=server -f "$bad"
 sed 's/partitions: 6/partitions: 2/' deploy/examples/kafkabridge-full.yaml > "$bad"
 refuse "CEL refuses decreasing partitions" "$kubectl" apply -n default -f "$bad"
+sed 's/securityProtocol: SASL_SSL/securityProtocol: SASL_PLAINTEXT/' deploy/examples/kafkabridge-secure.yaml > "$bad"
+refuse "CEL refuses a TLS Secret on a listener without TLS" "$kubectl" apply -n default --dry-run=server -f "$bad"
+sed 's/passthrough: true/passthrough: true, usersSecret: {name: x}/' deploy/examples/kafkabridge-secure.yaml > "$bad"
+refuse "CEL refuses both SASL user sources" "$kubectl" apply -n default --dry-run=server -f "$bad"
 # What an operator version before StatefulSets left for the example bridge "kafka": its proxies
 # in a Deployment the bridge controls. The operator below must remove it.
 uid="$("$kubectl" -n default get ikb kafka -o jsonpath='{.metadata.uid}')"
@@ -164,6 +182,13 @@ wait_for "operator created the PodDisruptionBudget" "$kubectl" -n default get po
 wait_for "operator created the example's Services" "$kubectl" -n default get service kafka kafka-brokers
 wait_for "status conditions written" sh -c "\"$kubectl\" -n default get ikb kafka -o jsonpath='{.status.conditions[*].type}' | grep -q IggyProvisioned"
 wait_for "ServiceMonitor asked for without its CRD is reported" sh -c "\"$kubectl\" -n default get ikb orders -o jsonpath='{.status.conditions[?(@.type==\"Degraded\")].reason}' | grep -q ServiceMonitorCrdMissing"
+reason_is() { [[ "$("$kubectl" -n default get ikb "$1" -o jsonpath='{.status.conditions[?(@.type=="IggyProvisioned")].reason}')" == "$2" ]]; }
+wait_for "default RBAC: the operator cannot read the example's Secret (SecretAccessDenied)" reason_is kafka SecretAccessDenied
+check "a namespace opts in: RoleBinding to the secret-reader ClusterRole" "$kubectl" -n default create rolebinding kafka-iggy-operator-secret-reader --clusterrole=kafka-iggy-operator-secret-reader --serviceaccount="$ns:kafka-iggy-operator"
+wait_for "the labelled Secret is read once the namespace opted in (Iggy is tried: IggyUnreachable)" reason_is kafka IggyUnreachable
+check "the Secret's opt-in label removed" "$kubectl" -n default label secret iggy-credentials kafka-iggy.dev/bridge-access-
+wait_for "a Secret without the label is not read (SecretNotOptedIn)" reason_is kafka SecretNotOptedIn
+wait_for "status lists the secure example's listeners" sh -c "\"$kubectl\" -n default get ikb secure -o jsonpath='{.status.listeners[*].bootstrapAddress}' | grep -qx 'secure.default.svc:9092 secure.default.svc:9093 secure.default.svc:9094 secure.default.svc:9095'"
 wait_for "events recorded" sh -c "\"$kubectl\" -n default get events.events.k8s.io -o name | grep -q ."
 check "operator /metrics counts reconciles" sh -c "curl -sf http://127.0.0.1:$metrics_port/metrics | grep -q kafka_iggy_operator_reconciles_total"
 check "operator /readyz" curl -sf "http://127.0.0.1:$metrics_port/readyz"

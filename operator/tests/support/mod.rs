@@ -69,7 +69,7 @@ pub async fn namespace_with_secret(client: &Client, ns: &str) {
         .unwrap();
     let secrets: Api<Secret> = Api::namespaced(client.clone(), ns);
     let secret: Secret = serde_json::from_value(json!({
-        "metadata": {"name": "iggy-credentials"},
+        "metadata": {"name": "iggy-credentials", "labels": {"kafka-iggy.dev/bridge-access": "true"}},
         "stringData": {"username": "iggy", "password": "iggy"}
     }))
     .unwrap();
@@ -114,6 +114,16 @@ pub fn bridge(name: &str, iggy: &str, policy: &str, partitions: u32) -> KafkaBri
     .unwrap()
 }
 
+/// Writes `status.iggy` as if the bridge had created `orders` on an Iggy server: what makes
+/// deletion policy Delete try to clean Iggy (a bridge that created nothing deletes nothing).
+pub async fn fake_ownership(bridges: &Api<KafkaBridge>, name: &str) {
+    let status = json!({"status": {"iggy": {"serverId": "gone", "createdTopics": ["orders"]}}});
+    bridges
+        .patch_status(name, &PatchParams::default(), &Patch::Merge(&status))
+        .await
+        .unwrap();
+}
+
 pub fn condition(kb: &KafkaBridge, type_: &str) -> Option<(String, String)> {
     kb.status
         .as_ref()?
@@ -148,6 +158,21 @@ pub async fn scaled_to_zero(client: &Client, ns: &str, name: &str) {
         let s = sets.clone();
         let name = name.to_string();
         async move { (s.get(&name).await.ok()?.spec?.replicas == Some(0)).then_some(()) }
+    })
+    .await;
+}
+
+/// Deletes a bridge and plays the StatefulSet controller's part (its pods stop when the
+/// operator scales them to 0), until the bridge is gone.
+pub async fn delete_and_wait(client: &Client, ns: &str, name: &str) {
+    let bridges: Api<KafkaBridge> = Api::namespaced(client.clone(), ns);
+    bridges.delete(name, &Default::default()).await.unwrap();
+    scaled_to_zero(client, ns, name).await;
+    fake_statefulset_status(client, ns, name, 0).await;
+    eventually(&format!("{name} to be gone"), || {
+        let b = bridges.clone();
+        let name = name.to_string();
+        async move { b.get_opt(&name).await.ok()?.is_none().then_some(()) }
     })
     .await;
 }
