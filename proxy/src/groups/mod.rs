@@ -7,8 +7,10 @@
 //! writer of its offsets. A partition is replayed into memory the first time one of its groups
 //! is used, so a restarted proxy resumes from what was committed.
 
+mod loading;
 pub mod offsets_log;
 pub mod state;
+mod upkeep;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -16,11 +18,11 @@ use std::time::{Duration, Instant};
 
 use kafka_protocol::error::ResponseError;
 
-use crate::backend::{ReadLimits, SharedBackend, TopicSettings};
+use crate::backend::{SharedBackend, TopicSettings};
 use crate::cluster::{Cluster, WritePermit};
 use crate::config::GroupSettings;
 use crate::metrics::Metrics;
-use offsets_log::{now_ms, CommittedOffset, GroupSnapshot, LogEntry, OffsetEntry, OFFSETS_TOPIC};
+use offsets_log::{CommittedOffset, OffsetEntry, OFFSETS_TOPIC};
 use state::{Group, GroupState, JoinOutcome, JoinRequest, Reply, Rules, SyncOutcome};
 
 pub type SharedGroup = Arc<Mutex<Group>>;
@@ -74,15 +76,6 @@ struct Registry {
 
 /// A committed offset as OffsetFetch reports it.
 pub type GroupOffsets = BTreeMap<(String, i32), CommittedOffset>;
-
-/// What replaying an offsets partition found.
-#[derive(Default)]
-struct Replayed {
-    offsets: HashMap<String, GroupOffsets>,
-    /// Each group's last generation.
-    snapshots: HashMap<String, GroupSnapshot>,
-    records: u64,
-}
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // A panic while holding a group lock is a bug; the state is still usable for others.
@@ -208,204 +201,6 @@ impl GroupCoordinator {
                 }
             }
         }
-    }
-
-    /// Forgets the groups of an offsets partition this replica no longer coordinates (their
-    /// members are told NOT_COORDINATOR and find the new coordinator).
-    fn unload(&self, p: u32) {
-        let mut registry = lock(&self.registry);
-        let before = registry.groups.len() + registry.evicted.len();
-        let ids: Vec<String> = registry
-            .groups
-            .keys()
-            .filter(|id| self.partition_of(id) == p)
-            .cloned()
-            .collect();
-        let moved: Vec<SharedGroup> = ids
-            .iter()
-            .filter_map(|id| registry.groups.remove(id))
-            .collect();
-        registry.evicted.retain(|id, _| self.partition_of(id) != p);
-        let dropped = before - registry.groups.len() - registry.evicted.len();
-        drop(registry);
-        // Members waiting in JoinGroup or SyncGroup are answered now: nothing here drives
-        // their rebalance any more, and a Java consumer would otherwise wait for its request
-        // timeout (max.poll.interval.ms + 5 s) before looking for the new coordinator.
-        for group in moved {
-            lock(&group).mark_dead(ResponseError::NotCoordinator);
-        }
-        if dropped > 0 {
-            tracing::info!(
-                partition = p,
-                groups = dropped,
-                "handed off consumer groups"
-            );
-        }
-    }
-
-    /// Unloads the offsets partitions whose ownership run ended (another replica coordinates
-    /// their groups now, or will once this one's lease is over).
-    fn release_lost_partitions(&self) {
-        for (p, partition) in self.partitions.iter().enumerate() {
-            let mut loaded = lock(&partition.loaded_under);
-            let Some(held) = *loaded else { continue };
-            match self.cluster.write_permit(OFFSETS_TOPIC, p as i32) {
-                Some(now) if now.continues(&held) => *loaded = Some(now),
-                _ => {
-                    *loaded = None;
-                    drop(loaded);
-                    self.unload(p as u32);
-                }
-            }
-        }
-    }
-
-    /// Replays one offsets partition into memory: committed offsets, and each group's last
-    /// generation (so its members carry on without a rebalance).
-    async fn load_partition(&self, p: u32) -> Result<(), crate::backend::BackendError> {
-        let started = Instant::now();
-        let Replayed {
-            offsets: loaded,
-            mut snapshots,
-            records,
-        } = self.replay(p, None).await?;
-        let now = Instant::now();
-        let mut registry = lock(&self.registry);
-        let mut restored = 0;
-        for (id, offsets) in loaded {
-            let snapshot = snapshots.remove(&id);
-            if offsets.is_empty() && snapshot.as_ref().is_none_or(|s| s.members.is_empty()) {
-                continue;
-            }
-            restored += 1;
-            let group = registry
-                .groups
-                .entry(id.clone())
-                .or_insert_with(|| Arc::new(Mutex::new(Group::new(id, now))));
-            let mut g = lock(group);
-            for (k, v) in offsets {
-                g.offsets.entry(k).or_insert(v);
-            }
-            if let Some(snapshot) = snapshot {
-                g.restore(snapshot, now);
-            }
-        }
-        // Groups with members that have committed nothing yet.
-        for (id, snapshot) in snapshots {
-            if snapshot.members.is_empty() {
-                continue;
-            }
-            restored += 1;
-            let group = registry
-                .groups
-                .entry(id.clone())
-                .or_insert_with(|| Arc::new(Mutex::new(Group::new(id, now))));
-            lock(group).restore(snapshot, now);
-        }
-        tracing::info!(
-            partition = p,
-            records,
-            groups = restored,
-            ms = started.elapsed().as_millis() as u64,
-            "loaded committed offsets"
-        );
-        Ok(())
-    }
-
-    /// Brings an evicted group back into memory from its offsets partition. Every request for
-    /// the group waits in `ready` until it is back, so nothing changes its offsets meanwhile.
-    async fn reload(&self, group: &str, p: u32) -> Result<(), crate::backend::BackendError> {
-        let _one_at_a_time = self.reloading.lock().await;
-        if !lock(&self.registry).evicted.contains_key(group) {
-            return Ok(()); // read back while this request waited
-        }
-        let started = Instant::now();
-        let Replayed {
-            offsets: mut loaded,
-            records,
-            ..
-        } = self.replay(p, Some(group)).await?;
-        let offsets = loaded.remove(group).unwrap_or_default();
-        let mut registry = lock(&self.registry);
-        registry.evicted.remove(group);
-        if !offsets.is_empty() {
-            let mut g = Group::new(group.to_string(), Instant::now());
-            g.offsets = offsets;
-            registry
-                .groups
-                .insert(group.to_string(), Arc::new(Mutex::new(g)));
-        }
-        tracing::info!(
-            group,
-            partition = p,
-            records,
-            ms = started.elapsed().as_millis() as u64,
-            "read back an evicted group's offsets"
-        );
-        Ok(())
-    }
-
-    /// Reads one offsets partition from its start (only `only`'s entries when given): the last
-    /// entry per key wins; entries older than the retention are dropped.
-    async fn replay(
-        &self,
-        p: u32,
-        only: Option<&str>,
-    ) -> Result<Replayed, crate::backend::BackendError> {
-        let bounds = self.backend.bounds(OFFSETS_TOPIC, p).await?;
-        let oldest_kept = now_ms() - self.settings.offsets_retention_ms as i64;
-        let mut offset = bounds.log_start;
-        let mut replayed = Replayed::default();
-        while offset < bounds.high_watermark {
-            let limits = ReadLimits {
-                max_records: 10_000,
-                max_bytes: 4 * 1024 * 1024,
-            };
-            let read = self.backend.read(OFFSETS_TOPIC, p, offset, limits).await?;
-            let Some(last) = read.records.last() else {
-                break;
-            };
-            offset = last.offset + 1;
-            for fetched in &read.records {
-                replayed.records += 1;
-                let entry = match LogEntry::from_record(&fetched.record) {
-                    Ok(e) => e,
-                    Err(e) => {
-                        tracing::warn!(partition = p, offset = fetched.offset, error = %e, "skipping offsets record");
-                        continue;
-                    }
-                };
-                let fresh = fetched.record.timestamp_ms >= oldest_kept;
-                match entry {
-                    LogEntry::Offset(entry) => {
-                        if only.is_some_and(|g| g != entry.group) {
-                            continue;
-                        }
-                        let offsets = replayed.offsets.entry(entry.group).or_default();
-                        let key = (entry.topic, entry.partition);
-                        match entry.offset {
-                            Some(c) if fresh => {
-                                offsets.insert(key, c);
-                            }
-                            _ => {
-                                offsets.remove(&key);
-                            }
-                        }
-                    }
-                    LogEntry::Group(snapshot) => {
-                        if only.is_some_and(|g| g != snapshot.group) {
-                            continue;
-                        }
-                        if fresh {
-                            replayed.snapshots.insert(snapshot.group.clone(), snapshot);
-                        } else {
-                            replayed.snapshots.remove(&snapshot.group);
-                        }
-                    }
-                }
-            }
-        }
-        Ok(replayed)
     }
 
     /// The group, created (Empty) when `create` is true. Marks it used, so it is the last to be
@@ -811,30 +606,6 @@ impl GroupCoordinator {
         }
     }
 
-    /// On shutdown, once connections are closed (nothing changes the groups any more) and
-    /// before leaving the cluster: writes the generations not yet in the log, so that the
-    /// replicas taking this one's groups over restore the current generation (no rebalance on
-    /// a rollout or scale-down).
-    pub async fn persist_before_leaving(&self) {
-        for group in self.in_memory() {
-            let due = {
-                let g = lock(&group);
-                g.snapshots_due != g.snapshots_persisted
-            };
-            if due {
-                self.keep_offsets(&group).await;
-            }
-        }
-    }
-
-    /// Offsets of groups with members are rewritten once half the retention has passed since
-    /// they were written; checking every quarter of the retention keeps the newest record of
-    /// each younger than three quarters of it.
-    fn housekeeping_interval(&self) -> Duration {
-        Duration::from_millis(self.settings.offsets_retention_ms / 4)
-            .clamp(TICK, MAX_HOUSEKEEPING_INTERVAL)
-    }
-
     fn in_memory(&self) -> Vec<SharedGroup> {
         lock(&self.registry).groups.values().cloned().collect()
     }
@@ -1000,122 +771,6 @@ impl GroupCoordinator {
                 .ok();
         }
         *previous = series;
-    }
-
-    /// Offset expiry, Kafka's rule: offsets of a group with members never expire; those of a
-    /// group without members expire `offsets_retention_ms` after it became empty or after their
-    /// last commit, whichever is later. Both instants are the entry's `written_ms`, because
-    /// [`Self::keep_offsets`] rewrites a group's offsets when its last member leaves. Here,
-    /// expired offsets leave memory (and evicted groups whose offsets expired are forgotten),
-    /// and the offsets of groups with members are refreshed in the log.
-    async fn housekeeping(&self) {
-        let retention = self.settings.offsets_retention_ms as i64;
-        let now = now_ms();
-        lock(&self.registry)
-            .evicted
-            .retain(|_, expires_ms| *expires_ms > now);
-        for group in self.in_memory() {
-            {
-                let mut g = lock(&group);
-                if g.members.is_empty() && g.emptiness_changes == g.emptiness_changes_persisted {
-                    g.offsets.retain(|_, c| c.written_ms + retention > now);
-                }
-            }
-            self.keep_offsets(&group).await;
-        }
-    }
-
-    /// The partitions of `g` whose log records must be rewritten at `now` so that replay after a
-    /// restart, and the offsets topic's own message expiry, keep them as long as they must live:
-    /// for a group with members, those written half the retention ago or earlier (so the newest
-    /// record of each stays younger than the retention while the group lives); for a group whose
-    /// last member left since its offsets were last kept, all of them (their retention counts
-    /// from now).
-    fn offsets_to_keep(g: &Group, now: i64, retention: i64) -> Vec<(String, i32)> {
-        let emptied = g.emptiness_changes != g.emptiness_changes_persisted;
-        g.offsets
-            .iter()
-            .filter(|(_, c)| {
-                if g.members.is_empty() {
-                    emptied
-                } else {
-                    c.written_ms + retention / 2 <= now
-                }
-            })
-            .map(|(k, _)| k.clone())
-            .collect()
-    }
-
-    /// Whether the group's generation must be written: it reached a new one (Stable or Empty)
-    /// since the last snapshot, or, while it has members, its snapshot is half a retention old
-    /// (so that replay and the offsets topic's message expiry keep it while the group lives).
-    fn snapshot_due(g: &Group, now: i64, retention: i64) -> bool {
-        g.snapshots_due != g.snapshots_persisted
-            || (!g.members.is_empty()
-                && g.snapshot_written_ms
-                    .is_some_and(|written| written + retention / 2 <= now))
-    }
-
-    /// Rewrites [`Self::offsets_to_keep`] with the current time as their log timestamp (the
-    /// values unchanged), and the group's generation when [`Self::snapshot_due`]. Runs under
-    /// the partition's write lock, so no commit can come between reading an offset and
-    /// rewriting it (which would bring back the older value). A failure is logged by `append`
-    /// and retried at the next tick or housekeeping.
-    async fn keep_offsets(&self, group: &SharedGroup) {
-        let retention = self.settings.offsets_retention_ms as i64;
-        let (id, due) = {
-            let g = lock(group);
-            let now = now_ms();
-            let due = g.emptiness_changes != g.emptiness_changes_persisted
-                || Self::snapshot_due(&g, now, retention)
-                || !Self::offsets_to_keep(&g, now, retention).is_empty();
-            (g.id.clone(), due)
-        };
-        if !due {
-            return;
-        }
-        let p = self.partition_of(&id);
-        let _turn = self.partitions[p as usize].write.lock().await;
-        let now = now_ms();
-        let (changes, snapshots, entries, snapshot) = {
-            let g = lock(group);
-            let entries: Vec<OffsetEntry> = Self::offsets_to_keep(&g, now, retention)
-                .into_iter()
-                .map(|(topic, partition)| {
-                    let kept = g.offsets[&(topic.clone(), partition)].clone();
-                    OffsetEntry {
-                        group: id.clone(),
-                        topic,
-                        partition,
-                        offset: Some(CommittedOffset {
-                            written_ms: now,
-                            ..kept
-                        }),
-                    }
-                })
-                .collect();
-            // Mid-rebalance there is nothing to write; the rebalance's end is due again.
-            let snapshot = Self::snapshot_due(&g, now, retention)
-                .then(|| g.snapshot(now))
-                .flatten();
-            (g.emptiness_changes, g.snapshots_due, entries, snapshot)
-        };
-        let mut records: Vec<_> = entries.iter().map(OffsetEntry::to_record).collect();
-        records.extend(snapshot.as_ref().map(GroupSnapshot::to_record));
-        if !records.is_empty() && self.append(p, &id, records).await.is_err() {
-            return;
-        }
-        let mut g = lock(group);
-        for e in &entries {
-            if let Some(c) = g.offsets.get_mut(&(e.topic.clone(), e.partition)) {
-                c.written_ms = now;
-            }
-        }
-        g.emptiness_changes_persisted = changes;
-        if snapshot.is_some() {
-            g.snapshot_written_ms = Some(now);
-            g.snapshots_persisted = snapshots;
-        }
     }
 }
 

@@ -1,5 +1,6 @@
 use super::*;
 use crate::backend::memory::MemoryBackend;
+use offsets_log::now_ms;
 
 fn settings() -> GroupSettings {
     GroupSettings {
