@@ -9,7 +9,9 @@ offset where a consumer finds the record, the group consumed every record at lea
 the paused replica noticed on waking that its lease was gone.
 
 And a group whose coordinator is stopped (a rollout or scale-down) moves to another replica
-without a rebalance: its members see no revocation and keep consuming."""
+without a rebalance: its members see no revocation and keep consuming; an acks=0 producer whose
+partition moved to another replica is disconnected, refreshes its metadata and loses nothing
+it sends afterwards."""
 
 from __future__ import annotations
 
@@ -246,3 +248,56 @@ def test_a_group_moves_between_replicas_without_a_rebalance(backend, proxy_facto
     finally:
         for m in members:
             m.stop()
+
+
+def test_fire_and_forget_producer_follows_a_moved_leader(backend, proxy_factory):
+    """acks=0 gets no answers, so a producer whose metadata names a replica that no longer
+    leads a partition would lose every record it sends there. As Kafka does, the replica closes
+    the connection of an acks=0 produce it refuses: librdkafka refreshes its metadata and its
+    later records reach the new leader."""
+    harness.require_module("confluent_kafka")
+    from confluent_kafka import Producer
+
+    first = proxy_factory(name="replica-0", extra_args=replica_args(0))
+    topic = harness.unique_name("acks0")
+    harness.ck_create_topic(first.bootstrap, topic, PARTITIONS)
+    producer = Producer(harness.ck_config(first.bootstrap, **{
+        "acks": 0, "linger.ms": 5, "topic.metadata.refresh.interval.ms": 300_000}))
+
+    sent: list[tuple[int, bytes]] = []
+
+    def send(count: int, tag: str) -> None:
+        for i in range(count):
+            value = f"{tag}-{i}".encode()
+            producer.produce(topic, value=value, partition=i % PARTITIONS)
+            sent.append((i % PARTITIONS, value))
+            producer.poll(0)
+            time.sleep(0.005)
+        producer.flush(30)
+
+    send(120, "alone")
+    # A second replica takes over some partitions; the producer's metadata still says replica 0.
+    second = proxy_factory(name="replica-1", extra_args=replica_args(1))
+    both = f"{first.bootstrap},{second.bootstrap}"
+
+    def leaders() -> set[int]:
+        from confluent_kafka.admin import AdminClient
+        md = AdminClient(harness.ck_config(both)).list_topics(topic, timeout=10)
+        return {p.leader for p in md.topics[topic].partitions.values()}
+
+    harness.wait_until(lambda: leaders() == {0, 1}, 30, "partitions led by both replicas")
+    # Records sent while the producer finds out may be lost (acks=0); after a few seconds every
+    # record must arrive wherever its partition's leader now is.
+    send(300, "moving")
+    send(300, "after")
+    expected = [v for _, v in sent if v.startswith(b"after-")]
+    from confluent_kafka import Consumer, TopicPartition
+    probe = Consumer(harness.ck_config(both, **{"group.id": harness.unique_name("probe")}))
+    try:
+        total = sum(probe.get_watermark_offsets(TopicPartition(topic, p), timeout=30)[1]
+                    for p in range(PARTITIONS))
+    finally:
+        probe.close()
+    stored = {r.value for r in harness.ck_consume(both, topic, PARTITIONS, total)}
+    lost = [v for v in expected if v not in stored]
+    assert not lost, f"{len(lost)} of {len(expected)} later records lost, e.g. {lost[:5]}"
