@@ -467,7 +467,7 @@ impl Group {
         if let Some(w) = member.sync_waiter.take() {
             let _ = w.send(SyncOutcome::error(ResponseError::FencedInstanceId));
         }
-        let unchanged = member.same_protocols(&req.protocols);
+        member.protocols = req.protocols.clone();
         member.id = new_id.clone();
         member.client_id = req.client_id.clone();
         member.client_host = req.client_host.clone();
@@ -482,6 +482,10 @@ impl Group {
         if was_leader {
             self.leader = Some(new_id.clone());
         }
+        // As Kafka: only a change of the group's protocol needs a rebalance. A restarted
+        // client's subscription bytes differ anyway (Java's carry its owned partitions and
+        // generation); they are kept for the next rebalance.
+        let unchanged = self.select_protocol() == self.protocol;
         match self.state {
             GroupState::Stable if unchanged => {
                 if let Some(m) = self.members.get_mut(&new_id) {

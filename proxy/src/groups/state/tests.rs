@@ -401,3 +401,35 @@ fn a_restored_generation_carries_on_without_a_rebalance() {
     let mut rx = waiting(taken.join(request(&a, &["range"]), &rules(), t3));
     assert_eq!(rx.try_recv().unwrap().generation, 3);
 }
+
+#[test]
+fn a_static_member_coming_back_with_other_metadata_keeps_the_group_stable() {
+    // A restarted Java consumer's subscription bytes differ (owned partitions, generation);
+    // Kafka rebalances only if the group's protocol would change.
+    let t0 = Instant::now();
+    let mut g = Group::new("g".into(), t0);
+    let mut req = request("", &["range"]);
+    req.instance_id = Some("host-1".into());
+    let mut rx = waiting(g.join(req.clone(), &rules(), t0));
+    g.tick(t0 + Duration::from_secs(1));
+    let old = rx.try_recv().unwrap().member_id;
+    sync_all(&mut g, &old, &[], t0);
+    let generation = g.generation;
+
+    req.protocols = vec![(
+        "range".into(),
+        Bytes::from_static(b"owned nothing, generation -1"),
+    )];
+    let again = now_reply(g.join(req.clone(), &rules(), t0));
+    assert_eq!(
+        (again.error, again.generation),
+        (0, generation),
+        "no rebalance"
+    );
+    assert_eq!(g.state, GroupState::Stable);
+    assert_eq!(
+        g.members[&again.member_id].metadata("range"),
+        Bytes::from_static(b"owned nothing, generation -1"),
+        "the new subscription is kept for the next rebalance"
+    );
+}
