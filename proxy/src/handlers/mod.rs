@@ -14,6 +14,7 @@ pub mod metadata;
 pub mod produce;
 pub mod producer_id;
 pub mod records;
+pub mod sasl;
 
 use futures::future::BoxFuture;
 use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind, ResponseKind};
@@ -23,6 +24,7 @@ use std::sync::Arc;
 use crate::broker::Broker;
 use crate::budget::{ConnectionShare, Reservation};
 use crate::partitions::Line;
+use crate::security::Session;
 
 /// What the connection does after a request.
 #[derive(Debug)]
@@ -63,10 +65,11 @@ pub async fn handle(
     header: RequestHeader,
     request: RequestKind,
 ) -> Outcome {
-    match dispatch(broker, &ConnectionScope::new(broker), header, request) {
+    let scope = ConnectionScope::new(broker, Session::plaintext("PLAINTEXT"));
+    match dispatch(broker, &scope, header, request) {
         Dispatch::Concurrent(work) => work.await.outcome,
         Dispatch::Exclusive(header, request) => {
-            handle_exclusive(broker, client_host, &header, request).await
+            handle_exclusive(broker, &scope, client_host, &header, request).await
         }
     }
 }
@@ -76,15 +79,24 @@ pub async fn handle(
 /// connection, so a JoinGroup waiting for its rebalance holds back what follows it.
 pub async fn handle_exclusive(
     broker: &Broker,
+    scope: &ConnectionScope,
     client_host: &str,
     header: &RequestHeader,
     request: RequestKind,
 ) -> Outcome {
     let version = header.request_api_version;
     let respond = Outcome::Respond;
+    let session = &scope.session;
+    let listener = &*session.listener;
     match request {
         RequestKind::FindCoordinator(r) => respond(ResponseKind::FindCoordinator(
-            coordinator::find_coordinator(broker, version, r).await,
+            coordinator::find_coordinator(broker, listener, version, r).await,
+        )),
+        RequestKind::SaslHandshake(r) => respond(ResponseKind::SaslHandshake(sasl::handshake(
+            broker, session, r,
+        ))),
+        RequestKind::SaslAuthenticate(r) => respond(ResponseKind::SaslAuthenticate(
+            sasl::authenticate(broker, session, r).await,
         )),
         RequestKind::JoinGroup(r) => {
             let caller = groups::Caller {
@@ -130,7 +142,7 @@ pub async fn handle_exclusive(
             respond(ResponseKind::ApiVersions(api_versions::handle(version, &r)))
         }
         RequestKind::Metadata(r) => respond(ResponseKind::Metadata(
-            metadata::handle(broker, version, r).await,
+            metadata::handle(broker, listener, version, r).await,
         )),
         RequestKind::InitProducerId(r) => {
             respond(ResponseKind::InitProducerId(producer_id::handle(broker, r)))
@@ -157,7 +169,7 @@ pub async fn handle_exclusive(
             delete_records::handle(broker, r).await,
         )),
         RequestKind::DescribeCluster(r) => respond(ResponseKind::DescribeCluster(
-            admin::describe_cluster(broker, r),
+            admin::describe_cluster(broker, listener, r),
         )),
         _ => Outcome::Close(format!(
             "api key {} v{version} is not served",
@@ -187,13 +199,16 @@ pub struct ConnectionScope {
     pub produce_line: Arc<Line>,
     /// The connection's share of the memory budget for work.
     pub memory: ConnectionShare,
+    /// Its listener and client's identity.
+    pub session: Arc<Session>,
 }
 
 impl ConnectionScope {
-    pub fn new(broker: &Broker) -> Self {
+    pub fn new(broker: &Broker, session: Session) -> Self {
         Self {
             produce_line: Arc::default(),
             memory: broker.budget.connection_share(),
+            session: Arc::new(session),
         }
     }
 }
@@ -271,6 +286,8 @@ pub fn api_name(api: ApiKey) -> &'static str {
         ApiKey::ListGroups => "ListGroups",
         ApiKey::DeleteGroups => "DeleteGroups",
         ApiKey::OffsetDelete => "OffsetDelete",
+        ApiKey::SaslHandshake => "SaslHandshake",
+        ApiKey::SaslAuthenticate => "SaslAuthenticate",
         _ => "Other",
     }
 }
