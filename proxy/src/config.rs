@@ -578,7 +578,8 @@ impl ProxyConfig {
         cli: Cli,
         env: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Self, ConfigError> {
-        let mut problems = unknown_env_vars(env);
+        let env: Vec<(String, String)> = env.into_iter().collect();
+        let mut problems = unknown_env_vars(env.iter().cloned());
         let mut config = match &cli.config {
             Some(path) => match std::fs::read_to_string(path) {
                 Ok(text) => match serde_yaml::from_str::<ProxyConfig>(&text) {
@@ -597,6 +598,14 @@ impl ProxyConfig {
         };
         let cli_tls_ca = cli.tls_client_ca_file.is_some();
         config.apply(cli);
+        for l in &mut config.listeners {
+            if let Some(address) = &mut l.advertised_address {
+                match listener::expand_env(address, &env) {
+                    Ok(expanded) => *address = expanded,
+                    Err(e) => problems.push(format!("listener {}: advertised_address {e}", l.name)),
+                }
+            }
+        }
         problems.extend(config.listener_problems(cli_tls_ca));
         problems.extend(config.validate());
         if problems.is_empty() {
@@ -670,12 +679,9 @@ impl ProxyConfig {
             self.security_protocol = cli.security_protocol;
         }
         if cli.tls_cert_file.is_some() || cli.tls_key_file.is_some() {
-            let tls = self.tls.get_or_insert_with(|| ListenerTls {
-                cert_file: PathBuf::new(),
-                key_file: PathBuf::new(),
-                client_ca_file: None,
-                reload_interval_ms: 5_000,
-            });
+            let tls = self
+                .tls
+                .get_or_insert_with(|| ListenerTls::new(PathBuf::new(), PathBuf::new()));
             if let Some(f) = &cli.tls_cert_file {
                 tls.cert_file.clone_from(f);
             }

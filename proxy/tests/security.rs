@@ -205,6 +205,33 @@ fn config_errors_are_readable() {
 }
 
 #[test]
+fn advertised_addresses_name_environment_variables() {
+    use clap::Parser;
+    let dir = temp_dir("env");
+    let yaml = dir.join("proxy.yaml");
+    std::fs::write(
+        &yaml,
+        "listeners:\n  - {name: EXTERNAL, listen: '127.0.0.1:9094', advertised_address: '${POD_NAME}.bridge.ns.svc:9094'}\n",
+    )
+    .expect("write");
+    let cli = |args: &[&str]| {
+        Cli::try_parse_from(std::iter::once("kafka-iggy-proxy").chain(args.iter().copied()))
+            .expect("flags")
+    };
+    let args = ["--config", yaml.to_str().expect("path")];
+    let env = vec![("POD_NAME".to_string(), "bridge-1".to_string())];
+    let config = ProxyConfig::resolve(cli(&args), env).expect("valid");
+    assert_eq!(
+        config.listeners()[0].advertised().expect("address"),
+        ("bridge-1.bridge.ns.svc".to_string(), 9094)
+    );
+    let e = ProxyConfig::resolve(cli(&args), Vec::new())
+        .expect_err("unset")
+        .to_string();
+    assert!(e.contains("environment variable POD_NAME is not set"), "{e}");
+}
+
+#[test]
 fn single_listener_flags_and_env_twins() {
     use clap::CommandFactory;
     let envs: Vec<String> = Cli::command()
@@ -769,4 +796,56 @@ fn unreadable_certificates_are_startup_errors() {
     };
     let e = TlsSource::load(&settings).err().expect("fails");
     assert!(e.contains("missing.key"), "{e}");
+}
+
+/// Two replicas with listeners INTERNAL and EXTERNAL: each tells a client every replica's
+/// address on the listener the client used (announced through the membership log).
+#[tokio::test]
+async fn replicas_advertise_each_others_listener_addresses() {
+    use kafka_iggy_proxy::config::MembershipKind;
+    let shared = Arc::new(kafka_iggy_proxy::backend::memory::MemoryBackend::new());
+    let mut replicas = Vec::new();
+    for id in 0..2 {
+        let mut config = ProxyConfig {
+            listeners: vec![
+                plaintext_listener("INTERNAL", &format!("internal-{id}.example:9092")),
+                plaintext_listener("EXTERNAL", &format!("external-{id}.example:9094")),
+            ],
+            broker_id: id,
+            ..local_config(BackendKind::Memory)
+        };
+        config.listen = ProxyConfig::default().listen;
+        config.cluster.membership = MembershipKind::Log;
+        config.cluster.lease_ms = 1_500;
+        config.cluster.heartbeat_interval_ms = 300;
+        let metrics = Arc::new(kafka_iggy_proxy::metrics::Metrics::new());
+        let proxy = kafka_iggy_proxy::Proxy::start_with_backend(config, shared.clone(), metrics)
+            .await
+            .expect("replica starts");
+        replicas.push(proxy);
+    }
+    for (listener, prefix, port) in [("INTERNAL", "internal", 9092), ("EXTERNAL", "external", 9094)]
+    {
+        let expected: Vec<(i32, String, i32)> = (0..2)
+            .map(|id| (id, format!("{prefix}-{id}.example"), port))
+            .collect();
+        let mut wire = Wire::connect(addr_of(&replicas[1], listener)).await;
+        let deadline = std::time::Instant::now() + Duration::from_secs(15);
+        loop {
+            let brokers: Vec<(i32, String, i32)> = metadata(&mut wire)
+                .await
+                .brokers
+                .iter()
+                .map(|b| (b.node_id.0, b.host.to_string(), b.port))
+                .collect();
+            if brokers == expected {
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "{listener}: {brokers:?}");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+    for proxy in replicas {
+        proxy.shutdown().await;
+    }
 }

@@ -65,6 +65,18 @@ fn default_reload_interval_ms() -> u64 {
     5_000
 }
 
+impl ListenerTls {
+    /// TLS with this certificate and key, no client certificates, the default reload interval.
+    pub fn new(cert_file: PathBuf, key_file: PathBuf) -> Self {
+        Self {
+            cert_file,
+            key_file,
+            client_ca_file: None,
+            reload_interval_ms: default_reload_interval_ms(),
+        }
+    }
+}
+
 /// SASL mechanisms served.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum SaslMechanism {
@@ -266,6 +278,27 @@ pub fn list_problems(listeners: &[ListenerConfig]) -> Vec<String> {
         problems.extend(l.problems());
     }
     problems
+}
+
+/// Replaces each `${NAME}` in `value` by the environment variable NAME: a shared file (a
+/// ConfigMap) names per-pod addresses as `${POD_NAME}.bridge-headless.ns.svc:9094`.
+pub fn expand_env(value: &str, env: &[(String, String)]) -> Result<String, String> {
+    let mut out = String::with_capacity(value.len());
+    let mut rest = value;
+    while let Some(start) = rest.find("${") {
+        out.push_str(&rest[..start]);
+        let Some(end) = rest[start..].find('}') else {
+            return Err(format!("{value:?}: unclosed ${{"));
+        };
+        let name = &rest[start + 2..start + end];
+        let Some((_, v)) = env.iter().find(|(k, _)| k == name) else {
+            return Err(format!("{value:?}: environment variable {name} is not set"));
+        };
+        out.push_str(v);
+        rest = &rest[start + end + 1..];
+    }
+    out.push_str(rest);
+    Ok(out)
 }
 
 /// HOST:PORT announced for a listen address: the advertised address when given, else the
