@@ -314,6 +314,8 @@ async fn run(
                     continue;
                 };
                 let (frame, budget) = frame?;
+                // Permissions read again when stale, before this request is authorized.
+                scope.session.access.refresh(&*broker.backend).await;
                 let held = Held {
                     _frame: budget,
                     _response: Reservation::default(),

@@ -9,7 +9,7 @@ use tokio::sync::Semaphore;
 
 use crate::broker::Broker;
 use crate::connection;
-use crate::security::tls::certificate_principal;
+use crate::security::tls::CertificateIdentity;
 use crate::security::ListenerSecurity;
 use crate::shutdown::Shutdown;
 
@@ -91,14 +91,14 @@ async fn handle(broker: Arc<Broker>, security: &ListenerSecurity, socket: TcpStr
             return;
         }
     };
-    let principal = stream
+    let identity = stream
         .get_ref()
         .1
         .peer_certificates()
         .and_then(|chain| chain.first())
-        .and_then(|cert| certificate_principal(cert));
-    if let Some(principal) = &principal {
-        tracing::debug!(%peer, %principal, "client certificate accepted");
+        .and_then(|cert| CertificateIdentity::of(cert));
+    if let Some(identity) = &identity {
+        tracing::debug!(%peer, principal = %identity.principal, "client certificate accepted");
     }
-    connection::serve(broker, stream, peer, security.session(principal)).await;
+    connection::serve(broker, stream, peer, security.session(identity)).await;
 }

@@ -1,6 +1,7 @@
 //! One module per Kafka API family; each takes the typed request and returns the typed
 //! response. The connection loop owns framing, correlation ids and header versions.
 
+pub mod acls;
 pub mod admin;
 pub mod api_versions;
 pub mod configs;
@@ -24,6 +25,8 @@ use std::sync::Arc;
 use crate::broker::Broker;
 use crate::budget::{ConnectionShare, Reservation};
 use crate::partitions::Line;
+use crate::security::authorize::{self, Denied, Gate};
+use crate::security::grants::Grants;
 use crate::security::Session;
 
 /// What the connection does after a request.
@@ -84,6 +87,50 @@ pub async fn handle_exclusive(
     header: &RequestHeader,
     request: RequestKind,
 ) -> Outcome {
+    match restrict(scope, request) {
+        Ok((request, restriction)) => restriction.complete(
+            serve_exclusive(broker, scope, client_host, header, request).await,
+        ),
+        Err(answer) => Outcome::Respond(answer),
+    }
+}
+
+/// What the connection's Iggy permissions took out of a request (see `security::authorize`).
+struct Restriction(Option<(Arc<Grants>, Denied)>);
+
+impl Restriction {
+    fn complete(self, outcome: Outcome) -> Outcome {
+        match (self.0, outcome) {
+            (Some((grants, denied)), Outcome::Respond(response)) => {
+                Outcome::Respond(authorize::complete(&grants, response, denied))
+            }
+            (_, outcome) => outcome,
+        }
+    }
+}
+
+/// Applies the connection's Iggy permissions; `Err` is the whole answer when nothing of the
+/// request may be served.
+fn restrict(
+    scope: &ConnectionScope,
+    request: RequestKind,
+) -> Result<(RequestKind, Restriction), ResponseKind> {
+    let Some(grants) = scope.session.access.grants() else {
+        return Ok((request, Restriction(None)));
+    };
+    match authorize::restrict(&grants, request) {
+        Gate::Pass(request, denied) => Ok((request, Restriction(Some((grants, denied))))),
+        Gate::Answer(answer) => Err(answer),
+    }
+}
+
+async fn serve_exclusive(
+    broker: &Broker,
+    scope: &ConnectionScope,
+    client_host: &str,
+    header: &RequestHeader,
+    request: RequestKind,
+) -> Outcome {
     let version = header.request_api_version;
     let respond = Outcome::Respond;
     let session = &scope.session;
@@ -98,6 +145,9 @@ pub async fn handle_exclusive(
         RequestKind::SaslAuthenticate(r) => respond(ResponseKind::SaslAuthenticate(
             sasl::authenticate(broker, session, r).await,
         )),
+        RequestKind::DescribeAcls(r) => {
+            respond(ResponseKind::DescribeAcls(acls::describe_acls(broker, session, r)))
+        }
         RequestKind::JoinGroup(r) => {
             let caller = groups::Caller {
                 client_id: header
@@ -221,11 +271,27 @@ pub fn dispatch<'a>(
     request: RequestKind,
 ) -> Dispatch<'a> {
     let version = header.request_api_version;
+    if !matches!(
+        request,
+        RequestKind::Produce(_) | RequestKind::Fetch(_) | RequestKind::ListOffsets(_)
+    ) {
+        return Dispatch::Exclusive(header, request);
+    }
+    let (request, restriction) = match restrict(scope, request) {
+        Ok(pair) => pair,
+        Err(answer) => {
+            return Dispatch::Concurrent(Box::pin(std::future::ready(
+                Outcome::Respond(answer).into(),
+            )))
+        }
+    };
     match request {
         RequestKind::Produce(r) => {
             let prepared = produce::prepare(broker, scope, r);
             Dispatch::Concurrent(Box::pin(async move {
-                produce::execute(broker, prepared).await.into()
+                restriction
+                    .complete(produce::execute(broker, prepared).await)
+                    .into()
             }))
         }
         RequestKind::Fetch(r) => {
@@ -233,16 +299,17 @@ pub fn dispatch<'a>(
             Dispatch::Concurrent(Box::pin(async move {
                 let (response, budget) = fetch::handle(broker, &memory, version, r).await;
                 Handled {
-                    outcome: Outcome::Respond(ResponseKind::Fetch(response)),
+                    outcome: restriction.complete(Outcome::Respond(ResponseKind::Fetch(response))),
                     budget,
                 }
             }))
         }
         RequestKind::ListOffsets(r) => Dispatch::Concurrent(Box::pin(async move {
-            Outcome::Respond(ResponseKind::ListOffsets(
-                list_offsets::handle(broker, version, r).await,
-            ))
-            .into()
+            restriction
+                .complete(Outcome::Respond(ResponseKind::ListOffsets(
+                    list_offsets::handle(broker, version, r).await,
+                )))
+                .into()
         })),
         other => Dispatch::Exclusive(header, other),
     }
@@ -288,6 +355,7 @@ pub fn api_name(api: ApiKey) -> &'static str {
         ApiKey::OffsetDelete => "OffsetDelete",
         ApiKey::SaslHandshake => "SaslHandshake",
         ApiKey::SaslAuthenticate => "SaslAuthenticate",
+        ApiKey::DescribeAcls => "DescribeAcls",
         _ => "Other",
     }
 }

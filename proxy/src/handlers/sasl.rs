@@ -49,6 +49,11 @@ pub async fn authenticate(
             )));
     };
     let reply = sasl.authenticate(&request.auth_bytes).await;
+    if let Some(user) = &reply.iggy_user {
+        // From now on the Iggy user's permissions apply (`security::access`).
+        session.access.act_as(user);
+        session.access.refresh(&*broker.backend).await;
+    }
     let (code, message) = match reply.error {
         None => (0, None),
         Some((error, message)) => {

@@ -2,6 +2,9 @@
 //! ([`scram`]) and users file ([`users`]), and what a connection knows about its client
 //! ([`Session`]). See docs/security.md.
 
+pub mod access;
+pub mod authorize;
+pub mod grants;
 pub mod sasl;
 pub mod scram;
 pub mod tls;
@@ -11,6 +14,7 @@ use std::sync::Arc;
 
 use kafka_protocol::messages::ApiKey;
 
+use self::access::Access;
 use self::sasl::{SaslListener, SaslSession};
 use self::tls::TlsSource;
 use crate::backend::iggy::Credentials;
@@ -46,12 +50,18 @@ impl ListenerSecurity {
         })
     }
 
-    /// A new connection's session, with the client certificate's principal if there was one.
-    pub fn session(&self, tls_principal: Option<String>) -> Session {
+    /// A new connection's session. A verified client certificate (mTLS) names the principal
+    /// and the Iggy user (its common name) the connection acts for until SASL says otherwise.
+    pub fn session(&self, certificate: Option<tls::CertificateIdentity>) -> Session {
+        let access = Access::default();
+        if let Some(user) = certificate.as_ref().and_then(|c| c.common_name.as_deref()) {
+            access.act_as(user);
+        }
         Session {
             listener: self.name.clone(),
-            tls_principal,
+            tls_principal: certificate.map(|c| c.principal),
             sasl: self.sasl.clone().map(SaslSession::new),
+            access,
         }
     }
 }
@@ -63,6 +73,8 @@ pub struct Session {
     /// The client certificate's principal (mTLS).
     pub tls_principal: Option<String>,
     pub sasl: Option<SaslSession>,
+    /// The Iggy user whose permissions apply (none: the proxy's own, unrestricted).
+    pub access: Access,
 }
 
 impl std::fmt::Debug for Session {
@@ -81,6 +93,7 @@ impl Session {
             listener: Arc::from(listener),
             tls_principal: None,
             sasl: None,
+            access: Access::default(),
         }
     }
 

@@ -54,13 +54,15 @@ impl SaslListener {
         })
     }
 
-    /// Checks a PLAIN username and password.
-    async fn check_password(&self, username: &str, password: &str) -> Result<(), String> {
+    /// Checks a PLAIN username and password; the Iggy user the client acts as.
+    async fn check_password(&self, username: &str, password: &str) -> Result<String, String> {
         match &self.source {
             CredentialSource::File(store) => {
                 let users = store.current();
                 match users.users.get(username) {
-                    Some(user) if user.matches_password(password.as_bytes()) => Ok(()),
+                    Some(user) if user.matches_password(password.as_bytes()) => {
+                        Ok(iggy_user(username, user))
+                    }
                     _ => Err(invalid_credentials(SaslMechanism::Plain)),
                 }
             }
@@ -73,7 +75,7 @@ impl SaslListener {
                 match login.login().await {
                     Ok(client) => {
                         drop(client);
-                        Ok(())
+                        Ok(username.to_string())
                     }
                     Err(e) if is_credentials_error(&e) => {
                         Err(invalid_credentials(SaslMechanism::Plain))
@@ -86,6 +88,13 @@ impl SaslListener {
             }
         }
     }
+}
+
+fn iggy_user(username: &str, entry: &super::users::UserEntry) -> String {
+    entry
+        .iggy_user
+        .clone()
+        .unwrap_or_else(|| username.to_string())
 }
 
 fn is_credentials_error(e: &iggy::prelude::IggyError) -> bool {
@@ -115,6 +124,8 @@ pub struct AuthenticateReply {
     pub bytes: Vec<u8>,
     /// Milliseconds until the session ends (0: it does not), on success.
     pub session_lifetime_ms: i64,
+    /// The Iggy user the client acts as, once the exchange succeeded.
+    pub iggy_user: Option<String>,
 }
 
 impl AuthenticateReply {
@@ -123,6 +134,7 @@ impl AuthenticateReply {
             error: Some((error, message)),
             bytes: Vec::new(),
             session_lifetime_ms: 0,
+            iggy_user: None,
         }
     }
 }
@@ -139,7 +151,8 @@ enum Exchange {
     #[default]
     Idle,
     Chosen(SaslMechanism),
-    ScramFinal(SaslMechanism, Box<ServerFirst>),
+    /// The server's first message was sent; the client's proof is next. Holds the Iggy user.
+    ScramFinal(SaslMechanism, Box<ServerFirst>, String),
 }
 
 #[derive(Debug, Default)]
@@ -237,7 +250,7 @@ impl SaslSession {
             }
             Exchange::Chosen(SaslMechanism::Plain) => match parse_plain(token) {
                 Ok((user, password)) => match self.listener.check_password(user, password).await {
-                    Ok(()) => Ok((user.to_string(), SaslMechanism::Plain, Vec::new())),
+                    Ok(iggy) => Ok((user.to_string(), iggy, SaslMechanism::Plain, Vec::new())),
                     Err(e) => Err(e),
                 },
                 Err(e) => Err(e.to_string()),
@@ -245,20 +258,22 @@ impl SaslSession {
             Exchange::Chosen(mechanism) => {
                 let hash = scram_hash(mechanism);
                 match self.scram_first(mechanism, hash, token) {
-                    Ok(first) => {
+                    Ok((first, iggy)) => {
                         let bytes = first.message().to_vec();
-                        self.state().exchange = Exchange::ScramFinal(mechanism, Box::new(first));
+                        self.state().exchange =
+                            Exchange::ScramFinal(mechanism, Box::new(first), iggy);
                         return AuthenticateReply {
                             error: None,
                             bytes,
                             session_lifetime_ms: 0,
+                            iggy_user: None,
                         };
                     }
                     Err(e) => Err(e),
                 }
             }
-            Exchange::ScramFinal(mechanism, first) => match first.finish(token) {
-                Ok(bytes) => Ok((first.username().to_string(), mechanism, bytes)),
+            Exchange::ScramFinal(mechanism, first, iggy) => match first.finish(token) {
+                Ok(bytes) => Ok((first.username().to_string(), iggy, mechanism, bytes)),
                 Err(super::scram::ScramError::InvalidCredentials) => {
                     Err(invalid_credentials(mechanism))
                 }
@@ -266,7 +281,7 @@ impl SaslSession {
             },
         };
         match reply {
-            Ok((user, mechanism, bytes)) => self.complete(&user, mechanism, bytes),
+            Ok((user, iggy, mechanism, bytes)) => self.complete(&user, iggy, mechanism, bytes),
             Err(message) => {
                 self.state().failed = true;
                 AuthenticateReply::failed(ResponseError::SaslAuthenticationFailed, message)
@@ -279,28 +294,29 @@ impl SaslSession {
         mechanism: SaslMechanism,
         hash: ScramHash,
         token: &[u8],
-    ) -> Result<ServerFirst, String> {
+    ) -> Result<(ServerFirst, String), String> {
         let client = ClientFirst::parse(token).map_err(|e| e.to_string())?;
         let CredentialSource::File(store) = &self.listener.source else {
             return Err(invalid_credentials(mechanism));
         };
         let users = store.current();
-        let credential = users
+        let (credential, iggy) = users
             .users
             .get(&client.username)
-            .and_then(|u| u.credential(hash))
-            .cloned()
+            .and_then(|u| Some((u.credential(hash)?.clone(), iggy_user(&client.username, u))))
             .ok_or_else(|| invalid_credentials(mechanism))?;
-        Ok(ServerFirst::new(
-            hash,
-            client,
-            credential,
-            &super::scram::new_nonce(),
-        ))
+        let first = ServerFirst::new(hash, client, credential, &super::scram::new_nonce());
+        Ok((first, iggy))
     }
 
     /// Records a successful authentication (or re-authentication of the same principal).
-    fn complete(&self, user: &str, mechanism: SaslMechanism, bytes: Vec<u8>) -> AuthenticateReply {
+    fn complete(
+        &self,
+        user: &str,
+        iggy_user: String,
+        mechanism: SaslMechanism,
+        bytes: Vec<u8>,
+    ) -> AuthenticateReply {
         let principal = format!("User:{user}");
         let mut state = self.state();
         if state
@@ -324,6 +340,7 @@ impl SaslSession {
             error: None,
             bytes,
             session_lifetime_ms: lifetime.map_or(0, |l| l.as_millis() as i64),
+            iggy_user: Some(iggy_user),
         }
     }
 }

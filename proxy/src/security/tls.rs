@@ -150,6 +150,32 @@ fn build(settings: &ListenerTls, files: &[Vec<u8>]) -> Result<TlsAcceptor, Strin
     Ok(TlsAcceptor::from(Arc::new(config)))
 }
 
+/// Who a verified client certificate names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CertificateIdentity {
+    /// Kafka's principal, `User:CN=alice,O=example`.
+    pub principal: String,
+    /// The subject's common name: the Iggy user the connection acts for.
+    pub common_name: Option<String>,
+}
+
+impl CertificateIdentity {
+    pub fn of(der: &[u8]) -> Option<Self> {
+        let principal = certificate_principal(der)?;
+        let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
+        let common_name = cert
+            .subject()
+            .iter_common_name()
+            .next()
+            .and_then(|cn| cn.as_str().ok())
+            .map(str::to_string);
+        Some(Self {
+            principal,
+            common_name,
+        })
+    }
+}
+
 /// Kafka's principal for a client certificate: `User:` and the subject's distinguished name
 /// (most specific attribute first, as RFC 2253 writes it: `CN=alice,O=example`).
 pub fn certificate_principal(der: &[u8]) -> Option<String> {

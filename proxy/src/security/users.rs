@@ -31,6 +31,9 @@ pub struct UsersFile {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct UserEntry {
+    /// The Iggy user whose permissions apply to this Kafka user [default: the same name].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iggy_user: Option<String>,
     #[serde(
         rename = "SCRAM-SHA-256",
         default,

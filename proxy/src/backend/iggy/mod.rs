@@ -21,6 +21,7 @@ mod pool;
 mod reachability;
 mod read_ahead;
 mod stamps;
+mod users;
 #[cfg(test)]
 mod tests;
 
@@ -307,6 +308,13 @@ impl Backend for IggyBackend {
         limits: ReadLimits,
     ) -> BackendResult<ReadResult> {
         self.read_impl(topic, partition, offset, limits).await
+    }
+
+    async fn grants(
+        &self,
+        username: &str,
+    ) -> BackendResult<Option<crate::security::grants::Grants>> {
+        self.grants_impl(username).await
     }
 
     async fn bounds(&self, topic: &str, partition: u32) -> BackendResult<PartitionBounds> {
