@@ -292,7 +292,13 @@ impl ServerFirst {
             .next()
             .and_then(|f| f.strip_prefix("r="))
             .ok_or(ScramError::Malformed("no nonce"))?;
-        if nonce != self.nonce {
+        // librdkafka before 2.6.1 sends its own nonce once more in front of the combined one
+        // (confluentinc/librdkafka#4895); Kafka 3.8.1-3.9 accept that, and so does the proxy:
+        // the server's nonce is still there and the proof signs the message as sent.
+        let doubled = nonce
+            .strip_prefix(self.client.nonce.as_str())
+            .is_some_and(|rest| rest == self.nonce);
+        if nonce != self.nonce && !doubled {
             return Err(ScramError::Malformed("nonce differs"));
         }
         let proof = B64
@@ -313,10 +319,11 @@ impl ServerFirst {
     }
 }
 
-/// A printable server nonce (base64 of 24 random bytes, no commas).
+/// A server nonce: 32 random letters and digits, as Kafka makes them (librdkafka 1.x
+/// mis-reads nonces with base64's `+`, `/` or `=`).
 pub fn new_nonce() -> String {
-    let bytes: [u8; 24] = rand::random();
-    B64.encode(bytes)
+    use rand::distr::{Alphanumeric, SampleString};
+    Alphanumeric.sample_string(&mut rand::rng(), 32)
 }
 
 /// A fresh random salt for new credentials.
