@@ -82,7 +82,8 @@ def certs(tmp_path_factory) -> Path:
     make_ca(d, "other-ca")
     make_cert(d, "ca", "server", "localhost")
     make_cert(d, "ca", "server2", "rotated.localhost")
-    make_cert(d, "ca", "alice", "alice")
+    # The client certificate's CN is the Iggy user the connection acts as: Iggy's root user.
+    make_cert(d, "ca", "client", harness.IGGY_USERNAME)
     make_cert(d, "other-ca", "mallory", "mallory")
     make_cert(d, "ca", "expired", "expired", expired=True)
     return d
@@ -97,6 +98,8 @@ def users_file(proxy_bin, tmp_path_factory) -> Path:
                           "--password-file", str(d / "password")],
                          check=True, capture_output=True).stdout.decode()
     assert PASSWORD not in out
+    # On real Iggy, alice acts as Iggy's root user (the proxy's own): her permissions decide.
+    out = out.replace("  alice:\n", f"  alice:\n    iggy_user: {harness.IGGY_USERNAME}\n", 1)
     path = d / "users.yaml"
     path.write_text(out)
     return path
@@ -216,7 +219,7 @@ def test_tls_with_confluent_kafka_kafka_python_and_kcat(backend, proxy_factory, 
 
 def test_mtls_requires_a_trusted_unexpired_client_certificate(backend, proxy_factory, certs):
     proxy = proxy_factory(extra_args=["--security-protocol", "SSL", *tls_args(certs, mtls=True)])
-    ck_round_trip(proxy.bootstrap, ck_security(certs, "SSL", client_cert="alice"), "mtls")
+    ck_round_trip(proxy.bootstrap, ck_security(certs, "SSL", client_cert="client"), "mtls")
     # With TLS 1.3 the client learns of the refusal from the server's alert. OpenSSL does not
     # offer a certificate whose issuer is not among the CAs the server names, so one from
     # another CA ends as if none was given.
