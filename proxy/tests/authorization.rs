@@ -97,8 +97,8 @@ async fn topic_names(wire: &mut Wire, names: Option<&[&str]>) -> Vec<(String, i1
 }
 
 async fn find_coordinator(wire: &mut Wire, group: &str) -> i16 {
-    let request = FindCoordinatorRequest::default()
-        .with_key(StrBytes::from_string(group.to_string()));
+    let request =
+        FindCoordinatorRequest::default().with_key(StrBytes::from_string(group.to_string()));
     let ResponseKind::FindCoordinator(r) =
         wire.call(ApiKey::FindCoordinator, 3, request.into()).await
     else {
@@ -110,6 +110,9 @@ async fn find_coordinator(wire: &mut Wire, group: &str) -> i16 {
 async fn acls(wire: &mut Wire) -> (i16, Vec<(i8, String, Vec<i8>)>) {
     let request = DescribeAclsRequest::default()
         .with_resource_type_filter(1)
+        .with_resource_name_filter(None)
+        .with_principal_filter(None)
+        .with_host_filter(None)
         .with_pattern_type_filter(1)
         .with_operation(1)
         .with_permission_type(1);
@@ -176,7 +179,7 @@ async fn iggy_permissions_decide_what_sasl_users_may_do() {
     let one = batch(&["a", "b"], None, Compression::None);
     assert_eq!(produce(&mut root, "readable", 0, one.clone()).await.0, 0);
 
-    let admin = iggy_testkit::client::connect(server.address(), server.username(), server.password())
+    let admin = iggy_testkit::connect(server.address(), server.username(), server.password())
         .await
         .expect("admin client");
     let stream_id = Identifier::named(&stream).expect("name");
@@ -207,7 +210,10 @@ async fn iggy_permissions_decide_what_sasl_users_may_do() {
 
     // Read-only: sees and reads its topic, may not write or create.
     let mut reader = login(&proxy, "reader", "reader-secret").await;
-    assert_eq!(topic_names(&mut reader, None).await, [("readable".into(), 0)]);
+    assert_eq!(
+        topic_names(&mut reader, None).await,
+        [("readable".into(), 0)]
+    );
     assert_eq!(
         topic_names(&mut reader, Some(&["hidden", "readable"])).await,
         [
@@ -237,8 +243,14 @@ async fn iggy_permissions_decide_what_sasl_users_may_do() {
         bindings.contains(&(2, "readable".into(), vec![8, 3])),
         "{bindings:?}"
     );
-    assert!(bindings.contains(&(3, "*".into(), vec![8, 3])), "{bindings:?}");
-    assert!(!bindings.iter().any(|(_, _, ops)| ops.contains(&4)), "{bindings:?}");
+    assert!(
+        bindings.contains(&(3, "*".into(), vec![8, 3])),
+        "{bindings:?}"
+    );
+    assert!(
+        !bindings.iter().any(|(_, _, ops)| ops.contains(&4)),
+        "{bindings:?}"
+    );
 
     // No permissions at all: nothing listed, no groups.
     let mut nobody = login(&proxy, "nobody", "nobody-secret").await;

@@ -89,7 +89,11 @@ fn sha512_client_final_signed(
     let without_proof = format!("c=biws,r={nonce}");
     let auth = format!("{client_bare},{server_first},{without_proof}");
     let signature = mac(&stored_key, auth.as_bytes());
-    let proof: Vec<u8> = client_key.iter().zip(signature).map(|(k, s)| k ^ s).collect();
+    let proof: Vec<u8> = client_key
+        .iter()
+        .zip(signature)
+        .map(|(k, s)| k ^ s)
+        .collect();
     format!("{without_proof},p={}", B64.encode(proof))
 }
 
@@ -111,7 +115,9 @@ fn scram_sha_512_accepts_the_right_password_only() {
     let bare = "n=alice,r=abcdef";
     let client = ClientFirst::parse(format!("n,,{bare}").as_bytes()).expect("parse");
     let server = ServerFirst::new(ScramHash::Sha512, client, credential.clone(), "xyz");
-    let first = std::str::from_utf8(server.message()).expect("utf8").to_string();
+    let first = std::str::from_utf8(server.message())
+        .expect("utf8")
+        .to_string();
     let doubled = sha512_client_final_signed(b"s3cret", bare, &first, "abcdefabcdefxyz");
     assert!(server.finish(doubled.as_bytes()).is_ok());
     let other = sha512_client_final_signed(b"s3cret", bare, &first, "zzzzzzabcdefxyz");
@@ -245,7 +251,10 @@ fn advertised_addresses_name_environment_variables() {
     let e = ProxyConfig::resolve(cli(&args), Vec::new())
         .expect_err("unset")
         .to_string();
-    assert!(e.contains("environment variable POD_NAME is not set"), "{e}");
+    assert!(
+        e.contains("environment variable POD_NAME is not set"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -841,8 +850,10 @@ async fn replicas_advertise_each_others_listener_addresses() {
             .expect("replica starts");
         replicas.push(proxy);
     }
-    for (listener, prefix, port) in [("INTERNAL", "internal", 9092), ("EXTERNAL", "external", 9094)]
-    {
+    for (listener, prefix, port) in [
+        ("INTERNAL", "internal", 9092),
+        ("EXTERNAL", "external", 9094),
+    ] {
         let expected: Vec<(i32, String, i32)> = (0..2)
             .map(|id| (id, format!("{prefix}-{id}.example"), port))
             .collect();
@@ -858,7 +869,10 @@ async fn replicas_advertise_each_others_listener_addresses() {
             if brokers == expected {
                 break;
             }
-            assert!(std::time::Instant::now() < deadline, "{listener}: {brokers:?}");
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{listener}: {brokers:?}"
+            );
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
     }

@@ -246,7 +246,10 @@ pub trait Backend: Send + Sync + 'static {
 
     /// What user `username` of the store may do (`security::grants`); `Ok(None)` when there is
     /// no such user.
-    async fn grants(&self, username: &str) -> BackendResult<Option<crate::security::grants::Grants>>;
+    async fn grants(
+        &self,
+        username: &str,
+    ) -> BackendResult<Option<crate::security::grants::Grants>>;
 }
 
 pub type SharedBackend = Arc<dyn Backend>;

@@ -88,9 +88,9 @@ pub async fn handle_exclusive(
     request: RequestKind,
 ) -> Outcome {
     match restrict(scope, request) {
-        Ok((request, restriction)) => restriction.complete(
-            serve_exclusive(broker, scope, client_host, header, request).await,
-        ),
+        Ok((request, restriction)) => {
+            restriction.complete(serve_exclusive(broker, scope, client_host, header, request).await)
+        }
         Err(answer) => Outcome::Respond(answer),
     }
 }
@@ -145,9 +145,9 @@ async fn serve_exclusive(
         RequestKind::SaslAuthenticate(r) => respond(ResponseKind::SaslAuthenticate(
             sasl::authenticate(broker, session, r).await,
         )),
-        RequestKind::DescribeAcls(r) => {
-            respond(ResponseKind::DescribeAcls(acls::describe_acls(broker, session, r)))
-        }
+        RequestKind::DescribeAcls(r) => respond(ResponseKind::DescribeAcls(acls::describe_acls(
+            broker, session, r,
+        ))),
         RequestKind::JoinGroup(r) => {
             let caller = groups::Caller {
                 client_id: header

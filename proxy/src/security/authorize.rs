@@ -101,7 +101,12 @@ pub fn restrict(grants: &Grants, request: RequestKind) -> Gate {
             r.topics = ok;
             let no = no
                 .into_iter()
-                .map(|t| (t.name, t.partitions.iter().map(|p| p.partition_index).collect()))
+                .map(|t| {
+                    (
+                        t.name,
+                        t.partitions.iter().map(|p| p.partition_index).collect(),
+                    )
+                })
                 .collect();
             Gate::Pass(RequestKind::ListOffsets(r), partitions(no))
         }
@@ -110,7 +115,12 @@ pub fn restrict(grants: &Grants, request: RequestKind) -> Gate {
             r.topics = ok;
             let no = no
                 .into_iter()
-                .map(|t| (t.name, t.partitions.iter().map(|p| p.partition_index).collect()))
+                .map(|t| {
+                    (
+                        t.name,
+                        t.partitions.iter().map(|p| p.partition_index).collect(),
+                    )
+                })
                 .collect();
             Gate::Pass(RequestKind::DeleteRecords(r), partitions(no))
         }
@@ -119,17 +129,29 @@ pub fn restrict(grants: &Grants, request: RequestKind) -> Gate {
                 let topics = r
                     .topics
                     .into_iter()
-                    .map(|t| (t.name, t.partitions.iter().map(|p| p.partition_index).collect()))
+                    .map(|t| {
+                        (
+                            t.name,
+                            t.partitions.iter().map(|p| p.partition_index).collect(),
+                        )
+                    })
                     .collect();
-                return Gate::Answer(ResponseKind::OffsetCommit(
-                    complete_offset_commit(OffsetCommitResponse::default(), topics, GROUP),
-                ));
+                return Gate::Answer(ResponseKind::OffsetCommit(complete_offset_commit(
+                    OffsetCommitResponse::default(),
+                    topics,
+                    GROUP,
+                )));
             }
             let (ok, no) = split(r.topics, |t| &t.name, read);
             r.topics = ok;
             let no = no
                 .into_iter()
-                .map(|t| (t.name, t.partitions.iter().map(|p| p.partition_index).collect()))
+                .map(|t| {
+                    (
+                        t.name,
+                        t.partitions.iter().map(|p| p.partition_index).collect(),
+                    )
+                })
                 .collect();
             Gate::Pass(RequestKind::OffsetCommit(r), partitions(no))
         }
@@ -137,14 +159,15 @@ pub fn restrict(grants: &Grants, request: RequestKind) -> Gate {
             let Some(topics) = r.topics.take() else {
                 return Gate::Pass(RequestKind::Metadata(r), Denied::UndescribableTopics);
             };
-            let (ok, no): (Vec<_>, Vec<_>) = topics.into_iter().partition(|t| {
-                t.name.as_ref().is_none_or(|n| describe(name_of(n)))
-            });
+            let (ok, no): (Vec<_>, Vec<_>) = topics
+                .into_iter()
+                .partition(|t| t.name.as_ref().is_none_or(|n| describe(name_of(n))));
             // Creating a topic on first use takes the right to create it.
-            if ok
-                .iter()
-                .any(|t| t.name.as_ref().is_some_and(|n| !grants.may_create(name_of(n))))
-            {
+            if ok.iter().any(|t| {
+                t.name
+                    .as_ref()
+                    .is_some_and(|n| !grants.may_create(name_of(n)))
+            }) {
                 r.allow_auto_topic_creation = false;
             }
             let empty_now = ok.is_empty() && !no.is_empty();
@@ -193,7 +216,10 @@ pub fn restrict(grants: &Grants, request: RequestKind) -> Gate {
                 .into_iter()
                 .partition(|c| config_allowed(grants, c.resource_type, &c.resource_name, false));
             r.resources = ok;
-            Gate::Pass(RequestKind::DescribeConfigs(r), resources(no, |c| (c.resource_type, c.resource_name)))
+            Gate::Pass(
+                RequestKind::DescribeConfigs(r),
+                resources(no, |c| (c.resource_type, c.resource_name)),
+            )
         }
         RequestKind::AlterConfigs(mut r) => {
             let (ok, no) = r
@@ -201,7 +227,10 @@ pub fn restrict(grants: &Grants, request: RequestKind) -> Gate {
                 .into_iter()
                 .partition(|c| config_allowed(grants, c.resource_type, &c.resource_name, true));
             r.resources = ok;
-            Gate::Pass(RequestKind::AlterConfigs(r), resources(no, |c| (c.resource_type, c.resource_name)))
+            Gate::Pass(
+                RequestKind::AlterConfigs(r),
+                resources(no, |c| (c.resource_type, c.resource_name)),
+            )
         }
         RequestKind::IncrementalAlterConfigs(mut r) => {
             let (ok, no) = r
@@ -249,7 +278,11 @@ fn resources<T>(denied: Vec<T>, key: impl Fn(T) -> (i8, StrBytes)) -> Denied {
             .into_iter()
             .map(key)
             .map(|(kind, name)| {
-                let code = if kind == RESOURCE_TOPIC { TOPIC } else { CLUSTER };
+                let code = if kind == RESOURCE_TOPIC {
+                    TOPIC
+                } else {
+                    CLUSTER
+                };
                 (kind, name, code)
             })
             .collect(),
@@ -260,28 +293,27 @@ fn resources<T>(denied: Vec<T>, key: impl Fn(T) -> (i8, StrBytes)) -> Denied {
 fn refuse_group(request: RequestKind) -> Result<ResponseKind, RequestKind> {
     Ok(match request {
         RequestKind::FindCoordinator(r) => {
-            let keys = if r.coordinator_keys.is_empty() {
-                vec![r.key.clone()]
+            let refused = FindCoordinatorResponse::default()
+                .with_error_code(GROUP)
+                .with_node_id(BrokerId(-1))
+                .with_port(-1);
+            // v4+ answers per key; before, one key at the top level.
+            let coordinators: Vec<_> = r
+                .coordinator_keys
+                .into_iter()
+                .map(|k| {
+                    find_coordinator_response::Coordinator::default()
+                        .with_key(k)
+                        .with_node_id(BrokerId(-1))
+                        .with_port(-1)
+                        .with_error_code(GROUP)
+                })
+                .collect();
+            ResponseKind::FindCoordinator(if coordinators.is_empty() {
+                refused
             } else {
-                r.coordinator_keys.clone()
-            };
-            ResponseKind::FindCoordinator(
-                FindCoordinatorResponse::default()
-                    .with_error_code(GROUP)
-                    .with_node_id(BrokerId(-1))
-                    .with_port(-1)
-                    .with_coordinators(
-                        keys.into_iter()
-                            .map(|k| {
-                                find_coordinator_response::Coordinator::default()
-                                    .with_key(k)
-                                    .with_node_id(BrokerId(-1))
-                                    .with_port(-1)
-                                    .with_error_code(GROUP)
-                            })
-                            .collect(),
-                    ),
-            )
+                FindCoordinatorResponse::default().with_coordinators(coordinators)
+            })
         }
         RequestKind::JoinGroup(_) => {
             ResponseKind::JoinGroup(JoinGroupResponse::default().with_error_code(GROUP))
@@ -320,7 +352,6 @@ fn refuse_group(request: RequestKind) -> Result<ResponseKind, RequestKind> {
                         describe_groups_response::DescribedGroup::default()
                             .with_group_id(g)
                             .with_error_code(GROUP)
-                            .with_authorized_operations(i32::MIN)
                     })
                     .collect(),
             ),

@@ -161,12 +161,18 @@ impl Grants {
     /// not name) are open to users that may read some topic.
     pub fn reads_anything(&self) -> bool {
         self.global.read
-            || self.streams.values().any(|s| {
-                s.rights.read || s.topics.values().any(|t| t.read)
-            })
+            || self
+                .streams
+                .values()
+                .any(|s| s.rights.read || s.topics.values().any(|t| t.read))
     }
 }
 
 fn topic_rights(t: &TopicPermissions) -> Rights {
-    Rights::from_flags(t.manage_topic, t.read_topic, t.poll_messages, t.send_messages)
+    Rights::from_flags(
+        t.manage_topic,
+        t.read_topic,
+        t.poll_messages,
+        t.send_messages,
+    )
 }

@@ -21,9 +21,9 @@ mod pool;
 mod reachability;
 mod read_ahead;
 mod stamps;
-mod users;
 #[cfg(test)]
 mod tests;
+mod users;
 
 use std::collections::HashMap;
 use std::fmt;

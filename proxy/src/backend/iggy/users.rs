@@ -42,8 +42,8 @@ impl IggyBackend {
             return Ok(Some(grants));
         };
         for (stream_id, permissions) in streams {
-            let sid = Identifier::numeric(stream_id as u32)
-                .map_err(|e| map_error(e, "stream id"))?;
+            let sid =
+                Identifier::numeric(stream_id as u32).map_err(|e| map_error(e, "stream id"))?;
             let sid = &sid;
             let details = self
                 .pool
