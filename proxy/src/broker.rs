@@ -13,6 +13,7 @@ use crate::cluster::{BrokerAddress, Cluster};
 use crate::config::{MembershipKind, ProxyConfig};
 use crate::cpu_pool::CpuPool;
 use crate::groups::GroupCoordinator;
+use crate::membership::view::{Endpoint, ListenerAddresses};
 use crate::membership::Membership;
 use crate::metrics::Metrics;
 use crate::partitions::PartitionRegistry;
@@ -50,6 +51,11 @@ impl Broker {
             host,
             port,
         };
+        let mut listeners = ListenerAddresses::new();
+        for listener in config.listeners() {
+            let (host, port) = listener.advertised()?;
+            listeners.insert(listener.name, Endpoint { host, port });
+        }
         let cluster = match config.cluster.membership {
             MembershipKind::Single => Cluster::single(config.cluster_id.clone(), this),
             MembershipKind::Log => {
@@ -59,10 +65,12 @@ impl Broker {
                     this.id,
                     this.host.clone(),
                     this.port,
+                    listeners.clone(),
                 );
                 Cluster::replicated(config.cluster_id.clone(), this, Arc::new(membership))
             }
-        };
+        }
+        .with_listeners(listeners);
         let topic_state = Arc::new(TopicState::new(backend.clone()));
         let backend = LogStartFloor::wrap(backend, topic_state.clone());
         let groups = Arc::new(GroupCoordinator::new(

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use kafka_protocol::messages::BrokerId;
 
+use crate::membership::view::{Endpoint, ListenerAddresses};
 use crate::membership::Membership;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -20,6 +21,8 @@ pub struct BrokerAddress {
 pub struct Cluster {
     pub cluster_id: String,
     this: BrokerAddress,
+    /// This replica's address on each listener.
+    listeners: ListenerAddresses,
     membership: Option<Arc<Membership>>,
 }
 
@@ -31,6 +34,7 @@ impl Cluster {
         Self {
             cluster_id,
             this,
+            listeners: ListenerAddresses::new(),
             membership: None,
         }
     }
@@ -44,8 +48,43 @@ impl Cluster {
         Self {
             cluster_id,
             this,
+            listeners: ListenerAddresses::new(),
             membership: Some(membership),
         }
+    }
+
+    /// Names this replica's address on each listener.
+    pub fn with_listeners(mut self, listeners: ListenerAddresses) -> Self {
+        self.listeners = listeners;
+        self
+    }
+
+    /// The brokers as clients of `listener` must reach them: each member's address on that
+    /// listener (a member that announced none, from before listeners, at its one address).
+    pub fn brokers_on(&self, listener: &str) -> Vec<BrokerAddress> {
+        let Some(membership) = &self.membership else {
+            return vec![on_listener(&self.this, &self.listeners, listener)];
+        };
+        let view = membership.view();
+        if view.members.is_empty() {
+            return vec![on_listener(&self.this, &self.listeners, listener)];
+        }
+        view.members
+            .iter()
+            .map(|m| {
+                let one = BrokerAddress {
+                    id: m.id.broker_id,
+                    host: m.host.clone(),
+                    port: m.port,
+                };
+                on_listener(&one, &m.listeners, listener)
+            })
+            .collect()
+    }
+
+    /// Broker `id` as clients of `listener` reach it.
+    pub fn broker_on(&self, listener: &str, id: i32) -> Option<BrokerAddress> {
+        self.brokers_on(listener).into_iter().find(|b| b.id == id)
     }
 
     pub fn membership(&self) -> Option<&Arc<Membership>> {
@@ -129,6 +168,17 @@ impl Cluster {
             .into_iter()
             .find(|b| b.id == leader)
             .unwrap_or_else(|| self.this.clone())
+    }
+}
+
+fn on_listener(broker: &BrokerAddress, listeners: &ListenerAddresses, name: &str) -> BrokerAddress {
+    match listeners.get(name) {
+        Some(Endpoint { host, port }) => BrokerAddress {
+            id: broker.id,
+            host: host.clone(),
+            port: *port,
+        },
+        None => broker.clone(),
     }
 }
 

@@ -8,6 +8,11 @@ use std::path::PathBuf;
 use clap::{Parser, ValueEnum};
 use serde::{Deserialize, Serialize};
 
+mod listener;
+pub use listener::{
+    ListenerConfig, ListenerTls, SaslMechanism, SaslSettings, SaslUsers, SecurityProtocol,
+};
+
 /// Prefix of every environment variable the proxy reads.
 pub const ENV_PREFIX: &str = "KAFKA_IGGY_";
 
@@ -57,6 +62,33 @@ pub struct Cli {
     /// HOST:PORT announced to clients in Metadata [default: the listen address; 0.0.0.0 becomes 127.0.0.1]
     #[arg(long, env = "KAFKA_IGGY_ADVERTISED_ADDRESS")]
     pub advertised_address: Option<String>,
+
+    /// Security of the --listen listener: PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL; several
+    /// listeners need the YAML `listeners` list [default: PLAINTEXT]
+    #[arg(long, env = "KAFKA_IGGY_SECURITY_PROTOCOL", value_enum)]
+    pub security_protocol: Option<SecurityProtocol>,
+
+    /// PEM certificate chain of the --listen listener (SSL, SASL_SSL); re-read when it changes
+    #[arg(long, env = "KAFKA_IGGY_TLS_CERT_FILE")]
+    pub tls_cert_file: Option<PathBuf>,
+
+    /// PEM private key of the --listen listener (SSL, SASL_SSL); re-read when it changes
+    #[arg(long, env = "KAFKA_IGGY_TLS_KEY_FILE")]
+    pub tls_key_file: Option<PathBuf>,
+
+    /// PEM CA bundle for client certificates: set, clients must present one (mTLS)
+    #[arg(long, env = "KAFKA_IGGY_TLS_CLIENT_CA_FILE")]
+    pub tls_client_ca_file: Option<PathBuf>,
+
+    /// SASL mechanisms of the --listen listener, comma separated: PLAIN, SCRAM-SHA-256,
+    /// SCRAM-SHA-512 (SASL_PLAINTEXT, SASL_SSL)
+    #[arg(long, env = "KAFKA_IGGY_SASL_MECHANISMS", value_delimiter = ',', value_parser = parse_mechanism)]
+    pub sasl_mechanisms: Option<Vec<SaslMechanism>>,
+
+    /// Where SASL credentials are checked: `passthrough` (PLAIN as Iggy users) or a SCRAM
+    /// users file (see `kafka-iggy-proxy scram-credential`)
+    #[arg(long, env = "KAFKA_IGGY_SASL_USERS")]
+    pub sasl_users: Option<String>,
 
     /// Broker id announced for this proxy [default: 0]
     #[arg(long, env = "KAFKA_IGGY_BROKER_ID")]
@@ -168,6 +200,38 @@ pub struct Cli {
     /// YAML configuration file (see README for the schema)
     #[arg(long, env = "KAFKA_IGGY_CONFIG")]
     pub config: Option<PathBuf>,
+
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// Tools besides running the proxy.
+#[derive(Debug, clap::Subcommand)]
+pub enum Command {
+    /// Print a SASL users file entry (SCRAM salt, iterations, StoredKey, ServerKey) for a user,
+    /// to add under `users:` in the file named by --sasl-users
+    ScramCredential(ScramCredentialArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ScramCredentialArgs {
+    /// SCRAM-SHA-256 or SCRAM-SHA-512; repeat for both
+    #[arg(long = "mechanism", required = true, value_parser = parse_mechanism)]
+    pub mechanisms: Vec<SaslMechanism>,
+    #[arg(long)]
+    pub user: String,
+    /// File holding the password (its trailing newline is ignored); `-` reads standard input
+    #[arg(long)]
+    pub password_file: PathBuf,
+    /// PBKDF2 iterations [default: 4096, as Kafka]
+    #[arg(long, default_value_t = 4096)]
+    pub iterations: u32,
+}
+
+fn parse_mechanism(name: &str) -> Result<SaslMechanism, String> {
+    SaslMechanism::parse(name.trim()).ok_or_else(|| {
+        format!("unknown SASL mechanism {name:?} (PLAIN, SCRAM-SHA-256, SCRAM-SHA-512)")
+    })
 }
 
 /// Where a Kafka topic lives in Iggy when it is not `<default stream>/<topic>`.
@@ -430,8 +494,19 @@ impl Limits {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ProxyConfig {
+    /// The listener when `listeners` is empty (with `security_protocol`, `tls`, `sasl`).
     pub listen: SocketAddr,
     pub advertised_address: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub security_protocol: Option<SecurityProtocol>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls: Option<ListenerTls>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sasl: Option<SaslSettings>,
+    /// Several listeners, as Kafka's `listeners`; replaces the five keys above. The first is
+    /// the one replicas of older versions see.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub listeners: Vec<ListenerConfig>,
     pub broker_id: i32,
     pub cluster_id: String,
     pub cluster: ClusterSettings,
@@ -453,6 +528,10 @@ impl Default for ProxyConfig {
         Self {
             listen: SocketAddr::from(([0, 0, 0, 0], 9092)),
             advertised_address: None,
+            security_protocol: None,
+            tls: None,
+            sasl: None,
+            listeners: Vec::new(),
             broker_id: 0,
             cluster_id: "kafka-iggy-proxy".into(),
             cluster: ClusterSettings::default(),
@@ -499,7 +578,8 @@ impl ProxyConfig {
         cli: Cli,
         env: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Self, ConfigError> {
-        let mut problems = unknown_env_vars(env);
+        let env: Vec<(String, String)> = env.into_iter().collect();
+        let mut problems = unknown_env_vars(env.iter().cloned());
         let mut config = match &cli.config {
             Some(path) => match std::fs::read_to_string(path) {
                 Ok(text) => match serde_yaml::from_str::<ProxyConfig>(&text) {
@@ -516,7 +596,17 @@ impl ProxyConfig {
             },
             None => ProxyConfig::default(),
         };
+        let cli_tls_ca = cli.tls_client_ca_file.is_some();
         config.apply(cli);
+        for l in &mut config.listeners {
+            if let Some(address) = &mut l.advertised_address {
+                match listener::expand_env(address, &env) {
+                    Ok(expanded) => *address = expanded,
+                    Err(e) => problems.push(format!("listener {}: advertised_address {e}", l.name)),
+                }
+            }
+        }
+        problems.extend(config.listener_problems(cli_tls_ca));
         problems.extend(config.validate());
         if problems.is_empty() {
             Ok(config)
@@ -526,6 +616,7 @@ impl ProxyConfig {
     }
 
     fn apply(&mut self, cli: Cli) {
+        self.apply_listener_flags(&cli);
         fn set<T>(slot: &mut T, value: Option<T>) {
             if let Some(v) = value {
                 *slot = v;
@@ -582,11 +673,80 @@ impl ProxyConfig {
         );
     }
 
+    /// The single-listener flags fill the top-level keys; `tls` is made when a file is named.
+    fn apply_listener_flags(&mut self, cli: &Cli) {
+        if cli.security_protocol.is_some() {
+            self.security_protocol = cli.security_protocol;
+        }
+        if cli.tls_cert_file.is_some() || cli.tls_key_file.is_some() {
+            let tls = self
+                .tls
+                .get_or_insert_with(|| ListenerTls::new(PathBuf::new(), PathBuf::new()));
+            if let Some(f) = &cli.tls_cert_file {
+                tls.cert_file.clone_from(f);
+            }
+            if let Some(f) = &cli.tls_key_file {
+                tls.key_file.clone_from(f);
+            }
+        }
+        if let (Some(tls), Some(ca)) = (&mut self.tls, &cli.tls_client_ca_file) {
+            tls.client_ca_file = Some(ca.clone());
+        }
+        if cli.sasl_mechanisms.is_some() || cli.sasl_users.is_some() {
+            let sasl = self.sasl.get_or_insert_with(|| SaslSettings {
+                mechanisms: Vec::new(),
+                users: SaslUsers::Passthrough,
+                session_lifetime_ms: None,
+            });
+            if let Some(m) = &cli.sasl_mechanisms {
+                sasl.mechanisms.clone_from(m);
+            }
+            if let Some(u) = &cli.sasl_users {
+                sasl.users = SaslUsers::parse(u);
+            }
+        }
+    }
+
+    /// The listeners to open: `listeners`, or one made of the top-level keys, named after its
+    /// security protocol.
+    pub fn listeners(&self) -> Vec<ListenerConfig> {
+        if !self.listeners.is_empty() {
+            return self.listeners.clone();
+        }
+        let protocol = self.security_protocol.unwrap_or_default();
+        vec![ListenerConfig {
+            name: protocol.name().to_string(),
+            listen: self.listen,
+            advertised_address: self.advertised_address.clone(),
+            security_protocol: protocol,
+            tls: self.tls.clone(),
+            sasl: self.sasl.clone(),
+        }]
+    }
+
+    fn listener_problems(&self, cli_tls_ca: bool) -> Vec<String> {
+        let mut problems = Vec::new();
+        if !self.listeners.is_empty() {
+            let single = self.listen != ProxyConfig::default().listen
+                || self.advertised_address.is_some()
+                || self.security_protocol.is_some()
+                || self.tls.is_some()
+                || self.sasl.is_some();
+            if single {
+                problems.push(
+                    "listen, advertised_address, security_protocol, tls and sasl (and their flags) describe the one listener used without `listeners`; with `listeners`, set them per listener".into(),
+                );
+            }
+        }
+        if cli_tls_ca && self.tls.is_none() {
+            problems.push("--tls-client-ca-file needs --tls-cert-file and --tls-key-file".into());
+        }
+        problems.extend(listener::list_problems(&self.listeners()));
+        problems
+    }
+
     fn validate(&self) -> Vec<String> {
         let mut problems = Vec::new();
-        if let Err(e) = self.advertised() {
-            problems.push(e);
-        }
         if self.default_partitions == 0 {
             problems.push("default_partitions must be at least 1".into());
         }
@@ -642,26 +802,12 @@ impl ProxyConfig {
         problems
     }
 
-    /// The host and port announced in Metadata.
+    /// The host and port announced in Metadata on the first listener.
     pub fn advertised(&self) -> Result<(String, i32), String> {
-        let Some(addr) = &self.advertised_address else {
-            let host = if self.listen.ip().is_unspecified() {
-                "127.0.0.1".to_string()
-            } else {
-                self.listen.ip().to_string()
-            };
-            return Ok((host, i32::from(self.listen.port())));
-        };
-        let (host, port) = addr
-            .rsplit_once(':')
-            .ok_or_else(|| format!("advertised address {addr:?} is not HOST:PORT"))?;
-        let port: u16 = port
-            .parse()
-            .map_err(|_| format!("advertised address {addr:?} has an invalid port"))?;
-        if host.is_empty() {
-            return Err(format!("advertised address {addr:?} has no host"));
-        }
-        Ok((host.trim_matches(['[', ']']).to_string(), i32::from(port)))
+        self.listeners().first().map_or_else(
+            || Err("no listener".to_string()),
+            ListenerConfig::advertised,
+        )
     }
 }
 

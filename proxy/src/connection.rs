@@ -20,6 +20,7 @@ use crate::handlers::{self, api_name, api_versions, Dispatch, Handled, Outcome};
 use crate::protocol::codec::{self, DecodeError};
 use crate::protocol::frame::{read_body, read_size, FrameError};
 use crate::protocol::versions::{check, VersionCheck};
+use crate::security::Session;
 
 /// Why a connection ended, for the log line and the metric.
 #[derive(Debug, thiserror::Error)]
@@ -30,6 +31,8 @@ pub enum ConnectionEnd {
     Decode(#[from] DecodeError),
     #[error("{0}")]
     Refused(String),
+    #[error("{0}")]
+    Unauthenticated(String),
     #[error("idle for {0:?}")]
     Idle(Duration),
     #[error("request frame not complete {0:?} after its first byte")]
@@ -50,6 +53,7 @@ impl ConnectionEnd {
             ConnectionEnd::Frame(_) => "io",
             ConnectionEnd::Decode(_) => "malformed_request",
             ConnectionEnd::Refused(_) => "unsupported_request",
+            ConnectionEnd::Unauthenticated(_) => "unauthenticated",
             ConnectionEnd::Idle(_) => "idle",
             ConnectionEnd::SlowRequest(_) => "request_read_timeout",
             ConnectionEnd::Write(_) => "io",
@@ -59,7 +63,7 @@ impl ConnectionEnd {
     }
 }
 
-pub async fn serve<S>(broker: Arc<Broker>, stream: S, peer: String)
+pub async fn serve<S>(broker: Arc<Broker>, stream: S, peer: String, session: Session)
 where
     S: AsyncRead + AsyncWrite + Send + 'static,
 {
@@ -81,7 +85,16 @@ where
         broker.clone(),
     )));
     let client_host = client_host(&peer);
-    let result = run(&broker, &client_host, frames, &out_tx, &mut writer_task.0).await;
+    let scope = handlers::ConnectionScope::new(&broker, session);
+    let result = run(
+        &broker,
+        &scope,
+        &client_host,
+        frames,
+        &out_tx,
+        &mut writer_task.0,
+    )
+    .await;
     drop(reader_task);
     // What was answered before the end still goes out (Kafka closes after the failed request).
     drop(out_tx);
@@ -261,6 +274,7 @@ enum Step<'a> {
 /// `max_in_flight_per_connection` requests are worked on or waiting to be written at once.
 async fn run(
     broker: &Broker,
+    scope: &handlers::ConnectionScope,
     client_host: &str,
     mut frames: mpsc::Receiver<FrameResult>,
     out: &mpsc::UnboundedSender<Outgoing>,
@@ -274,7 +288,6 @@ async fn run(
     // A slot is taken before the next frame is received, so that slots given back by the
     // writer task wake this loop.
     let mut slot: Option<OwnedSemaphorePermit> = None;
-    let scope = handlers::ConnectionScope::new(broker);
     loop {
         if !reading && in_flight.is_empty() {
             // The client closed its side and everything it sent was answered.
@@ -301,19 +314,21 @@ async fn run(
                     continue;
                 };
                 let (frame, budget) = frame?;
+                // Permissions read again when stale, before this request is authorized.
+                scope.session.access.refresh(&*broker.backend).await;
                 let held = Held {
                     _frame: budget,
                     _response: Reservation::default(),
                     _slot: slot.take(),
                 };
-                match dispatch(broker, &scope, frame, held)? {
+                match dispatch(broker, scope, frame, held)? {
                     Step::Concurrent(work) => in_flight.push_back(work),
                     Step::Exclusive(mut pending, header, request) => {
                         while let Some(done) = in_flight.next().await {
                             answer(broker, out, done)?;
                         }
                         pending.handled =
-                            handlers::handle_exclusive(broker, client_host, &header, request).await.into();
+                            handlers::handle_exclusive(broker, scope, client_host, &header, request).await.into();
                         answer(broker, out, pending)?;
                     }
                 }
@@ -334,6 +349,10 @@ fn dispatch<'a>(
         .network_bytes_in
         .inc_by(frame.len() as u64 + 4);
     let prefix = codec::peek_prefix(&frame)?;
+    scope
+        .session
+        .admit(prefix.key)
+        .map_err(ConnectionEnd::Unauthenticated)?;
     let correlation_id = codec::correlation_id(&frame).unwrap_or(0);
     let started = Instant::now();
     let finished = move |response_version, handled| Finished {

@@ -18,6 +18,7 @@ pub mod membership;
 pub mod metrics;
 pub mod partitions;
 pub mod protocol;
+pub mod security;
 pub mod server;
 pub mod shutdown;
 #[doc(hidden)]
@@ -30,13 +31,14 @@ use std::sync::Arc;
 
 use tokio::net::TcpListener;
 
-use crate::backend::iggy::{DeferredIggy, IggyConfig, IggyTarget};
+use crate::backend::iggy::{Credentials, DeferredIggy, IggyConfig, IggyTarget};
 use crate::backend::instrumented::Instrumented;
 use crate::backend::memory::MemoryBackend;
 use crate::backend::SharedBackend;
 use crate::broker::Broker;
 use crate::config::{BackendKind, ProxyConfig};
 use crate::metrics::Metrics;
+use crate::security::ListenerSecurity;
 use crate::shutdown::ShutdownTrigger;
 
 /// Guards every allocation against hostile element counts; see [`protocol::alloc_guard`].
@@ -45,7 +47,10 @@ static ALLOCATOR: protocol::alloc_guard::GuardedAllocator = protocol::alloc_guar
 
 /// A running proxy. Dropping it does not stop it; call [`Proxy::shutdown`].
 pub struct Proxy {
+    /// Where the first listener was bound.
     pub kafka_addr: SocketAddr,
+    /// Every listener's name and bound address, in configuration order.
+    pub listener_addrs: Vec<(String, SocketAddr)>,
     pub metrics_addr: Option<SocketAddr>,
     pub broker: Arc<Broker>,
     trigger: ShutdownTrigger,
@@ -88,14 +93,35 @@ impl Proxy {
         backend: SharedBackend,
         metrics: Arc<Metrics>,
     ) -> anyhow::Result<Self> {
-        let listener = TcpListener::bind(config.listen)
-            .await
-            .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.listen))?;
-        let kafka_addr = listener.local_addr()?;
-        // Port 0 means "pick one": advertise what was actually bound.
-        if config.listen.port() == 0 && config.advertised_address.is_none() {
-            config.listen = kafka_addr;
+        let iggy = (config.backend == BackendKind::Iggy).then(|| Credentials {
+            address: config.iggy.address.clone(),
+            username: config.iggy.username.clone(),
+            password: config.iggy.password.clone(),
+            tls: config.iggy.tls.clone(),
+        });
+        let mut listener_configs = config.listeners();
+        let mut listeners = Vec::with_capacity(listener_configs.len());
+        for l in &mut listener_configs {
+            let security = ListenerSecurity::new(l, iggy.clone()).map_err(anyhow::Error::msg)?;
+            let socket = TcpListener::bind(l.listen).await.map_err(|e| {
+                anyhow::anyhow!("cannot listen on {} (listener {}): {e}", l.listen, l.name)
+            })?;
+            // Port 0 means "pick one": advertise what was actually bound.
+            if l.listen.port() == 0 {
+                l.listen = socket.local_addr()?;
+            }
+            listeners.push((socket, Arc::new(security)));
         }
+        if config.listeners.is_empty() {
+            config.listen = listener_configs[0].listen;
+        } else {
+            config.listeners.clone_from(&listener_configs);
+        }
+        let listener_addrs: Vec<(String, SocketAddr)> = listener_configs
+            .iter()
+            .map(|l| (l.name.clone(), l.listen))
+            .collect();
+        let kafka_addr = listener_addrs[0].1;
         let metrics_listener = match config.metrics_listen {
             Some(addr) => Some(
                 TcpListener::bind(addr)
@@ -111,11 +137,21 @@ impl Proxy {
         let backend = Instrumented::wrap(backend, metrics.clone());
         let broker = Arc::new(Broker::new(config, backend, metrics).map_err(anyhow::Error::msg)?);
         let (trigger, shutdown) = shutdown::channel();
-        let mut tasks = vec![tokio::spawn(server::run(
-            broker.clone(),
-            listener,
-            shutdown.clone(),
-        ))];
+        let limit = Arc::new(tokio::sync::Semaphore::new(
+            broker.config.limits.max_connections,
+        ));
+        let mut tasks: Vec<_> = listeners
+            .into_iter()
+            .map(|(socket, security)| {
+                tokio::spawn(server::run(
+                    broker.clone(),
+                    socket,
+                    security,
+                    limit.clone(),
+                    shutdown.clone(),
+                ))
+            })
+            .collect();
         tasks.push(tokio::spawn(broker.groups.clone().run(shutdown.clone())));
         let membership = broker.cluster.membership().map(|membership| {
             let (trigger, shutdown) = shutdown::channel();
@@ -126,6 +162,7 @@ impl Proxy {
         }
         Ok(Self {
             kafka_addr,
+            listener_addrs,
             metrics_addr,
             broker,
             trigger,

@@ -2,7 +2,7 @@
 //! background) → run until signalled.
 
 use clap::Parser;
-use kafka_iggy_proxy::config::{Cli, LogFormat, ProxyConfig};
+use kafka_iggy_proxy::config::{Cli, Command, LogFormat, ProxyConfig, ScramCredentialArgs};
 use kafka_iggy_proxy::Proxy;
 use tracing_subscriber::EnvFilter;
 
@@ -21,7 +21,10 @@ fn init_logging(format: LogFormat) {
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    let cli = Cli::parse();
+    let mut cli = Cli::parse();
+    if let Some(Command::ScramCredential(args)) = cli.command.take() {
+        return scram_credential(&args);
+    }
     let config = match ProxyConfig::resolve(cli, std::env::vars()) {
         Ok(c) => c,
         Err(e) => {
@@ -38,10 +41,24 @@ async fn main() -> std::process::ExitCode {
             return std::process::ExitCode::FAILURE;
         }
     };
-    let (host, port) = proxy.broker.config.advertised().unwrap_or_default();
+    for (listener, (name, addr)) in proxy
+        .broker
+        .config
+        .listeners()
+        .iter()
+        .zip(&proxy.listener_addrs)
+    {
+        let (host, port) = listener.advertised().unwrap_or_default();
+        tracing::info!(
+            listener = %name,
+            kafka = %addr,
+            advertised = %format!("{host}:{port}"),
+            security_protocol = listener.security_protocol.name(),
+            "listening for Kafka clients"
+        );
+    }
     tracing::info!(
         kafka = %proxy.kafka_addr,
-        advertised = %format!("{host}:{port}"),
         metrics = ?proxy.metrics_addr,
         backend = ?backend,
         "kafka-iggy-proxy listening"
@@ -50,6 +67,38 @@ async fn main() -> std::process::ExitCode {
     tracing::info!("shutting down");
     proxy.shutdown().await;
     std::process::ExitCode::SUCCESS
+}
+
+/// `scram-credential`: prints a users file entry, never the password.
+fn scram_credential(args: &ScramCredentialArgs) -> std::process::ExitCode {
+    let password = if args.password_file.as_os_str() == "-" {
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut std::io::stdin(), &mut text).map(|_| text)
+    } else {
+        std::fs::read_to_string(&args.password_file)
+    };
+    let password = match password {
+        Ok(p) => p.trim_end_matches(['\n', '\r']).to_string(),
+        Err(e) => {
+            eprintln!("kafka-iggy-proxy: {}: {e}", args.password_file.display());
+            return std::process::ExitCode::from(2);
+        }
+    };
+    match kafka_iggy_proxy::security::users::credential_entry(
+        &args.user,
+        password.as_bytes(),
+        &args.mechanisms,
+        args.iterations,
+    ) {
+        Ok(yaml) => {
+            print!("{yaml}");
+            std::process::ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("kafka-iggy-proxy: {e}");
+            std::process::ExitCode::from(2)
+        }
+    }
 }
 
 async fn wait_for_signal() {

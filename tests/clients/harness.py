@@ -618,15 +618,15 @@ def ck_message_record(msg) -> Record:
 
 def ck_consume(bootstrap: str, topic: str, partitions: Sequence[int] | int, count: int, *,
                start: int | Mapping[int, int] | None = None,
-               timeout: float = CLIENT_TIMEOUT_S) -> list[Record]:
+               timeout: float = CLIENT_TIMEOUT_S, **consumer_config) -> list[Record]:
     """Assigns the partitions (all of 0..n-1 when an int) from `start` (default: beginning) and
     returns the first `count` records in arrival order. Fails on any consumer error or when
-    fewer arrive within `timeout`."""
+    fewer arrive within `timeout`. `consumer_config` adds librdkafka settings (security)."""
     from confluent_kafka import OFFSET_BEGINNING, TopicPartition
 
     if isinstance(partitions, int):
         partitions = range(partitions)
-    consumer = ck_consumer(bootstrap)
+    consumer = ck_consumer(bootstrap, **consumer_config)
     try:
         def offset_for(p):
             if start is None:

@@ -111,6 +111,12 @@ impl Backend for Instrumented {
         self.timed("read", self.inner.read(topic, partition, offset, limits))
             .await
     }
+    async fn grants(
+        &self,
+        username: &str,
+    ) -> BackendResult<Option<crate::security::grants::Grants>> {
+        self.timed("grants", self.inner.grants(username)).await
+    }
     async fn bounds(&self, topic: &str, partition: u32) -> BackendResult<PartitionBounds> {
         self.timed("bounds", self.inner.bounds(topic, partition))
             .await

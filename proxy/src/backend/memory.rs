@@ -189,6 +189,14 @@ impl Backend for MemoryBackend {
         Ok(ReadResult { records, bounds })
     }
 
+    /// The memory back end has no users: every principal may do everything.
+    async fn grants(
+        &self,
+        _username: &str,
+    ) -> BackendResult<Option<crate::security::grants::Grants>> {
+        Ok(Some(crate::security::grants::Grants::everything()))
+    }
+
     async fn bounds(&self, topic: &str, partition: u32) -> BackendResult<PartitionBounds> {
         let topics = self.topics.read().await;
         let p = topics

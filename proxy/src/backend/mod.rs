@@ -243,6 +243,13 @@ pub trait Backend: Send + Sync + 'static {
         partition: u32,
         timestamp_ms: i64,
     ) -> BackendResult<Option<(i64, i64)>>;
+
+    /// What user `username` of the store may do (`security::grants`); `Ok(None)` when there is
+    /// no such user.
+    async fn grants(
+        &self,
+        username: &str,
+    ) -> BackendResult<Option<crate::security::grants::Grants>>;
 }
 
 pub type SharedBackend = Arc<dyn Backend>;

@@ -267,13 +267,15 @@ async fn grow(broker: &Broker, name: &str, count: i32, validate_only: bool) -> R
     Ok(())
 }
 
+/// The brokers as seen from `listener`, the one the client connected to.
 pub fn describe_cluster(
     broker: &Broker,
+    listener: &str,
     _request: DescribeClusterRequest,
 ) -> DescribeClusterResponse {
     let brokers = broker
         .cluster
-        .brokers()
+        .brokers_on(listener)
         .iter()
         .map(|b| {
             DescribeClusterBroker::default()

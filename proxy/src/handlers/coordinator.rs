@@ -18,7 +18,7 @@ const KEY_GROUP: i8 = 0;
 const KEY_TRANSACTION: i8 = 1;
 
 /// Lookup result for one key: the coordinator's address, or an error with a message.
-async fn find(broker: &Broker, key_type: i8, key: &str) -> Coordinator {
+async fn find(broker: &Broker, listener: &str, key_type: i8, key: &str) -> Coordinator {
     let base = Coordinator::default()
         .with_key(StrBytes::from_string(key.to_string()))
         .with_node_id(BrokerId(-1))
@@ -51,6 +51,10 @@ async fn find(broker: &Broker, key_type: i8, key: &str) -> Coordinator {
             broker.config.groups.offsets_topic_partitions,
         )
         .clone();
+    let coordinator = broker
+        .cluster
+        .broker_on(listener, coordinator.id)
+        .unwrap_or(coordinator);
     if coordinator.id == broker.cluster.this_broker().id {
         // Load the group's offsets now, so the client's next request does not wait for it.
         if let Err(e) = coordinate(broker, key).await {
@@ -62,19 +66,21 @@ async fn find(broker: &Broker, key_type: i8, key: &str) -> Coordinator {
         .with_port(coordinator.port)
 }
 
+/// The coordinator's address is the one on `listener`, the listener the client connected to.
 pub async fn find_coordinator(
     broker: &Broker,
+    listener: &str,
     version: i16,
     r: FindCoordinatorRequest,
 ) -> FindCoordinatorResponse {
     if version >= 4 {
         let mut coordinators = Vec::with_capacity(r.coordinator_keys.len());
         for key in &r.coordinator_keys {
-            coordinators.push(find(broker, r.key_type, key.as_str()).await);
+            coordinators.push(find(broker, listener, r.key_type, key.as_str()).await);
         }
         return FindCoordinatorResponse::default().with_coordinators(coordinators);
     }
-    let c = find(broker, r.key_type, r.key.as_str()).await;
+    let c = find(broker, listener, r.key_type, r.key.as_str()).await;
     let response = FindCoordinatorResponse::default()
         .with_error_code(c.error_code)
         .with_node_id(c.node_id)

@@ -22,7 +22,13 @@ use crate::error::backend_error_code;
 /// The authorized-operations bitfield when the client did not ask for it.
 const OPERATIONS_NOT_REQUESTED: i32 = i32::MIN;
 
-pub async fn handle(broker: &Broker, version: i16, request: MetadataRequest) -> MetadataResponse {
+/// Brokers are announced at their addresses on `listener`, the one the client connected to.
+pub async fn handle(
+    broker: &Broker,
+    listener: &str,
+    version: i16,
+    request: MetadataRequest,
+) -> MetadataResponse {
     // v0 has no way to ask for "all topics" other than an empty list.
     let requested: Option<Vec<String>> = match request.topics {
         None => None,
@@ -56,7 +62,7 @@ pub async fn handle(broker: &Broker, version: i16, request: MetadataRequest) -> 
 
     let brokers = broker
         .cluster
-        .brokers()
+        .brokers_on(listener)
         .iter()
         .map(|b| {
             MetadataResponseBroker::default()

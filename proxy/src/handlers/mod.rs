@@ -1,6 +1,7 @@
 //! One module per Kafka API family; each takes the typed request and returns the typed
 //! response. The connection loop owns framing, correlation ids and header versions.
 
+pub mod acls;
 pub mod admin;
 pub mod api_versions;
 pub mod configs;
@@ -15,6 +16,7 @@ pub mod metadata;
 pub mod produce;
 pub mod producer_id;
 pub mod records;
+pub mod sasl;
 pub mod transactions;
 
 use futures::future::BoxFuture;
@@ -25,6 +27,9 @@ use std::sync::Arc;
 use crate::broker::Broker;
 use crate::budget::{ConnectionShare, Reservation};
 use crate::partitions::Line;
+use crate::security::authorize::{self, Denied, Gate};
+use crate::security::grants::Grants;
+use crate::security::Session;
 
 /// What the connection does after a request.
 #[derive(Debug)]
@@ -65,10 +70,11 @@ pub async fn handle(
     header: RequestHeader,
     request: RequestKind,
 ) -> Outcome {
-    match dispatch(broker, &ConnectionScope::new(broker), header, request) {
+    let scope = ConnectionScope::new(broker, Session::plaintext("PLAINTEXT"));
+    match dispatch(broker, &scope, header, request) {
         Dispatch::Concurrent(work) => work.await.outcome,
         Dispatch::Exclusive(header, request) => {
-            handle_exclusive(broker, client_host, &header, request).await
+            handle_exclusive(broker, &scope, client_host, &header, request).await
         }
     }
 }
@@ -78,16 +84,72 @@ pub async fn handle(
 /// connection, so a JoinGroup waiting for its rebalance holds back what follows it.
 pub async fn handle_exclusive(
     broker: &Broker,
+    scope: &ConnectionScope,
+    client_host: &str,
+    header: &RequestHeader,
+    request: RequestKind,
+) -> Outcome {
+    match restrict(scope, request) {
+        Ok((request, restriction)) => {
+            restriction.complete(serve_exclusive(broker, scope, client_host, header, request).await)
+        }
+        Err(answer) => Outcome::Respond(answer),
+    }
+}
+
+/// What the connection's Iggy permissions took out of a request (see `security::authorize`).
+struct Restriction(Option<(Arc<Grants>, Denied)>);
+
+impl Restriction {
+    fn complete(self, outcome: Outcome) -> Outcome {
+        match (self.0, outcome) {
+            (Some((grants, denied)), Outcome::Respond(response)) => {
+                Outcome::Respond(authorize::complete(&grants, response, denied))
+            }
+            (_, outcome) => outcome,
+        }
+    }
+}
+
+/// Applies the connection's Iggy permissions; `Err` is the whole answer when nothing of the
+/// request may be served.
+fn restrict(
+    scope: &ConnectionScope,
+    request: RequestKind,
+) -> Result<(RequestKind, Restriction), ResponseKind> {
+    let Some(grants) = scope.session.access.grants() else {
+        return Ok((request, Restriction(None)));
+    };
+    match authorize::restrict(&grants, request) {
+        Gate::Pass(request, denied) => Ok((request, Restriction(Some((grants, denied))))),
+        Gate::Answer(answer) => Err(answer),
+    }
+}
+
+async fn serve_exclusive(
+    broker: &Broker,
+    scope: &ConnectionScope,
     client_host: &str,
     header: &RequestHeader,
     request: RequestKind,
 ) -> Outcome {
     let version = header.request_api_version;
     let respond = Outcome::Respond;
+    let session = &scope.session;
+    let listener = &*session.listener;
     match request {
         RequestKind::FindCoordinator(r) => respond(ResponseKind::FindCoordinator(
-            coordinator::find_coordinator(broker, version, r).await,
+            coordinator::find_coordinator(broker, listener, version, r).await,
         )),
+        RequestKind::SaslHandshake(r) => respond(ResponseKind::SaslHandshake(sasl::handshake(
+            broker, session, r,
+        ))),
+        RequestKind::SaslAuthenticate(r) => respond(ResponseKind::SaslAuthenticate(
+            sasl::authenticate(broker, session, r).await,
+        )),
+        RequestKind::DescribeAcls(r) => respond(ResponseKind::DescribeAcls(acls::describe_acls(
+            broker, session, r,
+        ))),
         RequestKind::JoinGroup(r) => {
             let caller = groups::Caller {
                 client_id: header
@@ -132,7 +194,7 @@ pub async fn handle_exclusive(
             respond(ResponseKind::ApiVersions(api_versions::handle(version, &r)))
         }
         RequestKind::Metadata(r) => respond(ResponseKind::Metadata(
-            metadata::handle(broker, version, r).await,
+            metadata::handle(broker, listener, version, r).await,
         )),
         RequestKind::InitProducerId(r) => {
             respond(ResponseKind::InitProducerId(producer_id::handle(broker, r)))
@@ -159,7 +221,7 @@ pub async fn handle_exclusive(
             delete_records::handle(broker, r).await,
         )),
         RequestKind::DescribeCluster(r) => respond(ResponseKind::DescribeCluster(
-            admin::describe_cluster(broker, r),
+            admin::describe_cluster(broker, listener, r),
         )),
         RequestKind::ElectLeaders(r) => respond(ResponseKind::ElectLeaders(
             admin::elect_leaders(broker, r).await,
@@ -201,13 +263,16 @@ pub struct ConnectionScope {
     pub produce_line: Arc<Line>,
     /// The connection's share of the memory budget for work.
     pub memory: ConnectionShare,
+    /// Its listener and client's identity.
+    pub session: Arc<Session>,
 }
 
 impl ConnectionScope {
-    pub fn new(broker: &Broker) -> Self {
+    pub fn new(broker: &Broker, session: Session) -> Self {
         Self {
             produce_line: Arc::default(),
             memory: broker.budget.connection_share(),
+            session: Arc::new(session),
         }
     }
 }
@@ -220,11 +285,27 @@ pub fn dispatch<'a>(
     request: RequestKind,
 ) -> Dispatch<'a> {
     let version = header.request_api_version;
+    if !matches!(
+        request,
+        RequestKind::Produce(_) | RequestKind::Fetch(_) | RequestKind::ListOffsets(_)
+    ) {
+        return Dispatch::Exclusive(header, request);
+    }
+    let (request, restriction) = match restrict(scope, request) {
+        Ok(pair) => pair,
+        Err(answer) => {
+            return Dispatch::Concurrent(Box::pin(std::future::ready(
+                Outcome::Respond(answer).into(),
+            )))
+        }
+    };
     match request {
         RequestKind::Produce(r) => {
             let prepared = produce::prepare(broker, scope, r);
             Dispatch::Concurrent(Box::pin(async move {
-                produce::execute(broker, prepared).await.into()
+                restriction
+                    .complete(produce::execute(broker, prepared).await)
+                    .into()
             }))
         }
         RequestKind::Fetch(r) => {
@@ -232,16 +313,17 @@ pub fn dispatch<'a>(
             Dispatch::Concurrent(Box::pin(async move {
                 let (response, budget) = fetch::handle(broker, &memory, version, r).await;
                 Handled {
-                    outcome: Outcome::Respond(ResponseKind::Fetch(response)),
+                    outcome: restriction.complete(Outcome::Respond(ResponseKind::Fetch(response))),
                     budget,
                 }
             }))
         }
         RequestKind::ListOffsets(r) => Dispatch::Concurrent(Box::pin(async move {
-            Outcome::Respond(ResponseKind::ListOffsets(
-                list_offsets::handle(broker, version, r).await,
-            ))
-            .into()
+            restriction
+                .complete(Outcome::Respond(ResponseKind::ListOffsets(
+                    list_offsets::handle(broker, version, r).await,
+                )))
+                .into()
         })),
         other => Dispatch::Exclusive(header, other),
     }
@@ -289,6 +371,9 @@ pub fn api_name(api: ApiKey) -> &'static str {
         ApiKey::ListGroups => "ListGroups",
         ApiKey::DeleteGroups => "DeleteGroups",
         ApiKey::OffsetDelete => "OffsetDelete",
+        ApiKey::SaslHandshake => "SaslHandshake",
+        ApiKey::SaslAuthenticate => "SaslAuthenticate",
+        ApiKey::DescribeAcls => "DescribeAcls",
         _ => "Other",
     }
 }

@@ -4,7 +4,7 @@
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
-use super::view::{Entry, MemberId};
+use super::view::{Entry, ListenerAddresses, MemberId};
 use crate::backend::StoredRecord;
 
 /// The internal topic (one partition) replicas announce themselves in.
@@ -22,6 +22,10 @@ struct Wire {
     host: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     port: Option<i32>,
+    /// Per-listener addresses (listener name → host, port); added after format 1 shipped,
+    /// optional so that replicas of either version read each other's heartbeats.
+    #[serde(default, skip_serializing_if = "ListenerAddresses::is_empty")]
+    listeners: ListenerAddresses,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     joined_at: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -43,6 +47,7 @@ pub fn to_record(entry: &Entry, now_ms: i64) -> StoredRecord {
             id,
             host,
             port,
+            listeners,
             joined_at,
             previous,
             applied,
@@ -53,6 +58,7 @@ pub fn to_record(entry: &Entry, now_ms: i64) -> StoredRecord {
             incarnation: id.incarnation,
             host: Some(host.clone()),
             port: Some(*port),
+            listeners: listeners.clone(),
             joined_at: *joined_at,
             previous: *previous,
             applied: Some(*applied),
@@ -64,6 +70,7 @@ pub fn to_record(entry: &Entry, now_ms: i64) -> StoredRecord {
             incarnation: id.incarnation,
             host: None,
             port: None,
+            listeners: ListenerAddresses::new(),
             joined_at: None,
             previous: None,
             applied: None,
@@ -94,6 +101,7 @@ pub fn from_record(record: &StoredRecord) -> Option<Entry> {
             id,
             host: wire.host?,
             port: wire.port?,
+            listeners: wire.listeners,
             joined_at: wire.joined_at,
             previous: wire.previous,
             applied: wire.applied?,
@@ -117,6 +125,14 @@ mod tests {
                 id,
                 host: "proxy-2.proxies".into(),
                 port: 9092,
+                listeners: [(
+                    "SASL_SSL".to_string(),
+                    super::super::view::Endpoint {
+                        host: "proxy-2.example".into(),
+                        port: 9093,
+                    },
+                )]
+                .into(),
                 joined_at: Some(7),
                 previous: Some((9, 1_700_000_000_000)),
                 applied: 12,
@@ -125,6 +141,7 @@ mod tests {
                 id,
                 host: "h".into(),
                 port: 1,
+                listeners: ListenerAddresses::new(),
                 joined_at: None,
                 previous: None,
                 applied: -1,
@@ -141,6 +158,13 @@ mod tests {
             timestamp_ms: 0,
         };
         assert_eq!(from_record(&junk(b"not json")), None);
+        // A heartbeat of a replica without listeners still reads.
+        assert!(matches!(
+            from_record(&junk(
+                br#"{"v":1,"kind":"heartbeat","broker_id":1,"incarnation":1,"host":"h","port":9092,"applied":3}"#
+            )),
+            Some(Entry::Heartbeat { listeners, .. }) if listeners.is_empty()
+        ));
         assert_eq!(
             from_record(&junk(
                 br#"{"v":2,"kind":"heartbeat","broker_id":1,"incarnation":1}"#

@@ -35,7 +35,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use self::log::MEMBERS_TOPIC;
-use self::view::{Entry, Ledger, MemberId, View};
+use self::view::{Entry, Ledger, ListenerAddresses, MemberId, View};
 use crate::backend::{BackendError, ReadLimits, SharedBackend, TopicSettings};
 use crate::config::ClusterSettings;
 use crate::groups::offsets_log::now_ms;
@@ -71,6 +71,7 @@ pub struct Membership {
     broker_id: i32,
     host: String,
     port: i32,
+    listeners: ListenerAddresses,
     lease: Duration,
     heartbeat_interval: Duration,
     state: Mutex<State>,
@@ -83,6 +84,7 @@ impl Membership {
         broker_id: i32,
         host: String,
         port: i32,
+        listeners: ListenerAddresses,
     ) -> Self {
         let lease_ms = settings.lease_ms as i64;
         Self {
@@ -90,6 +92,7 @@ impl Membership {
             broker_id,
             host,
             port,
+            listeners,
             lease: Duration::from_millis(settings.lease_ms),
             heartbeat_interval: Duration::from_millis(settings.heartbeat_interval_ms),
             state: Mutex::new(State {
@@ -313,6 +316,7 @@ impl Membership {
                 id: state.me,
                 host: self.host.clone(),
                 port: self.port,
+                listeners: self.listeners.clone(),
                 joined_at: state.joined_at,
                 previous,
                 applied: state.ledger.applied(),

@@ -33,12 +33,25 @@ pub struct MemberId {
     pub incarnation: u64,
 }
 
+/// Where a member takes clients on one listener.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Endpoint {
+    pub host: String,
+    pub port: i32,
+}
+
+/// A member's address per listener name. Empty from replicas that predate listeners: they
+/// have one, at `host`/`port`.
+pub type ListenerAddresses = BTreeMap<String, Endpoint>;
+
 /// A member as Metadata shows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Member {
     pub id: MemberId,
+    /// The address on the first listener.
     pub host: String,
     pub port: i32,
+    pub listeners: ListenerAddresses,
     /// Offset of this incarnation's first heartbeat: who claimed a broker id first.
     pub joined_at: i64,
 }
@@ -50,6 +63,7 @@ pub enum Entry {
         id: MemberId,
         host: String,
         port: i32,
+        listeners: ListenerAddresses,
         /// Offset of the sender's first heartbeat; `None` in that first heartbeat itself.
         joined_at: Option<i64>,
         /// Offset and log time of the sender's previous heartbeat; `None` in the first.
@@ -293,6 +307,7 @@ impl Ledger {
                     id,
                     host,
                     port,
+                    listeners,
                     joined_at,
                     ..
                 } => {
@@ -301,10 +316,12 @@ impl Ledger {
                         id: *id,
                         host: host.clone(),
                         port: *port,
+                        listeners: listeners.clone(),
                         joined_at,
                     });
                     member.host.clone_from(host);
                     member.port = *port;
+                    member.listeners.clone_from(listeners);
                     member.joined_at = member.joined_at.min(joined_at);
                 }
                 Entry::Leave { id } => {

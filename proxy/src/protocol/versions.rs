@@ -67,6 +67,19 @@ pub const SUPPORTED_APIS: &[ApiSupport] = &[
     api(ApiKey::ListGroups, 0, 5),
     api(ApiKey::DeleteGroups, 0, 2),
     api(ApiKey::OffsetDelete, 0, 0),
+    // SASL (KIP-43, KIP-152). Handshake v0 would be followed by raw, unframed SASL tokens,
+    // which the proxy does not read: v0 is refused. It is advertised all the same because
+    // librdkafka before 2.x enables SASL only when SaslHandshake v0 is (it then uses v1 with
+    // SaslAuthenticate, as every client in the suite does).
+    ApiSupport {
+        key: ApiKey::SaslHandshake,
+        advertised_min: 0,
+        decoded_min: 1,
+        max: 1,
+    },
+    api(ApiKey::SaslAuthenticate, 0, 2),
+    // Read-only: what the principal's Iggy permissions amount to (docs/security.md).
+    api(ApiKey::DescribeAcls, 0, 3),
 ];
 
 /// The served range for `key`, if any.

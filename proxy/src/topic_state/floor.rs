@@ -132,6 +132,13 @@ impl Backend for LogStartFloor {
         Ok(read)
     }
 
+    async fn grants(
+        &self,
+        username: &str,
+    ) -> BackendResult<Option<crate::security::grants::Grants>> {
+        self.inner.grants(username).await
+    }
+
     async fn bounds(&self, topic: &str, partition: u32) -> BackendResult<PartitionBounds> {
         visible(topic)?;
         let floor = self.state.log_start(topic, partition).await;

@@ -124,6 +124,13 @@ impl Backend for DeferredIggy {
         self.get()?.list_topics().await
     }
 
+    async fn grants(
+        &self,
+        username: &str,
+    ) -> BackendResult<Option<crate::security::grants::Grants>> {
+        self.get()?.grants(username).await
+    }
+
     async fn describe_topic(&self, topic: &str) -> BackendResult<Option<TopicInfo>> {
         self.get()?.describe_topic(topic).await
     }

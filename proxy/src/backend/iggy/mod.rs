@@ -23,6 +23,7 @@ mod read_ahead;
 mod stamps;
 #[cfg(test)]
 mod tests;
+mod users;
 
 use std::collections::HashMap;
 use std::fmt;
@@ -307,6 +308,13 @@ impl Backend for IggyBackend {
         limits: ReadLimits,
     ) -> BackendResult<ReadResult> {
         self.read_impl(topic, partition, offset, limits).await
+    }
+
+    async fn grants(
+        &self,
+        username: &str,
+    ) -> BackendResult<Option<crate::security::grants::Grants>> {
+        self.grants_impl(username).await
     }
 
     async fn bounds(&self, topic: &str, partition: u32) -> BackendResult<PartitionBounds> {

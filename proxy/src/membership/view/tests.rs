@@ -19,6 +19,7 @@ fn heartbeat(
         id: who,
         host: format!("proxy-{}", who.broker_id),
         port: 9092,
+        listeners: Default::default(),
         joined_at,
         previous,
         applied,
@@ -199,6 +200,7 @@ fn owners_move_only_with_the_member_that_came_or_went() {
                 id: id(*b, 0),
                 host: String::new(),
                 port: 0,
+                listeners: Default::default(),
                 joined_at: 0,
             })
             .collect(),

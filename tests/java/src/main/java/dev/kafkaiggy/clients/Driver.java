@@ -110,6 +110,19 @@ public final class Driver {
         return Integer.parseInt(required(args, key));
     }
 
+    /**
+     * Adds the client settings given as {@code client.<property>=value} (security.protocol,
+     * sasl.*, ssl.*), so scenarios can configure what the commands do not set themselves.
+     */
+    private static Properties withClientArgs(Properties props, Map<String, String> args) {
+        args.forEach((key, value) -> {
+            if (key.startsWith("client.")) {
+                props.put(key.substring("client.".length()), value);
+            }
+        });
+        return props;
+    }
+
     // ---------------------------------------------------------------- producer
 
     /**
@@ -125,7 +138,7 @@ public final class Driver {
         props.put(ProducerConfig.REQUEST_TIMEOUT_MS_CONFIG, 10_000);
         props.put(ProducerConfig.DELIVERY_TIMEOUT_MS_CONFIG, deliveryTimeoutMs);
         props.put(ProducerConfig.LINGER_MS_CONFIG, 5);
-        return new KafkaProducer<>(props);
+        return new KafkaProducer<>(withClientArgs(props, args));
     }
 
     private static void produce(Map<String, String> args) throws Exception {
@@ -206,7 +219,7 @@ public final class Driver {
             assignment.add(new TopicPartition(topic, p));
         }
         int received = 0;
-        try (KafkaConsumer<byte[], byte[]> consumer = new KafkaConsumer<>(props)) {
+        try (KafkaConsumer<byte[], byte[]> consumer = new KafkaConsumer<>(withClientArgs(props, args))) {
             consumer.assign(assignment);
             consumer.seekToBeginning(assignment);
             while (received < expect && System.currentTimeMillis() < deadline) {
