@@ -27,6 +27,7 @@ use wire::{local_config, start_configured, Wire};
 
 const TOPIC_AUTHORIZATION_FAILED: i16 = 29;
 const GROUP_AUTHORIZATION_FAILED: i16 = 30;
+const CLUSTER_AUTHORIZATION_FAILED: i16 = 31;
 
 fn listener(name: &str, protocol: SecurityProtocol) -> ListenerConfig {
     ListenerConfig {
@@ -154,6 +155,52 @@ fn read_only(stream: u32, topic: u32) -> Permissions {
     }
 }
 
+/// (OffsetForLeaderEpoch, DescribeProducers, ElectLeaders) error codes for partition 0.
+async fn tooling_codes(wire: &mut Wire, name: &str) -> (i16, i16, i16) {
+    let request = OffsetForLeaderEpochRequest::default()
+        .with_replica_id(BrokerId(-1))
+        .with_topics(vec![
+            offset_for_leader_epoch_request::OffsetForLeaderTopic::default()
+                .with_topic(topic(name))
+                .with_partitions(vec![
+                    offset_for_leader_epoch_request::OffsetForLeaderPartition::default()
+                        .with_current_leader_epoch(-1),
+                ]),
+        ]);
+    let ResponseKind::OffsetForLeaderEpoch(epochs) = wire
+        .call(ApiKey::OffsetForLeaderEpoch, 4, request.into())
+        .await
+    else {
+        panic!("kind")
+    };
+    let request = DescribeProducersRequest::default().with_topics(vec![
+        describe_producers_request::TopicRequest::default()
+            .with_name(topic(name))
+            .with_partition_indexes(vec![0]),
+    ]);
+    let ResponseKind::DescribeProducers(producers) = wire
+        .call(ApiKey::DescribeProducers, 0, request.into())
+        .await
+    else {
+        panic!("kind")
+    };
+    let request = ElectLeadersRequest::default().with_topic_partitions(Some(vec![
+        elect_leaders_request::TopicPartitions::default()
+            .with_topic(topic(name))
+            .with_partitions(vec![0]),
+    ]));
+    let ResponseKind::ElectLeaders(elected) =
+        wire.call(ApiKey::ElectLeaders, 2, request.into()).await
+    else {
+        panic!("kind")
+    };
+    (
+        epochs.topics[0].partitions[0].error_code,
+        producers.topics[0].partitions[0].error_code,
+        elected.replica_election_results[0].partition_result[0].error_code,
+    )
+}
+
 #[tokio::test]
 async fn iggy_permissions_decide_what_sasl_users_may_do() {
     let Some(server) = IggyServer::from_env().await else {
@@ -237,6 +284,19 @@ async fn iggy_permissions_decide_what_sasl_users_may_do() {
         TOPIC_AUTHORIZATION_FAILED
     );
     assert_eq!(find_coordinator(&mut reader, "reader-group").await, 0);
+    // Leadership and producer tooling: topic DESCRIBE / READ, cluster ALTER.
+    assert_eq!(
+        tooling_codes(&mut reader, "readable").await,
+        (0, 0, CLUSTER_AUTHORIZATION_FAILED)
+    );
+    assert_eq!(
+        tooling_codes(&mut reader, "hidden").await,
+        (
+            TOPIC_AUTHORIZATION_FAILED,
+            TOPIC_AUTHORIZATION_FAILED,
+            CLUSTER_AUTHORIZATION_FAILED
+        )
+    );
     let (code, bindings) = acls(&mut reader).await;
     assert_eq!(code, 0);
     assert!(

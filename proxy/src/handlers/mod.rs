@@ -113,6 +113,10 @@ impl Restriction {
 
 /// Applies the connection's Iggy permissions; `Err` is the whole answer when nothing of the
 /// request may be served.
+#[allow(
+    clippy::result_large_err,
+    reason = "one short-lived value per request, moved at once"
+)]
 fn restrict(
     scope: &ConnectionScope,
     request: RequestKind,

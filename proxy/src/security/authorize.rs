@@ -243,6 +243,51 @@ pub fn restrict(grants: &Grants, request: RequestKind) -> Gate {
                 resources(no, |c| (c.resource_type, c.resource_name)),
             )
         }
+        RequestKind::OffsetForLeaderEpoch(mut r) => {
+            let (ok, no) = split(r.topics, |t| &t.topic, describe);
+            r.topics = ok;
+            let no = no
+                .into_iter()
+                .map(|t| (t.topic, t.partitions.iter().map(|p| p.partition).collect()))
+                .collect();
+            Gate::Pass(RequestKind::OffsetForLeaderEpoch(r), partitions(no))
+        }
+        RequestKind::DescribeProducers(mut r) => {
+            let (ok, no) = split(r.topics, |t| &t.name, read);
+            r.topics = ok;
+            let no = no
+                .into_iter()
+                .map(|t| (t.name, t.partition_indexes))
+                .collect();
+            Gate::Pass(RequestKind::DescribeProducers(r), partitions(no))
+        }
+        // Kafka asks for ALTER on the cluster; every named partition is refused.
+        RequestKind::ElectLeaders(r) if !grants.cluster_alter => {
+            let results = r
+                .topic_partitions
+                .unwrap_or_default()
+                .into_iter()
+                .map(|t| {
+                    elect_leaders_response::ReplicaElectionResult::default()
+                        .with_topic(t.topic)
+                        .with_partition_result(
+                            t.partitions
+                                .into_iter()
+                                .map(|p| {
+                                    elect_leaders_response::PartitionResult::default()
+                                        .with_partition_id(p)
+                                        .with_error_code(CLUSTER)
+                                })
+                                .collect(),
+                        )
+                })
+                .collect();
+            Gate::Answer(ResponseKind::ElectLeaders(
+                ElectLeadersResponse::default()
+                    .with_error_code(CLUSTER)
+                    .with_replica_election_results(results),
+            ))
+        }
         other if !grants.reads_anything() => match refuse_group(other) {
             Ok(answer) => Gate::Answer(answer),
             Err(other) => Gate::Pass(other, Denied::Nothing),
@@ -290,6 +335,10 @@ fn resources<T>(denied: Vec<T>, key: impl Fn(T) -> (i8, StrBytes)) -> Denied {
 }
 
 /// The GROUP_AUTHORIZATION_FAILED answer to a group request; `Err` gives back what is not one.
+#[allow(
+    clippy::result_large_err,
+    reason = "one short-lived value per request, moved at once"
+)]
 fn refuse_group(request: RequestKind) -> Result<ResponseKind, RequestKind> {
     Ok(match request {
         RequestKind::FindCoordinator(r) => {
@@ -476,6 +525,46 @@ pub fn complete(grants: &Grants, response: ResponseKind, denied: Denied) -> Resp
         }
         ResponseKind::OffsetCommit(r) => {
             ResponseKind::OffsetCommit(complete_offset_commit(r, partitions(&denied), TOPIC))
+        }
+        ResponseKind::OffsetForLeaderEpoch(mut r) => {
+            for (name, parts) in partitions(&denied) {
+                r.topics.push(
+                    offset_for_leader_epoch_response::OffsetForLeaderTopicResult::default()
+                        .with_topic(name)
+                        .with_partitions(
+                            parts
+                                .into_iter()
+                                .map(|p| {
+                                    offset_for_leader_epoch_response::EpochEndOffset::default()
+                                        .with_partition(p)
+                                        .with_error_code(TOPIC)
+                                        .with_leader_epoch(-1)
+                                        .with_end_offset(-1)
+                                })
+                                .collect(),
+                        ),
+                );
+            }
+            ResponseKind::OffsetForLeaderEpoch(r)
+        }
+        ResponseKind::DescribeProducers(mut r) => {
+            for (name, parts) in partitions(&denied) {
+                r.topics.push(
+                    describe_producers_response::TopicResponse::default()
+                        .with_name(name)
+                        .with_partitions(
+                            parts
+                                .into_iter()
+                                .map(|p| {
+                                    describe_producers_response::PartitionResponse::default()
+                                        .with_partition_index(p)
+                                        .with_error_code(TOPIC)
+                                })
+                                .collect(),
+                        ),
+                );
+            }
+            ResponseKind::DescribeProducers(r)
         }
         ResponseKind::Metadata(r) => ResponseKind::Metadata(complete_metadata(grants, r, denied)),
         ResponseKind::CreateTopics(mut r) => {
