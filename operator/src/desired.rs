@@ -354,11 +354,18 @@ fn render_config(
         return Err(DesiredError::Config("not a mapping".into()));
     };
     let shared = kb.spec.kafka.advertise.is_shared();
+    // Per-pod addresses: the proxy expands `${POD_HOST_VAR}` from the pod's environment, so
+    // every replica reads the same file.
     let entries: Vec<serde_yaml::Value> = listeners
         .iter()
         .zip(statuses)
         .map(|(l, status)| {
-            listeners::config_entry(l, shared.then(|| status.bootstrap_address.clone()))
+            let advertised = if shared {
+                status.bootstrap_address.clone()
+            } else {
+                format!("${{{POD_HOST_VAR}}}:{}", l.port)
+            };
+            listeners::config_entry(l, Some(advertised))
         })
         .collect();
     let mut file = serde_yaml::Mapping::new();
@@ -395,6 +402,9 @@ fn owner_reference(kb: &KafkaBridge) -> Result<OwnerReference, DesiredError> {
         block_owner_deletion: Some(true),
     })
 }
+
+/// The pod's own host name or IP, for listeners' per-pod advertised addresses.
+const POD_HOST_VAR: &str = "POD_HOST";
 
 /// The proxy's own configuration, rendered into the ConfigMap from the shared `ProxyConfig`
 /// type. Credentials are not in it: they come from the Secret as environment variables; nor is
@@ -543,14 +553,16 @@ fn pod_spec(kb: &KafkaBridge, names: &Names, namespace: &str, config: &ProxyConf
         AdvertiseMode::Service | AdvertiseMode::Explicit => None,
     };
     if let Some((source, host)) = per_pod_host {
-        // With listeners, the first one's port; the proxy announces this host with each
-        // listener's own port.
-        let port = kafka_ports(kb).first().map_or(spec.kafka.port, |p| p.1);
         envs.push(source);
-        envs.push(env(
-            "KAFKA_IGGY_ADVERTISED_ADDRESS",
-            &format!("{host}:{port}"),
-        ));
+        if spec.kafka.listeners.is_empty() {
+            envs.push(env(
+                "KAFKA_IGGY_ADVERTISED_ADDRESS",
+                &format!("{host}:{}", spec.kafka.port),
+            ));
+        } else {
+            // Each listener's `advertised_address` in the file names this host with its port.
+            envs.push(env(POD_HOST_VAR, &host));
+        }
     }
     let probe = |path: &str, period: i32| Probe {
         http_get: Some(HTTPGetAction {

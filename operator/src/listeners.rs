@@ -155,9 +155,8 @@ fn dir(listener: &ListenerSpec) -> String {
 }
 
 /// The `listeners:` entry of the proxy configuration for one listener (the contract with the
-/// proxy's config file). `advertised` is the address every pod announces on it, when it is
-/// the same for all of them; `None` when it is per pod (the proxy then announces the host of
-/// its `KAFKA_IGGY_ADVERTISED_ADDRESS` with this listener's port).
+/// proxy's config file). `advertised` is the address pods announce on it: the same for all,
+/// or `${POD_HOST}:port`, which each proxy expands from its environment.
 pub fn config_entry(listener: &ListenerSpec, advertised: Option<String>) -> serde_yaml::Value {
     let mut entry = serde_yaml::Mapping::new();
     let mut put = |k: &str, v: serde_yaml::Value| {

@@ -246,6 +246,7 @@ fn the_proxy_accepts_every_rendered_configuration() {
         "servicemonitor",
         "explicit",
         "service-replicas",
+        "listeners",
     ] {
         let kb = load(case);
         let d = desired(&kb).unwrap();
@@ -253,7 +254,16 @@ fn the_proxy_accepts_every_rendered_configuration() {
             "operator-golden-{case}-{}.yaml",
             std::process::id()
         ));
-        std::fs::write(&file, &d.config_map.data.as_ref().unwrap()["config.yaml"]).unwrap();
+        let mut text = d.config_map.data.as_ref().unwrap()["config.yaml"].clone();
+        // Listener certificates and users come from mounted Secrets; here local stand-ins.
+        let mounts = std::env::temp_dir().join(format!(
+            "operator-golden-{case}-{}-listeners",
+            std::process::id()
+        ));
+        if text.contains(LISTENERS_DIR) {
+            text = stand_in_listener_files(&text, &mounts);
+        }
+        std::fs::write(&file, &text).unwrap();
         let ordinal = 2;
         let env = pod_environment(&d, ordinal);
         let mut args = vec![
@@ -296,9 +306,33 @@ fn the_proxy_accepts_every_rendered_configuration() {
         }
         let config = ProxyConfig::resolve(Cli::parse_from(args), env)
             .unwrap_or_else(|e| panic!("{case}: {e}"));
+        let _ = std::fs::remove_dir_all(&mounts);
         assert_eq!(config.default_stream, kb.spec.iggy.stream);
-        assert_eq!(i32::from(config.listen.port()), kb.spec.kafka.port);
         assert_eq!(config.broker_id, ordinal, "{case}: broker id = pod ordinal");
+        if !kb.spec.kafka.listeners.is_empty() {
+            // Every listener announces this pod's own host with the listener's port.
+            let name = kb.metadata.name.as_deref().unwrap();
+            let namespace = kb.metadata.namespace.as_deref().unwrap();
+            let announced: Vec<String> = config
+                .listeners
+                .iter()
+                .map(|l| {
+                    let (host, port) = l.advertised().unwrap();
+                    format!("{host}:{port}")
+                })
+                .collect();
+            let expected: Vec<String> = kb
+                .spec
+                .kafka
+                .listeners
+                .iter()
+                .map(|l| format!("{name}-2.{name}-brokers.{namespace}.svc:{}", l.port))
+                .collect();
+            assert_eq!(announced, expected, "{case}");
+            let _ = std::fs::remove_file(&file);
+            continue;
+        }
+        assert_eq!(i32::from(config.listen.port()), kb.spec.kafka.port);
         assert_eq!(config.cluster.membership, MembershipKind::Log, "{case}");
         let port = kb.spec.kafka.port;
         let name = kb.metadata.name.as_deref().unwrap();
@@ -320,4 +354,33 @@ fn the_proxy_accepts_every_rendered_configuration() {
         let _ = std::fs::remove_file(&file);
         let _ = std::fs::remove_file(&stand_in);
     }
+}
+
+const LISTENERS_DIR: &str = "/etc/kafka-iggy/listeners";
+
+/// Rewrites the listeners' mounted-Secret paths into `root` and puts a self-signed
+/// certificate, its key, and an empty SCRAM users file there.
+fn stand_in_listener_files(text: &str, root: &Path) -> String {
+    let text = text.replace(LISTENERS_DIR, &root.display().to_string());
+    let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+    for line in text.lines() {
+        let Some((_, value)) = line.split_once(": ") else {
+            continue;
+        };
+        let value = value.trim().trim_matches('\'').trim_matches('"');
+        let path = Path::new(value);
+        if !path.starts_with(root) {
+            continue;
+        }
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        let content = if value.ends_with(".key") {
+            cert.signing_key.serialize_pem()
+        } else if value.ends_with(".yaml") {
+            "users: {}\n".to_string()
+        } else {
+            cert.cert.pem()
+        };
+        std::fs::write(path, content).unwrap();
+    }
+    text
 }

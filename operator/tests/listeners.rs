@@ -38,9 +38,10 @@ fn listeners_render_the_proxy_config_contract() {
     let config = config(&d);
     let expected: serde_yaml::Value = serde_yaml::from_str(
         r#"
-- {name: PLAIN, listen: "0.0.0.0:9092", security_protocol: PLAINTEXT}
+- {name: PLAIN, listen: "0.0.0.0:9092", advertised_address: "${POD_HOST}:9092", security_protocol: PLAINTEXT}
 - name: TLS
   listen: "0.0.0.0:9093"
+  advertised_address: "${POD_HOST}:9093"
   security_protocol: SSL
   tls:
     cert_file: /etc/kafka-iggy/listeners/tls/tls/tls.crt
@@ -48,6 +49,7 @@ fn listeners_render_the_proxy_config_contract() {
     client_ca_file: /etc/kafka-iggy/listeners/tls/client-ca/ca.crt
 - name: SASL_SSL
   listen: "0.0.0.0:9094"
+  advertised_address: "${POD_HOST}:9094"
   security_protocol: SASL_SSL
   tls:
     cert_file: /etc/kafka-iggy/listeners/sasl-ssl/tls/tls.crt
@@ -57,6 +59,7 @@ fn listeners_render_the_proxy_config_contract() {
     users: /etc/kafka-iggy/listeners/sasl-ssl/users/users.yaml
 - name: SASL_PLAIN
   listen: "0.0.0.0:9095"
+  advertised_address: "${POD_HOST}:9095"
   security_protocol: SASL_PLAINTEXT
   sasl: {mechanisms: [PLAIN], users: passthrough}
 "#,
@@ -131,16 +134,17 @@ fn every_listener_is_a_port_of_the_pods_and_of_both_services() {
             .collect();
         assert_eq!(ports, want);
     }
-    // Each pod announces its own DNS name; the proxy adds each listener's port to its host.
+    // Each pod announces its own DNS name: POD_HOST, which each listener's advertised address
+    // in the shared file names with its port; no single-listener address beside the list.
     let env = pod(&d).containers[0].env.clone().unwrap();
-    let advertised = env
-        .iter()
-        .find(|e| e.name == "KAFKA_IGGY_ADVERTISED_ADDRESS")
-        .unwrap();
+    let host = env.iter().find(|e| e.name == "POD_HOST").unwrap();
     assert_eq!(
-        advertised.value.as_deref(),
-        Some("$(POD_NAME).secure-brokers.kafka.svc:9092")
+        host.value.as_deref(),
+        Some("$(POD_NAME).secure-brokers.kafka.svc")
     );
+    assert!(!env
+        .iter()
+        .any(|e| e.name == "KAFKA_IGGY_ADVERTISED_ADDRESS"));
 }
 
 #[test]
