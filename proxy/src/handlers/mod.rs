@@ -90,10 +90,10 @@ pub async fn handle_exclusive(
     request: RequestKind,
 ) -> Outcome {
     match restrict(scope, request) {
-        Ok((request, restriction)) => {
+        Restricted::Serve(request, restriction) => {
             restriction.complete(serve_exclusive(broker, scope, client_host, header, request).await)
         }
-        Err(answer) => Outcome::Respond(answer),
+        Restricted::Answer(answer) => Outcome::Respond(answer),
     }
 }
 
@@ -111,22 +111,26 @@ impl Restriction {
     }
 }
 
-/// Applies the connection's Iggy permissions; `Err` is the whole answer when nothing of the
-/// request may be served.
+/// A request after the connection's Iggy permissions were applied.
 #[allow(
-    clippy::result_large_err,
-    reason = "one short-lived value per request, moved at once"
+    clippy::large_enum_variant,
+    reason = "one short-lived value per request, as RequestKind itself"
 )]
-fn restrict(
-    scope: &ConnectionScope,
-    request: RequestKind,
-) -> Result<(RequestKind, Restriction), ResponseKind> {
+enum Restricted {
+    Serve(RequestKind, Restriction),
+    /// Nothing of the request may be served: this is the whole answer.
+    Answer(ResponseKind),
+}
+
+fn restrict(scope: &ConnectionScope, request: RequestKind) -> Restricted {
     let Some(grants) = scope.session.access.grants() else {
-        return Ok((request, Restriction(None)));
+        return Restricted::Serve(request, Restriction(None));
     };
     match authorize::restrict(&grants, request) {
-        Gate::Pass(request, denied) => Ok((request, Restriction(Some((grants, denied))))),
-        Gate::Answer(answer) => Err(answer),
+        Gate::Pass(request, denied) => {
+            Restricted::Serve(request, Restriction(Some((grants, denied))))
+        }
+        Gate::Answer(answer) => Restricted::Answer(answer),
     }
 }
 
@@ -296,8 +300,8 @@ pub fn dispatch<'a>(
         return Dispatch::Exclusive(header, request);
     }
     let (request, restriction) = match restrict(scope, request) {
-        Ok(pair) => pair,
-        Err(answer) => {
+        Restricted::Serve(request, restriction) => (request, restriction),
+        Restricted::Answer(answer) => {
             return Dispatch::Concurrent(Box::pin(std::future::ready(
                 Outcome::Respond(answer).into(),
             )))

@@ -288,10 +288,7 @@ pub fn restrict(grants: &Grants, request: RequestKind) -> Gate {
                     .with_replica_election_results(results),
             ))
         }
-        other if !grants.reads_anything() => match refuse_group(other) {
-            Ok(answer) => Gate::Answer(answer),
-            Err(other) => Gate::Pass(other, Denied::Nothing),
-        },
+        other if !grants.reads_anything() => refuse_group(other),
         other => Gate::Pass(other, Denied::Nothing),
     }
 }
@@ -334,13 +331,9 @@ fn resources<T>(denied: Vec<T>, key: impl Fn(T) -> (i8, StrBytes)) -> Denied {
     )
 }
 
-/// The GROUP_AUTHORIZATION_FAILED answer to a group request; `Err` gives back what is not one.
-#[allow(
-    clippy::result_large_err,
-    reason = "one short-lived value per request, moved at once"
-)]
-fn refuse_group(request: RequestKind) -> Result<ResponseKind, RequestKind> {
-    Ok(match request {
+/// The GROUP_AUTHORIZATION_FAILED answer to a group request; other requests pass.
+fn refuse_group(request: RequestKind) -> Gate {
+    Gate::Answer(match request {
         RequestKind::FindCoordinator(r) => {
             let refused = FindCoordinatorResponse::default()
                 .with_error_code(GROUP)
@@ -419,7 +412,7 @@ fn refuse_group(request: RequestKind) -> Result<ResponseKind, RequestKind> {
         ),
         // Kafka lists only the groups the principal may describe: none.
         RequestKind::ListGroups(_) => ResponseKind::ListGroups(ListGroupsResponse::default()),
-        other => return Err(other),
+        other => return Gate::Pass(other, Denied::Nothing),
     })
 }
 
