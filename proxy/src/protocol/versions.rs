@@ -79,7 +79,7 @@ pub const SUPPORTED_APIS: &[ApiSupport] = &[
     },
     api(ApiKey::SaslAuthenticate, 0, 2),
     // Read-only: what the principal's Iggy permissions amount to (docs/security.md).
-    api(ApiKey::DescribeAcls, 0, 3),
+    api(ApiKey::DescribeAcls, 1, 3),
 ];
 
 /// The served range for `key`, if any.
