@@ -65,6 +65,8 @@ check "helm template (defaults)" "$helm" template t charts/kafka-iggy-operator -
 check "helm template (no leader election, 2 replicas)" "$helm" template t charts/kafka-iggy-operator --kube-version 1.34.4 --set leaderElection.enabled=false --set replicaCount=2
 refuse "values.schema.json rejects unknown values" "$helm" template t charts/kafka-iggy-operator --kube-version 1.34.4 --set replicas=3
 refuse "values.schema.json rejects a bad pull policy" "$helm" template t charts/kafka-iggy-operator --kube-version 1.34.4 --set image.pullPolicy=Sometimes
+check "helm template (Grafana dashboard ConfigMap)" sh -c "\"$helm\" template t charts/kafka-iggy-operator --kube-version 1.34.4 --set grafanaDashboard.enabled=true --show-only templates/grafana-dashboard.yaml | grep -q 'grafana_dashboard: \"1\"'"
+check "the Grafana dashboard names only metrics the proxy exports" python3 tests/e2e/check_dashboard.py
 
 echo "=== a real API server"
 # Builds go where cargo puts them (CARGO_TARGET_DIR when set, as with several worktrees).
