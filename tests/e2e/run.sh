@@ -1,0 +1,324 @@
+#!/usr/bin/env bash
+# End to end on a real single-node Kubernetes (tests/e2e/cluster.sh: kubelet + containerd):
+#   images built here without a registry (tools/images/build.sh) -> helm install of the operator
+#   chart -> an Iggy server on this machine, reachable from the pods -> a KafkaBridge with two
+#   topics -> Ready -> kcat and the Java kafka-clients driver produce and consume through the
+#   bridge's Service -> the Iggy topics have the declared partitions -> Prometheus (kubernetes_sd)
+#   sees the proxies' metrics move; the Grafana dashboard's metrics are all in a real scrape ->
+#   kubectl scale to 3, clients keep working -> a spec change rolls the pods, clients keep working
+#   -> Iggy stopped: readiness drops; restarted: it returns -> the bridge deleted: everything it
+#   made is gone (deletionPolicy Delete: its Iggy topics too) -> helm uninstall.
+# Every step asserts; on failure the pods' logs, descriptions and events are printed.
+#
+#   bash tests/e2e/run.sh
+#
+# Needs root, tools/k8s/build.sh's binaries, an Iggy server binary (IGGY_SERVER_BIN, default
+# /opt/iggy/bin/iggy-server), kcat, java and mvn. Without them it is SKIPPED loudly, or FAILS
+# when CLIENTS_STRICT=1 (as in .ci/run). KAFKA_IGGY_E2E_KEEP=1 leaves the cluster's directory.
+set -euo pipefail
+repo="$(cd "$(dirname "$0")/../.." && pwd)"
+cd "$repo"
+export KAFKA_IGGY_K8S_BIN="${KAFKA_IGGY_K8S_BIN:-$HOME/.cache/kafka-iggy/k8s-bin}"
+export KAFKA_IGGY_IMAGES="${KAFKA_IGGY_IMAGES:-$HOME/.cache/kafka-iggy/images}"
+bin="$KAFKA_IGGY_K8S_BIN"
+started_all=$SECONDS
+
+skip() {
+  if [[ "${CLIENTS_STRICT:-0}" == 1 ]]; then
+    echo "### FAILED: end-to-end test cannot run: $*"; exit 1
+  fi
+  echo "################################################################################"
+  echo "### !!! SKIPPED: end-to-end Kubernetes test (tests/e2e/run.sh): $*"
+  echo "################################################################################"
+  exit 0
+}
+if [[ -z "${IGGY_SERVER_BIN:-}" && -x /opt/iggy/bin/iggy-server ]]; then
+  export IGGY_SERVER_BIN=/opt/iggy/bin/iggy-server
+fi
+[[ -n "${IGGY_SERVER_BIN:-}" && -x "${IGGY_SERVER_BIN}" ]] || skip "no Iggy server binary (set IGGY_SERVER_BIN)"
+[[ $(id -u) == 0 ]] || skip "not root (containerd, kubelet and iptables need it)"
+for tool in kcat java mvn curl python3 openssl; do
+  command -v "$tool" >/dev/null || skip "$tool not installed"
+done
+for tool in etcd kube-apiserver kubectl helm kubelet kube-controller-manager kube-scheduler kube-proxy crictl prometheus pause; do
+  [[ -x "$bin/$tool" ]] || skip "$bin/$tool missing (run tools/k8s/build.sh)"
+done
+[[ -d /sys/fs/cgroup/memory || -f /sys/fs/cgroup/cgroup.controllers ]] || skip "no memory cgroup"
+
+kubectl="$bin/kubectl" helm="$bin/helm"
+work="$(mktemp -d /tmp/kafka-iggy-e2e.XXXXXX)"
+step_started=$SECONDS
+passed=0
+pass() { echo "PASS  $1 ($((SECONDS - step_started)) s)"; passed=$((passed + 1)); step_started=$SECONDS; }
+fail() { echo "FAIL  $1"; exit 1; }
+# check DESCRIPTION COMMAND...: the command must succeed.
+check() {
+  local what="$1"; shift
+  if "$@" >"$work/check.out" 2>&1; then pass "$what"; else
+    echo "FAIL  $what"; sed 's/^/      /' "$work/check.out" | tail -40; exit 1
+  fi
+}
+# eventually SECONDS DESCRIPTION COMMAND...: retried every 2 s until it succeeds.
+eventually() {
+  local seconds="$1" what="$2"; shift 2
+  local deadline=$((SECONDS + seconds))
+  until "$@" >"$work/check.out" 2>&1; do
+    if ((SECONDS >= deadline)); then
+      echo "FAIL  $what (not within $seconds s)"; sed 's/^/      /' "$work/check.out" | tail -40; exit 1
+    fi
+    sleep 2
+  done
+  pass "$what"
+}
+
+# ------------------------------------------------------------------------------ build
+echo "=== build: release binaries, Kubernetes binaries (cached), images, Java driver"
+target="${CARGO_TARGET_DIR:-$repo/target}"
+[[ "$target" = /* ]] || target="$repo/$target"
+cargo build --release --locked -q -p kafka-iggy-proxy -p kafka-iggy-operator
+bash tools/k8s/build.sh >/dev/null
+bash tools/images/build.sh
+jar="$repo/tests/java/target/kafka-clients-driver.jar"
+[[ -f "$jar" ]] || mvn -q -B -f tests/java/pom.xml package
+pass "binaries and images built"
+
+# ------------------------------------------------------------------------------ cluster
+iggy_pid="" prometheus_pid=""
+diagnostics() {
+  echo "=== diagnostics"
+  "$kubectl" get nodes,pods,svc,statefulsets,ikb -A -o wide 2>&1 | sed 's/^/  /' || true
+  "$kubectl" get events -A --sort-by=.lastTimestamp 2>&1 | tail -40 | sed 's/^/  /' || true
+  "$kubectl" -n e2e get ikb -o yaml 2>&1 | sed -n '/^  status:/,$p' | head -60 | sed 's/^/  /' || true
+  local pod
+  for pod in $("$kubectl" get pods -A -o jsonpath='{range .items[*]}{.metadata.namespace}/{.metadata.name} {end}' 2>/dev/null); do
+    echo "--- describe $pod"; "$kubectl" -n "${pod%%/*}" describe pod "${pod#*/}" 2>&1 | tail -25 | sed 's/^/  /'
+    echo "--- logs $pod"; "$kubectl" -n "${pod%%/*}" logs "${pod#*/}" --all-containers --tail=60 2>&1 | sed 's/^/  /'
+  done
+  local dir="${KAFKA_IGGY_E2E_DIR:-/var/lib/kafka-iggy-e2e}"
+  for log in kubelet containerd kube-controller-manager kube-proxy; do
+    echo "--- $log (last lines)"; tail -15 "$dir/logs/$log.log" 2>/dev/null | sed 's/^/  /'
+  done
+  echo "--- iggy-server (last lines)"; tail -15 "$work/iggy.log" 2>/dev/null | sed 's/^/  /'
+}
+finish() {
+  local rc=$?
+  set +e
+  ((rc != 0)) && diagnostics
+  [[ -n "$prometheus_pid" ]] && kill "$prometheus_pid" 2>/dev/null && wait "$prometheus_pid" 2>/dev/null
+  bash "$repo/tests/e2e/cluster.sh" down
+  [[ -n "$iggy_pid" ]] && kill "$iggy_pid" 2>/dev/null && wait "$iggy_pid" 2>/dev/null
+  rm -rf "$work"
+  if ((rc == 0)); then
+    echo "### e2e: $passed checks passed in $((SECONDS - started_all)) s"
+  else
+    echo "### e2e: FAILED after $passed checks ($((SECONDS - started_all)) s)"
+  fi
+  exit $rc
+}
+trap finish EXIT
+
+bash tests/e2e/cluster.sh up
+eval "$(bash tests/e2e/cluster.sh env)"
+node_ip="$(ip -4 -o addr show scope global | awk '{ split($4, a, "/"); print a[1]; exit }')"
+pass "cluster up: kubelet, containerd, control plane, kube-proxy"
+
+# ------------------------------------------------------------------------------ Iggy
+iggy_port=18090 iggy_http=18088
+start_iggy() {
+  # Only our IGGY_* variables: the server takes every one as configuration.
+  (cd "$work" && env $(env | sed -n 's/^\(IGGY_[A-Z_]*\)=.*/-u \1/p') \
+    IGGY_ROOT_USERNAME=iggy IGGY_ROOT_PASSWORD=iggy IGGY_SYSTEM_PATH="$work/iggy-data" \
+    IGGY_TCP_ADDRESS="$node_ip:$iggy_port" IGGY_HTTP_ENABLED=true IGGY_HTTP_ADDRESS="127.0.0.1:$iggy_http" \
+    IGGY_QUIC_ENABLED=false IGGY_WEBSOCKET_ENABLED=false \
+    "$IGGY_SERVER_BIN" >>"$work/iggy.log" 2>&1) &
+  iggy_pid=$!
+}
+iggy_token() {
+  curl -sf -X POST "http://127.0.0.1:$iggy_http/users/login" -H 'content-type: application/json' \
+    -d '{"username":"iggy","password":"iggy"}' | python3 -c 'import json,sys; print(json.load(sys.stdin)["access_token"]["token"])'
+}
+iggy_get() { curl -sf -H "Authorization: Bearer $(iggy_token)" "http://127.0.0.1:$iggy_http$1"; }
+start_iggy
+eventually 60 "Iggy server answers on $node_ip:$iggy_port (HTTP on 127.0.0.1:$iggy_http)" iggy_token
+
+# ------------------------------------------------------------------------------ operator
+ns=e2e
+check "helm install the operator chart (local images, pullPolicy Never)" \
+  "$helm" install kafka-iggy-operator charts/kafka-iggy-operator -n kafka-iggy-system --create-namespace \
+  --set image.pullPolicy=Never --wait --timeout 180s
+"$kubectl" create namespace "$ns" >/dev/null
+"$kubectl" -n "$ns" create secret generic iggy-credentials --from-literal=username=iggy --from-literal=password=iggy >/dev/null
+bridge_yaml() { # bridge_yaml REVISION
+  cat <<EOF
+apiVersion: bridge.kafka-iggy.dev/v1alpha1
+kind: KafkaBridge
+metadata: {name: bridge, namespace: $ns}
+spec:
+  replicas: 1
+  image: ghcr.io/kafka-iggy/kafka-iggy-proxy:0.1.0
+  imagePullPolicy: Never
+  resources: {requests: {cpu: 50m, memory: 64Mi}, limits: {memory: 512Mi}}
+  kafka: {port: 9092, advertise: PodIP}
+  iggy:
+    address: "$node_ip:$iggy_port"
+    stream: e2e
+    credentialsSecret: {name: iggy-credentials}
+  topics:
+    - {name: orders, partitions: 3}
+    - {name: payments, partitions: 2}
+  metrics: {port: 9644}
+  podTemplate:
+    annotations: {e2e.kafka-iggy.dev/revision: "$1"}
+  deletionPolicy: Delete
+EOF
+}
+bridge_yaml 1 > "$work/bridge.yaml"
+check "kubectl apply a KafkaBridge with two topics" "$kubectl" apply -f "$work/bridge.yaml"
+ready() { "$kubectl" -n "$ns" wait ikb/bridge --for=condition=Ready --timeout=5s; }
+eventually 240 "the KafkaBridge is Ready" ready
+
+# ------------------------------------------------------------------------------ clients
+service_ip="$("$kubectl" -n "$ns" get svc bridge -o jsonpath='{.spec.clusterIP}')"
+bootstrap="$service_ip:9092"
+echo "=== bootstrap through the Service: $bootstrap"
+produced_orders=0 produced_payments=0
+kcat_round() { # kcat_round TAG: kcat produces 30 keyed records to orders, reads them all back
+  local tag="$1"
+  seq 1 30 | sed "s/^/$tag-key-&:$tag-value-/" | sed 's/:\([^:]*\)$/:\1/' \
+    | kcat -b "$bootstrap" -P -t orders -K : -X socket.timeout.ms=20000 -X message.timeout.ms=60000
+  produced_orders=$((produced_orders + 30))
+  local got
+  got="$(kcat -b "$bootstrap" -C -t orders -o beginning -e -q -f '%s\n' -X socket.timeout.ms=20000 | grep -c "^$tag-value-" || true)"
+  [[ "$got" == 30 ]] || { echo "kcat read $got records tagged $tag, expected 30"; return 1; }
+}
+java_round() { # java_round: the Java producer (idempotent, acks=all) and consumer on payments
+  java -jar "$jar" produce bootstrap="$bootstrap" topic=payments partitions=2 count=20 > "$work/java-produce.out"
+  [[ "$(grep -c '"offset"' "$work/java-produce.out")" == 20 ]] || { cat "$work/java-produce.out"; return 1; }
+  produced_payments=$((produced_payments + 20))
+  java -jar "$jar" consume bootstrap="$bootstrap" topic=payments partitions=2 expect="$produced_payments" > "$work/java-consume.out"
+  local got; got="$(grep -c . "$work/java-consume.out")"
+  [[ "$got" == "$produced_payments" ]] || { echo "Java consumer read $got records, expected $produced_payments"; return 1; }
+}
+check "kcat produces and consumes through the Service (1 replica)" kcat_round r1
+check "the Java client produces and consumes through the Service (1 replica)" java_round
+
+has_partitions() { # has_partitions TOPIC N: the Iggy topic exists with N partitions
+  local count
+  count="$(iggy_get "/streams/e2e/topics/$1" | python3 -c 'import json,sys; print(json.load(sys.stdin)["partitions_count"])')"
+  [[ "$count" == "$2" ]] || { echo "Iggy topic $1 has $count partitions, expected $2"; return 1; }
+}
+check "Iggy: topic e2e/orders exists with 3 partitions" has_partitions orders 3
+check "Iggy: topic e2e/payments exists with 2 partitions" has_partitions payments 2
+
+# ------------------------------------------------------------------------------ Prometheus
+prom_port=19090
+cat > "$work/prometheus.yml" <<YAML
+global: {scrape_interval: 2s, evaluation_interval: 2s}
+scrape_configs:
+  # What the bridge's ServiceMonitor asks of the Prometheus operator, as plain service discovery:
+  # every proxy pod's port named metrics.
+  - job_name: kafka-iggy-proxy
+    kubernetes_sd_configs:
+      - {role: pod, kubeconfig_file: "$KUBECONFIG", namespaces: {names: [$ns]}}
+    relabel_configs:
+      - {source_labels: [__meta_kubernetes_pod_label_app_kubernetes_io_name], regex: kafka-iggy-proxy, action: keep}
+      - {source_labels: [__meta_kubernetes_pod_container_port_name], regex: metrics, action: keep}
+      - {source_labels: [__meta_kubernetes_namespace], target_label: namespace}
+      - {source_labels: [__meta_kubernetes_pod_name], target_label: pod}
+YAML
+"$bin/prometheus" --config.file="$work/prometheus.yml" --storage.tsdb.path="$work/prometheus" \
+  --web.listen-address="127.0.0.1:$prom_port" > "$work/prometheus.log" 2>&1 &
+prometheus_pid=$!
+promql() { # promql EXPR: prints the first sample's value (nothing when the result is empty)
+  curl -sf "http://127.0.0.1:$prom_port/api/v1/query" --data-urlencode "query=$1" \
+    | python3 -c 'import json,sys; r=json.load(sys.stdin)["data"]["result"]; print(r[0]["value"][1] if r else "")'
+}
+prom_at_least() { # prom_at_least EXPR MIN
+  local value; value="$(promql "$1")"
+  python3 -c "import sys; sys.exit(0 if '$value' and float('$value') >= $2 else 1)" \
+    || { echo "$1 = '${value}', expected >= $2"; return 1; }
+}
+targets_up() { # targets_up N: N proxy targets, all up
+  prom_at_least "count(up{job=\"kafka-iggy-proxy\"} == 1)" "$1"
+}
+eventually 90 "Prometheus discovers the proxy pod and scrapes it" targets_up 1
+eventually 60 "Prometheus: records produced through the bridge are counted" \
+  prom_at_least "sum(kafka_iggy_records_in_total{namespace=\"$ns\"})" 50
+before="$(promql "sum(kafka_iggy_records_in_total{namespace=\"$ns\"})")"
+check "kcat produces and consumes again" kcat_round r2
+eventually 60 "Prometheus: the produced-records counter moves ($before -> +30)" \
+  prom_at_least "sum(kafka_iggy_records_in_total{namespace=\"$ns\"})" "$((${before%.*} + 30))"
+eventually 30 "Prometheus: requests per API and Iggy round-trip latency are scraped" \
+  prom_at_least "count(sum by (op) (kafka_iggy_backend_call_duration_seconds_count{namespace=\"$ns\"})) + count(sum by (api) (kafka_iggy_requests_total{namespace=\"$ns\"}))" 4
+pod_ip="$("$kubectl" -n "$ns" get pod bridge-0 -o jsonpath='{.status.podIP}')"
+curl -sf "http://$pod_ip:9644/metrics" > "$work/scrape.txt"
+check "the Grafana dashboard names only metrics a running proxy declares" \
+  python3 tests/e2e/check_dashboard.py --scrape "$work/scrape.txt"
+
+# ------------------------------------------------------------------------------ scale
+ready_pods() {
+  "$kubectl" -n "$ns" get pods -l app.kubernetes.io/instance=bridge \
+    -o jsonpath='{range .items[*]}{.status.conditions[?(@.type=="Ready")].status}{"\n"}{end}' | grep -c '^True$' || true
+}
+pods_ready() { # pods_ready N: N proxy pods, all Ready, and the bridge Ready with N ready replicas
+  local ready total
+  ready="$(ready_pods)"
+  total="$("$kubectl" -n "$ns" get pods -l app.kubernetes.io/instance=bridge --no-headers | wc -l)"
+  [[ "$ready" == "$1" && "$total" == "$1" ]] || { echo "$ready of $total pods ready, want $1"; return 1; }
+  [[ "$("$kubectl" -n "$ns" get ikb bridge -o jsonpath='{.status.readyReplicas}')" == "$1" ]] || return 1
+  "$kubectl" -n "$ns" wait ikb/bridge --for=condition=Ready --timeout=2s
+}
+check "kubectl scale ikb bridge --replicas=3" "$kubectl" -n "$ns" scale ikb bridge --replicas=3
+eventually 240 "3 proxy pods Ready, the bridge Ready with 3 replicas" pods_ready 3
+eventually 90 "Prometheus scrapes all 3 pods" targets_up 3
+check "kcat produces and consumes with 3 replicas" kcat_round r3
+check "the Java client produces and consumes with 3 replicas" java_round
+
+# ------------------------------------------------------------------------------ rollout
+uids_before="$("$kubectl" -n "$ns" get pods -l app.kubernetes.io/instance=bridge -o jsonpath='{.items[*].metadata.uid}')"
+bridge_yaml 2 | sed 's/replicas: 1/replicas: 3/' > "$work/bridge.yaml"
+check "a spec change (pod template annotation) is applied" "$kubectl" apply -f "$work/bridge.yaml"
+rolled() { # every pod replaced, all 3 Ready on the new revision
+  local current update updated uid
+  read -r current update updated <<<"$("$kubectl" -n "$ns" get statefulset bridge \
+    -o jsonpath='{.status.currentRevision} {.status.updateRevision} {.status.updatedReplicas}')"
+  [[ "$current" == "$update" && "$updated" == 3 ]] || { echo "revisions $current -> $update, $updated updated"; return 1; }
+  for uid in $("$kubectl" -n "$ns" get pods -l app.kubernetes.io/instance=bridge -o jsonpath='{.items[*].metadata.uid}'); do
+    [[ " $uids_before " != *" $uid "* ]] || { echo "pod $uid not replaced yet"; return 1; }
+  done
+  pods_ready 3
+}
+eventually 300 "the pods roll one by one and are all Ready again" rolled
+check "kcat produces and consumes after the rollout" kcat_round r4
+check "the Java client produces and consumes after the rollout" java_round
+
+# ------------------------------------------------------------------------------ readiness
+none_ready() {
+  local ready; ready="$(ready_pods)"
+  [[ "$ready" == 0 ]] || { echo "$ready pods still ready"; return 1; }
+}
+kill "$iggy_pid"; wait "$iggy_pid" 2>/dev/null || true; iggy_pid=""
+pass "Iggy server stopped"
+eventually 120 "readiness drops on every pod while Iggy is down (/readyz)" none_ready
+start_iggy
+eventually 60 "Iggy server restarted on the same data" iggy_token
+eventually 180 "readiness returns once Iggy is back" pods_ready 3
+check "kcat produces and consumes after Iggy came back" kcat_round r5
+
+# ------------------------------------------------------------------------------ deletion
+check "kubectl delete the KafkaBridge" "$kubectl" -n "$ns" delete ikb bridge --wait --timeout=180s
+all_gone() {
+  local left
+  left="$("$kubectl" -n "$ns" get statefulsets,services,configmaps,serviceaccounts,poddisruptionbudgets,pods \
+    -l app.kubernetes.io/instance=bridge -o name)"
+  [[ -z "$left" ]] || { echo "left: $left"; return 1; }
+  # Objects the bridge owned, whatever their labels.
+  left="$("$kubectl" -n "$ns" get statefulsets,services,configmaps,serviceaccounts,poddisruptionbudgets \
+    -o jsonpath='{range .items[*]}{.kind}/{.metadata.name} {.metadata.ownerReferences[*].kind}{"\n"}{end}' | grep KafkaBridge || true)"
+  [[ -z "$left" ]] || { echo "owned by a KafkaBridge: $left"; return 1; }
+}
+eventually 120 "everything the bridge made is gone (StatefulSet, Services, ConfigMap, ServiceAccount, PDB, pods)" all_gone
+topic_gone() { ! iggy_get "/streams/e2e/topics/$1" >/dev/null; }
+check "Iggy: topic orders deleted with the bridge (deletionPolicy Delete)" topic_gone orders
+check "Iggy: topic payments deleted with the bridge (deletionPolicy Delete)" topic_gone payments
+check "helm uninstall" "$helm" uninstall kafka-iggy-operator -n kafka-iggy-system --wait --timeout 120s
