@@ -11,8 +11,8 @@
 #   kafka-iggy-proxy.oci.tar     ghcr.io/kafka-iggy/kafka-iggy-proxy:$VERSION
 #   kafka-iggy-operator.oci.tar  ghcr.io/kafka-iggy/kafka-iggy-operator:$VERSION
 #   pause.oci.tar                localhost/kafka-iggy/pause:1
-# --import loads them into containerd's k8s.io namespace (`ctr images import`), where the
-# kubelet finds them (imagePullPolicy IfNotPresent/Never). With a registry, build the
+# --import loads them into containerd's k8s.io namespace (`ctr images import`; the socket is
+# $CONTAINERD_ADDRESS, default /run/containerd/containerd.sock), where the kubelet finds them (imagePullPolicy IfNotPresent/Never). With a registry, build the
 # Containerfiles instead (README, "Container images").
 # Inputs: PROXY_BIN / OPERATOR_BIN (default $CARGO_TARGET_DIR/release/...), PAUSE_BIN (default
 # $KAFKA_IGGY_K8S_BIN/pause), IMAGE_REPOSITORY (default ghcr.io/kafka-iggy), IMAGE_TAG (default
@@ -43,7 +43,7 @@ rootfs() {
   install -D -m 0755 "$binary" "$dir/usr/local/bin/$name"
   # Every shared object the binary loads, at the same path as on the host (Debian 12, the base
   # of distroless/cc-debian12).
-  ldd "$binary" | awk '/=> \// { print $3 } /^\t\// { print $1 }' | while read -r lib; do
+  { ldd "$binary" 2>/dev/null || true; } | awk '/=> \// { print $3 } /^\t\// { print $1 }' | while read -r lib; do
     install -D -m 0755 "$(readlink -f "$lib")" "$dir$lib"
   done
   install -d -m 0755 "$dir/etc" "$dir/etc/ssl/certs"
@@ -97,7 +97,7 @@ image pause localhost/kafka-iggy/pause:1 "$stage/pause" /pause 65535:65535
 
 if ((import)); then
   for name in kafka-iggy-proxy kafka-iggy-operator pause; do
-    ctr -n k8s.io images import --no-unpack=false "$out/$name.oci.tar" >/dev/null
+    ctr -n k8s.io images import "$out/$name.oci.tar" >/dev/null
   done
   ctr -n k8s.io images ls -q | grep -E 'kafka-iggy' | sed 's/^/=== imported /'
 fi
