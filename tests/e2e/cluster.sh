@@ -278,11 +278,13 @@ up() {
     --config='$dir/kubelet.yaml' --kubeconfig='$kubeconfig' --root-dir='$dir/kubelet' \
     --hostname-override=$node --node-ip=$ip --cert-dir='$dir/kubelet-pki'"
 
-  # kube-proxy in the machine's network namespace: leave its conntrack sysctls alone (0).
+  # kube-proxy in the machine's network namespace: leave its conntrack sysctls alone (0) and
+  # route_localnet too (no NodePorts on localhost).
   start kube-proxy "$bin/kube-proxy" --kubeconfig="$kubeconfig" --proxy-mode=iptables \
     --hostname-override=$node --cluster-cidr=10.244.0.0/16 --masquerade-all \
     --metrics-bind-address=127.0.0.1:11249 --healthz-bind-address=127.0.0.1:11256 \
-    --conntrack-max-per-core=0 --conntrack-tcp-timeout-established=0s --conntrack-tcp-timeout-close-wait=0s
+    --conntrack-max-per-core=0 --conntrack-tcp-timeout-established=0s --conntrack-tcp-timeout-close-wait=0s \
+    --iptables-localhost-nodeports=false
 
   node_ready() {
     kubectl --kubeconfig "$kubeconfig" get node "$node" \

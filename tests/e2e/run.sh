@@ -184,7 +184,7 @@ echo "=== bootstrap through the Service: $bootstrap"
 produced_orders=0 produced_payments=0
 kcat_round() { # kcat_round TAG: kcat produces 30 keyed records to orders, reads them all back
   local tag="$1"
-  seq 1 30 | sed "s/^/$tag-key-&:$tag-value-/" | sed 's/:\([^:]*\)$/:\1/' \
+  seq 1 30 | awk -v t="$tag" '{ print t "-key-" $1 ":" t "-value-" $1 }' \
     | kcat -b "$bootstrap" -P -t orders -K : -X socket.timeout.ms=20000 -X message.timeout.ms=60000
   produced_orders=$((produced_orders + 30))
   local got
@@ -209,6 +209,13 @@ has_partitions() { # has_partitions TOPIC N: the Iggy topic exists with N partit
 }
 check "Iggy: topic e2e/orders exists with 3 partitions" has_partitions orders 3
 check "Iggy: topic e2e/payments exists with 2 partitions" has_partitions payments 2
+stored() { # stored TOPIC N: Iggy holds at least N messages in the topic
+  local count
+  count="$(iggy_get "/streams/e2e/topics/$1" | python3 -c 'import json,sys; print(json.load(sys.stdin)["messages_count"])')"
+  ((count >= $2)) || { echo "Iggy topic $1 holds $count messages, expected at least $2"; return 1; }
+}
+both_stored() { stored orders "$produced_orders" && stored payments "$produced_payments"; }
+check "Iggy: the records are stored in e2e/orders and e2e/payments" both_stored
 
 # ------------------------------------------------------------------------------ Prometheus
 prom_port=19090
