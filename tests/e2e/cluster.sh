@@ -14,7 +14,8 @@
 #   tests/e2e/cluster.sh env     print `export KUBECONFIG=...` (and CONTAINERD_ADDRESS)
 #
 # What it changes on the machine, all undone by `down`: a bridge `kiggy0` (10.244.0.0/24),
-# net.ipv4.ip_forward=1 (the bridge plugin's gateway), kube-proxy's KUBE-* iptables chains, the
+# net.ipv4.ip_forward=1 (the bridge plugin's gateway), KUBE-* iptables chains (kube-proxy's and
+# the kubelet's; `down` removes every KUBE-* chain, so do not run it beside a real node), the
 # cgroups /kubepods in each v1 hierarchy, mounts under $KAFKA_IGGY_E2E_DIR. Its own containerd
 # (socket /run/kafka-iggy-e2e/containerd.sock) leaves any other containerd alone.
 # Facts of the machines this runs on (cgroup v1 only, containerd 1.6): the kubelet of 1.34 runs on
@@ -315,6 +316,28 @@ shim_pids() {
   return 0
 }
 
+# What kube-proxy --cleanup leaves: the kubelet's KUBE-FIREWALL (martian packets to 127/8),
+# KUBE-KUBELET-CANARY and KUBE-IPTABLES-HINT chains, in IPv4 and IPv6.
+remove_kube_chains() {
+  local cmd table rule chain
+  for cmd in iptables ip6tables; do
+    command -v "$cmd" >/dev/null || continue
+    for table in filter nat mangle; do
+      "$cmd" -t "$table" -S 2>/dev/null | grep -E '^-A (INPUT|OUTPUT|FORWARD|PREROUTING|POSTROUTING) .*-j KUBE-' \
+        | while read -r rule; do
+            # shellcheck disable=SC2086
+            "$cmd" -t "$table" -D ${rule#-A } 2>/dev/null || true
+          done
+      for chain in $("$cmd" -t "$table" -S 2>/dev/null | awk '$1 == "-N" && $2 ~ /^KUBE-/ { print $2 }'); do
+        "$cmd" -t "$table" -F "$chain" 2>/dev/null || true
+      done
+      for chain in $("$cmd" -t "$table" -S 2>/dev/null | awk '$1 == "-N" && $2 ~ /^KUBE-/ { print $2 }'); do
+        "$cmd" -t "$table" -X "$chain" 2>/dev/null || true
+      done
+    done
+  done
+}
+
 down() {
   [[ $(id -u) == 0 ]] || die "must run as root"
   [[ -d "$dir" ]] || { log "nothing to stop ($dir absent)"; return 0; }
@@ -350,8 +373,14 @@ down() {
   for hierarchy in /sys/fs/cgroup/*/; do
     [[ -d "$hierarchy/kubepods" ]] && find "$hierarchy/kubepods" -depth -type d -exec rmdir {} \; 2>/dev/null
   done
+  remove_kube_chains
   ip link delete "$bridge" 2>/dev/null || true
   rm -rf /var/lib/cni/results/kafka-iggy-e2e-* 2>/dev/null || true
+  # The kubelet's links to container logs (its /var/log/containers is not configurable).
+  local link
+  for link in /var/log/containers/*.log; do
+    [[ -L "$link" && "$(readlink "$link")" == "$dir/"* ]] && rm -f "$link"
+  done
   if [[ -f "$dir/ip_forward.saved" ]]; then
     cat "$dir/ip_forward.saved" > /proc/sys/net/ipv4/ip_forward
   fi
