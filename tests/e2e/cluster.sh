@@ -58,6 +58,7 @@ install_packages() {
   command -v buildah >/dev/null || missing+=(buildah)
   command -v openssl >/dev/null || missing+=(openssl)
   command -v unshare >/dev/null || missing+=(util-linux)
+  command -v curl >/dev/null || missing+=(curl)
   if ((${#missing[@]})); then
     log "apt-get install ${missing[*]}"
     export DEBIAN_FRONTEND=noninteractive
@@ -292,6 +293,9 @@ up() {
       -o jsonpath='{.status.conditions[?(@.type=="Ready")].status}' | grep -qx True
   }
   wait_for 120 "node $node Ready" node_ready
+  # kube-proxy's rules route the kubernetes Service's cluster IP to the API server.
+  wait_for 60 "the kubernetes Service answers on 10.96.0.1:443 (kube-proxy)" \
+    curl -sf --cacert "$pki/ca.crt" https://10.96.0.1/readyz
   # The default ServiceAccount exists once the controller manager runs (pods need it).
   wait_for 60 "ServiceAccount default/default" kubectl --kubeconfig "$kubeconfig" -n default get serviceaccount default
   log "ready after $((SECONDS - started)) s: export KUBECONFIG=$kubeconfig"
@@ -327,7 +331,7 @@ remove_kube_chains() {
         | while read -r rule; do
             # shellcheck disable=SC2086
             "$cmd" -t "$table" -D ${rule#-A } 2>/dev/null || true
-          done
+          done || true
       for chain in $("$cmd" -t "$table" -S 2>/dev/null | awk '$1 == "-N" && $2 ~ /^KUBE-/ { print $2 }'); do
         "$cmd" -t "$table" -F "$chain" 2>/dev/null || true
       done
