@@ -315,7 +315,7 @@ pod_pids() {
 shim_pids() {
   local p
   for p in /proc/[0-9]*; do
-    tr '\0' ' ' < "$p/cmdline" 2>/dev/null | grep -q -- "-address $run/containerd.sock" && basename "$p"
+    { tr '\0' ' ' < "$p/cmdline"; } 2>/dev/null | grep -q -- "-address $run/containerd.sock" && basename "$p"
   done
   return 0
 }
