@@ -126,7 +126,8 @@ pass "cluster up: kubelet, containerd, control plane, kube-proxy"
 iggy_port=18090 iggy_http=18088
 start_iggy() {
   # Only our IGGY_* variables: the server takes every one as configuration.
-  (cd "$work" && env $(env | sed -n 's/^\(IGGY_[A-Z_]*\)=.*/-u \1/p') \
+  # exec: $iggy_pid is the server itself, so that `kill` stops it.
+  (cd "$work" && exec env $(env | sed -n 's/^\(IGGY_[A-Z_]*\)=.*/-u \1/p') \
     IGGY_ROOT_USERNAME=iggy IGGY_ROOT_PASSWORD=iggy IGGY_SYSTEM_PATH="$work/iggy-data" \
     IGGY_TCP_ADDRESS="$node_ip:$iggy_port" IGGY_HTTP_ENABLED=true IGGY_HTTP_ADDRESS="127.0.0.1:$iggy_http" \
     IGGY_QUIC_ENABLED=false IGGY_WEBSOCKET_ENABLED=false \
