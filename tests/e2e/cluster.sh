@@ -243,7 +243,7 @@ up() {
     --client-ca-file="$pki/ca.crt" --token-auth-file="$pki/tokens.csv" --authorization-mode=RBAC \
     --service-account-key-file="$pki/sa.key" --service-account-signing-key-file="$pki/sa.key" \
     --service-account-issuer=https://kubernetes.default.svc --service-cluster-ip-range="$service_cidr" \
-    --allow-privileged=true
+    --allow-privileged=true --kubelet-preferred-address-types=InternalIP
   containerd_config
   start containerd containerd --config "$dir/containerd.toml"
   wait_for 60 "etcd and kube-apiserver ready" kubectl --kubeconfig "$kubeconfig" get --raw /readyz

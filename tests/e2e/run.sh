@@ -183,6 +183,9 @@ service_ip="$("$kubectl" -n "$ns" get svc bridge -o jsonpath='{.spec.clusterIP}'
 bootstrap="$service_ip:9092"
 echo "=== bootstrap through the Service: $bootstrap"
 produced_orders=0 produced_payments=0
+# Ready pods reach the Service's iptables rules a moment later (EndpointSlice, then kube-proxy).
+metadata() { kcat -b "$bootstrap" -L -m 5 | grep -q 'topic "orders" with 3 partitions'; }
+eventually 60 "the Service routes to the bridge (kcat -L lists orders with 3 partitions)" metadata
 kcat_round() { # kcat_round TAG: kcat produces 30 keyed records to orders, reads them all back
   local tag="$1"
   seq 1 30 | awk -v t="$tag" '{ print t "-key-" $1 ":" t "-value-" $1 }' \
