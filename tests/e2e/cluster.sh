@@ -380,6 +380,7 @@ down() {
   remove_kube_chains
   ip link delete "$bridge" 2>/dev/null || true
   rm -rf /var/lib/cni/results/kafka-iggy-e2e-* 2>/dev/null || true
+  rmdir /var/lib/cni/results /var/lib/cni 2>/dev/null || true
   # The kubelet's links to container logs (its /var/log/containers is not configurable).
   local link
   for link in /var/log/containers/*.log; do

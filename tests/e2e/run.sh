@@ -288,6 +288,12 @@ check "the Java client produces and consumes with 3 replicas" java_round
 # ------------------------------------------------------------------------------ rollout
 uids_before="$("$kubectl" -n "$ns" get pods -l app.kubernetes.io/instance=bridge -o jsonpath='{.items[*].metadata.uid}')"
 bridge_yaml 2 | sed 's/replicas: 1/replicas: 3/' > "$work/bridge.yaml"
+# A Java producer (idempotent, acks=all) keeps sending to payments through the whole rollout;
+# every record must be acknowledged.
+java -jar "$jar" produce-steady bootstrap="$bootstrap" topic=payments duration_ms=40000 \
+  > "$work/steady.out" 2> "$work/steady.err" &
+steady_pid=$!
+sleep 3
 check "a spec change (pod template annotation) is applied" "$kubectl" apply -f "$work/bridge.yaml"
 rolled() { # every pod replaced, all 3 Ready on the new revision
   local current update updated uid
@@ -300,6 +306,15 @@ rolled() { # every pod replaced, all 3 Ready on the new revision
   pods_ready 3
 }
 eventually 300 "the pods roll one by one and are all Ready again" rolled
+steady_done() {
+  wait "$steady_pid" || { tail -20 "$work/steady.err"; return 1; }
+  local sent; sent="$(grep -c '"offset"' "$work/steady.out" || true)"
+  ((sent > 0)) || { echo "no record acknowledged"; return 1; }
+  produced_payments=$((produced_payments + sent))
+  echo "$sent records acknowledged" > "$work/steady.count"
+}
+check "a Java producer sending throughout the rollout had every record acknowledged" steady_done
+echo "    ($(cat "$work/steady.count"))"
 check "kcat produces and consumes after the rollout" kcat_round r4
 check "the Java client produces and consumes after the rollout" java_round
 
