@@ -9,7 +9,8 @@ and `_count` only on histograms) and only group or match by labels those metrics
 labels a Kubernetes scrape adds (namespace, pod, ...). With --scrape FILE (a real /metrics
 answer), every metric the dashboard names must also be one the running proxy declares, except
 labelled families that are still empty (Prometheus client libraries omit a vector until its first
-child). Exits non-zero and lists what is wrong.
+child). With --prometheus URL every query is evaluated on a real Prometheus (it must parse and run;
+how many returned data is printed). Exits non-zero and lists what is wrong.
 """
 import argparse
 import json
@@ -83,9 +84,44 @@ def scraped_names(path: Path) -> set[str]:
     return {line.split()[2] for line in path.read_text().splitlines() if line.startswith("# TYPE ")}
 
 
+def evaluate(url: str, all_queries: list[tuple[str, str]], namespace: str) -> list[str]:
+    """Runs every query on a real Prometheus (Grafana's variables filled in): each must parse and
+    evaluate; prints how many returned data."""
+    import urllib.error
+    import urllib.parse
+    import urllib.request
+
+    problems, with_data, empty = [], 0, []
+    for where, expr in all_queries:
+        if expr.startswith("label_values("):
+            # Grafana's own function: ask for the series it would read the label from.
+            inner = re.match(r"label_values\((.*),\s*\w+\)$", expr)
+            expr = inner.group(1) if inner else expr
+        query = (expr.replace("$__rate_interval", "1m").replace("$namespace", namespace)
+                 .replace("$pod", ".*").replace("$group", ".*"))
+        request = f"{url}/api/v1/query?" + urllib.parse.urlencode({"query": query})
+        try:
+            with urllib.request.urlopen(request, timeout=10) as answer:
+                body = json.load(answer)
+        except urllib.error.HTTPError as e:
+            problems.append(f"{where}: Prometheus refused {query!r}: {e.read().decode(errors='replace')[:300]}")
+            continue
+        if body.get("status") != "success":
+            problems.append(f"{where}: {query!r}: {body}")
+        elif body["data"]["result"]:
+            with_data += 1
+        else:
+            empty.append(where)
+    print(f"check_dashboard: {len(all_queries)} queries evaluated on {url}: {with_data} returned data"
+          + (f"; empty: {', '.join(sorted(set(empty)))}" if empty else ""))
+    return problems
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scrape", type=Path, help="a /metrics answer of a running proxy")
+    parser.add_argument("--prometheus", help="a Prometheus URL: every query must evaluate there")
+    parser.add_argument("--namespace", default=".*", help="$namespace for --prometheus")
     args = parser.parse_args()
     metrics = exported_metrics()
     dashboard = json.loads(DASHBOARD.read_text())
@@ -121,6 +157,8 @@ def main() -> int:
         missing_vecs = sorted(n for n in used if n not in declared and metrics[n][1])
         if missing_vecs:
             print(f"check_dashboard: still empty in the scrape (no child yet): {', '.join(missing_vecs)}")
+    if args.prometheus:
+        problems += evaluate(args.prometheus, all_queries, args.namespace)
     unused = sorted(set(metrics) - used)
     for problem in problems:
         print(f"FAIL  dashboard: {problem}")

@@ -261,6 +261,19 @@ eventually 60 "Prometheus: the produced-records counter moves ($before -> +30)" 
   prom_at_least "sum(kafka_iggy_records_in_total{namespace=\"$ns\"})" "$((${before%.*} + 30))"
 eventually 30 "Prometheus: requests per API and Iggy round-trip latency are scraped" \
   prom_at_least "count(sum by (op) (kafka_iggy_backend_call_duration_seconds_count{namespace=\"$ns\"})) + count(sum by (api) (kafka_iggy_requests_total{namespace=\"$ns\"}))" 4
+# A consumer group (kcat's balanced consumer, committing): the lag and commit metrics per group.
+group_consume() {
+  timeout 60 kcat -b "$bootstrap" -G e2e-group -o beginning -e -q -X auto.commit.interval.ms=500 \
+    -X enable.auto.commit=true orders > "$work/group.out" || true
+  [[ "$(grep -c . "$work/group.out")" -ge "$produced_orders" ]] \
+    || { echo "the group read $(grep -c . "$work/group.out") records, expected $produced_orders"; return 1; }
+}
+check "kcat consumes orders in consumer group e2e-group" group_consume
+eventually 60 "Prometheus: offset commits and consumer lag of e2e-group per partition (3 series)" \
+  prom_at_least "count(kafka_iggy_consumer_lag{namespace=\"$ns\", group=\"e2e-group\", topic=\"orders\"}) + 0 * sum(kafka_iggy_offset_commits_total{group=\"e2e-group\"})" 3
+check "every query of the Grafana dashboard runs on the real Prometheus" \
+  python3 tests/e2e/check_dashboard.py --prometheus "http://127.0.0.1:$prom_port" --namespace "$ns"
+sed 's/^/    /' "$work/check.out" | grep 'queries evaluated' || true
 pod_ip="$("$kubectl" -n "$ns" get pod bridge-0 -o jsonpath='{.status.podIP}')"
 curl -sf "http://$pod_ip:9644/metrics" > "$work/scrape.txt"
 check "the Grafana dashboard names only metrics a running proxy declares" \
