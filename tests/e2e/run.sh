@@ -3,10 +3,12 @@
 #   images built here without a registry (tools/images/build.sh) -> helm install of the operator
 #   chart -> an Iggy server on this machine, reachable from the pods -> a KafkaBridge with two
 #   topics -> Ready -> kcat and the Java kafka-clients driver produce and consume through the
-#   bridge's Service -> the Iggy topics have the declared partitions -> Prometheus (kubernetes_sd)
-#   sees the proxies' metrics move; the Grafana dashboard's metrics are all in a real scrape ->
-#   kubectl scale to 3, clients keep working -> a spec change rolls the pods, clients keep working
-#   -> Iggy stopped: readiness drops; restarted: it returns -> the bridge deleted: everything it
+#   bridge's Service -> the Iggy topics have the declared partitions and the records ->
+#   Prometheus (kubernetes_sd) sees the proxies' metrics move and a consumer group's lag; every
+#   query of the Grafana dashboard runs on it and names metrics of a real scrape -> kubectl scale
+#   to 3, clients keep working -> a spec change rolls the pods while a Java producer keeps
+#   sending (every record acknowledged) -> Iggy stopped: readiness drops; restarted: it returns
+#   -> the bridge deleted: everything it
 #   made is gone (deletionPolicy Delete: its Iggy topics too) -> helm uninstall.
 # Every step asserts; on failure the pods' logs, descriptions and events are printed.
 #
