@@ -48,6 +48,12 @@ done
 [[ -d /sys/fs/cgroup/memory || -f /sys/fs/cgroup/cgroup.controllers ]] || skip "no memory cgroup"
 
 kubectl="$bin/kubectl" helm="$bin/helm"
+# One cluster per machine (fixed ports, bridge and directories): a second run waits its turn.
+exec 8>/run/kafka-iggy-e2e.lock
+if ! flock -n 8; then
+  echo "=== another tests/e2e/run.sh is running on this machine: waiting for it"
+  flock 8
+fi
 work="$(mktemp -d /tmp/kafka-iggy-e2e.XXXXXX)"
 step_started=$SECONDS
 passed=0
