@@ -152,11 +152,18 @@ eventually 60 "Iggy server answers on $node_ip:$iggy_port (HTTP on 127.0.0.1:$ig
 
 # ------------------------------------------------------------------------------ operator
 ns=e2e
+"$kubectl" create namespace "$ns" >/dev/null
+chart_args=(--set image.pullPolicy=Never)
+# Charts with secretAccess (operator security): the operator may read Secrets of namespace e2e
+# only, and only those labelled for it.
+if grep -q '^secretAccess:' charts/kafka-iggy-operator/values.yaml; then
+  chart_args+=(--set "secretAccess.namespaces={$ns}")
+fi
 check "helm install the operator chart (local images, pullPolicy Never)" \
   "$helm" install kafka-iggy-operator charts/kafka-iggy-operator -n kafka-iggy-system --create-namespace \
-  --set image.pullPolicy=Never --wait --timeout 180s
-"$kubectl" create namespace "$ns" >/dev/null
+  "${chart_args[@]}" --wait --timeout 180s
 "$kubectl" -n "$ns" create secret generic iggy-credentials --from-literal=username=iggy --from-literal=password=iggy >/dev/null
+"$kubectl" -n "$ns" label secret iggy-credentials kafka-iggy.dev/bridge-access=true >/dev/null
 bridge_yaml() { # bridge_yaml REVISION
   cat <<EOF
 apiVersion: bridge.kafka-iggy.dev/v1alpha1
