@@ -71,6 +71,8 @@ refuse "secretAccess.clusterWide is what grants cluster-wide Secret reads" rbac 
 check "scope=namespace: a Role in the release namespace, no cluster-wide rights on Secrets or bridges" rbac "namespace ops" --set scope=namespace
 refuse "values.schema.json rejects an unknown scope" "$helm" template t charts/kafka-iggy-operator --kube-version 1.34.4 --set scope=everywhere
 refuse "values.schema.json rejects a bad pull policy" "$helm" template t charts/kafka-iggy-operator --kube-version 1.34.4 --set image.pullPolicy=Sometimes
+check "helm template (Grafana dashboard ConfigMap)" sh -c "\"$helm\" template t charts/kafka-iggy-operator --kube-version 1.34.4 --set grafanaDashboard.enabled=true --show-only templates/grafana-dashboard.yaml | grep -q 'grafana_dashboard: \"1\"'"
+check "the Grafana dashboard names only metrics the proxy exports" python3 tests/e2e/check_dashboard.py
 
 echo "=== a real API server"
 # Builds go where cargo puts them (CARGO_TARGET_DIR when set, as with several worktrees).
