@@ -135,7 +135,7 @@ def test_three_members_share_partitions_and_take_over_from_a_killed_one(
 
     jar = request.getfixturevalue("java_jar") if client == "java" else None
     members = [Member(client, proxy.bootstrap, topic, group, tmp_path, f"member-{i}",
-                      delay_ms=0.5, idle_s=8, java_jar=jar)
+                      delay_ms=0.5, idle_s=15, java_jar=jar)
                for i in range(3)]
     victim, survivors = members[0], members[1:]
     try:
