@@ -197,11 +197,22 @@ def test_a_group_moves_between_replicas_without_a_rebalance(backend, proxy_facto
     bootstrap = ",".join(r.bootstrap for r in replicas)
     topic = harness.unique_name("moving")
     harness.ck_create_topic(replicas[0].bootstrap, topic, PARTITIONS)
-    # A group coordinated by replica 0 (a simple commit makes a group exist to describe).
+    # Both replicas in the cluster, then a group coordinated by replica 0 (a simple commit
+    # makes a group exist to describe; one made while the coordinators move may be refused).
+    from confluent_kafka.admin import AdminClient
+
+    def brokers() -> int:
+        return len(AdminClient(harness.ck_config(bootstrap)).list_topics(timeout=10).brokers)
+
+    harness.wait_until(lambda: brokers() == 2, 30, "both replicas in the cluster")
     group = None
     for attempt in range(40):
         candidate = harness.unique_name(f"moving-group-{attempt}")
-        simple_commit(replicas[0].bootstrap, candidate, [(topic, 0, 0)])
+        try:
+            simple_commit(replicas[0].bootstrap, candidate, [(topic, 0, 0)])
+        except AssertionError:
+            time.sleep(0.5)
+            continue
         if coordinator_of(replicas[0].bootstrap, candidate) == 0:
             group = candidate
             break
